@@ -1,0 +1,129 @@
+// Module entry: backends, devices, memory, tensors and the RL ops. Glue only; the math is in
+// native/src.
+#include <napi.h>
+
+#include "args.h"
+#include "errors.h"
+#include "ops.h"
+#include "tensor.h"
+
+namespace napo::addon {
+
+namespace {
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napo_backend_info backend{};
+  check(env, napo_backend_info_get(&backend));
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", Napi::Boolean::New(env, backend.cuda_compiled != 0));
+  cuda.Set("available", Napi::Boolean::New(env, backend.cuda_available != 0));
+  cuda.Set("deviceCount", backend.cuda_device_count);
+  cuda.Set("runtimeVersion", backend.cuda_runtime_version);
+  cuda.Set("driverVersion", backend.cuda_driver_version);
+  if (!backend.cuda_available) cuda.Set("reason", backend.cuda_unavailable_reason);
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("threads", backend.cpu_threads);
+  cpu.Set("isa", backend.cpu_isa);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("cuda", cuda);
+  result.Set("cpu", cpu);
+  return result;
+}
+
+Napi::Value CudaDeviceProperties(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napo_device_properties props{};
+  check(env, napo_cuda_device_properties(int32_t(numberArg(env, info[0], "deviceProperties", "index")), &props));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("name", props.name);
+  result.Set("totalBytes", double(props.total_bytes));
+  result.Set("computeCapability", std::to_string(props.compute_capability_major) + "." +
+                                      std::to_string(props.compute_capability_minor));
+  result.Set("multiprocessors", props.multiprocessors);
+  return result;
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napo_memory_stats stats{};
+  check(env, napo_memory_stats_get(parseDevice(env, info[0], "memoryStats"), &stats));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("allocatedBytes", double(stats.allocated_bytes));
+  result.Set("reservedBytes", double(stats.reserved_bytes));
+  result.Set("peakAllocatedBytes", double(stats.peak_allocated_bytes));
+  result.Set("peakReservedBytes", double(stats.peak_reserved_bytes));
+  result.Set("allocations", double(stats.allocations));
+  if (stats.free_bytes >= 0) result.Set("freeBytes", double(stats.free_bytes));
+  if (stats.total_bytes >= 0) result.Set("totalBytes", double(stats.total_bytes));
+  return result;
+}
+
+Napi::Value ResetPeakMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, napo_reset_peak_memory_stats(parseDevice(env, info[0], "resetPeakMemoryStats")));
+  return env.Undefined();
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, napo_empty_cache(parseDevice(env, info[0], "emptyCache")));
+  return env.Undefined();
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, napo_synchronize(parseDevice(env, info[0], "synchronize")));
+  return env.Undefined();
+}
+
+Napi::Value CpuThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), napo_cpu_threads()); }
+
+Napi::Value SetCpuThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, napo_set_cpu_threads(int32_t(numberArg(env, info[0], "setCpuThreads", "threads"))));
+  return env.Undefined();
+}
+
+// (dtype, shape: number[], device) -> an uninitialised tensor.
+Napi::Value Empty(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "tensor";
+  const napo_dtype dtype = parseDtype(env, info[0], op);
+  if (!info[1].IsArray()) throwType(env, "tensor: shape must be an array of integers");
+  Napi::Array shapeArray = info[1].As<Napi::Array>();
+  if (shapeArray.Length() > NAPO_MAX_DIMS) throwRange(env, "tensor: at most 8 dimensions");
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < shapeArray.Length(); ++i) {
+    const double dim = numberArg(env, shapeArray.Get(i), op, "shape");
+    if (!(dim >= 0) || dim != double(int64_t(dim)) || dim > 9.0e15) {
+      throwRange(env, "tensor: shape[" + std::to_string(i) + "] = " + std::to_string(dim) +
+                          " must be a non-negative integer");
+    }
+    shape.push_back(int64_t(dim));
+  }
+  return TensorHandle::Allocate(env, dtype, shape, parseDevice(env, info[2], op));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("TensorHandle", TensorHandle::Define(env));
+  exports.Set("empty", Napi::Function::New<Empty>(env, "empty"));
+  exports.Set("backendInfo", Napi::Function::New<BackendInfo>(env, "backendInfo"));
+  exports.Set("cudaDeviceProperties", Napi::Function::New<CudaDeviceProperties>(env, "cudaDeviceProperties"));
+  exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));
+  exports.Set("resetPeakMemoryStats", Napi::Function::New<ResetPeakMemoryStats>(env, "resetPeakMemoryStats"));
+  exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
+  exports.Set("cpuThreads", Napi::Function::New<CpuThreads>(env, "cpuThreads"));
+  exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));
+  registerOps(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace napo::addon
+
+static Napi::Object InitNapo(Napi::Env env, Napi::Object exports) { return napo::addon::Init(env, exports); }
+
+NODE_API_MODULE(napo, InitNapo)

@@ -1,0 +1,234 @@
+/*
+ * napo C ABI: the whole surface of libnapo, in plain C.
+ *
+ * No Node, no CUDA types: the same header serves the Node addon, the C++ tests and benches, and a
+ * Python process that loads libnapo.so through ctypes. Buffers are described by napo_tensor (a
+ * view: napo never takes ownership of what a caller passes in). Every call returns a status; on
+ * failure napo_last_error() gives a message naming the op, the argument and the offending value.
+ * Ops are synchronous on CPU; on CUDA they are enqueued on `stream` (NULL = the device's stream).
+ */
+#ifndef NAPO_H
+#define NAPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define NAPO_API __declspec(dllexport)
+#else
+#define NAPO_API __attribute__((visibility("default")))
+#endif
+
+typedef enum napo_status {
+  NAPO_OK = 0,
+  NAPO_ERR_TYPE = 1,        /* wrong dtype or device kind: a TypeError in JS */
+  NAPO_ERR_RANGE = 2,       /* wrong shape, out-of-range value, NaN/Inf input: a RangeError */
+  NAPO_ERR_OUT_OF_MEMORY = 3,
+  NAPO_ERR_UNAVAILABLE = 4, /* the backend asked for is not compiled or has no device */
+  NAPO_ERR_DEVICE = 5,      /* a CUDA call failed */
+  NAPO_ERR_INTERNAL = 6
+} napo_status;
+
+typedef enum napo_dtype { NAPO_FLOAT32 = 0, NAPO_BFLOAT16 = 1, NAPO_INT32 = 2 } napo_dtype;
+
+typedef enum napo_device_kind { NAPO_CPU = 0, NAPO_CUDA = 1 } napo_device_kind;
+
+typedef struct napo_device {
+  napo_device_kind kind;
+  int32_t index; /* 0 for the CPU */
+} napo_device;
+
+#define NAPO_MAX_DIMS 8
+
+/* A contiguous row-major view of memory that lives on `device`. */
+typedef struct napo_tensor {
+  void* data;
+  napo_dtype dtype;
+  int32_t ndim;
+  int64_t shape[NAPO_MAX_DIMS];
+  napo_device device;
+} napo_tensor;
+
+/* ---- errors, backends, devices ---------------------------------------------------------- */
+
+/* The message of the last failed call on this thread ("" when none). */
+NAPO_API const char* napo_last_error(void);
+
+typedef struct napo_backend_info {
+  int32_t cuda_compiled;      /* 1 when libnapo was built with nvcc */
+  int32_t cuda_available;     /* 1 when at least one device answered */
+  int32_t cuda_device_count;
+  int32_t cuda_runtime_version;  /* e.g. 13000; 0 when not compiled */
+  int32_t cuda_driver_version;   /* 0 when no driver */
+  char cuda_unavailable_reason[256]; /* e.g. "cudaErrorInsufficientDriver: ..."; "" when usable */
+  int32_t cpu_threads;
+  char cpu_isa[64];           /* instruction set the CPU kernels were compiled for */
+} napo_backend_info;
+
+NAPO_API napo_status napo_backend_info_get(napo_backend_info* out);
+
+typedef struct napo_device_properties {
+  char name[256];
+  int64_t total_bytes;
+  int32_t compute_capability_major;
+  int32_t compute_capability_minor;
+  int32_t multiprocessors;
+} napo_device_properties;
+
+NAPO_API napo_status napo_cuda_device_properties(int32_t index, napo_device_properties* out);
+
+/* Size of the CPU thread pool; NAPO_NUM_THREADS sets the initial size (default: cores). */
+NAPO_API int32_t napo_cpu_threads(void);
+NAPO_API napo_status napo_set_cpu_threads(int32_t threads);
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+/* Counters in the conventions of torch.cuda.memory_*: `allocated` is what live tensors hold,
+ * `reserved` what the caching allocator holds from the system (allocated + cached blocks). */
+typedef struct napo_memory_stats {
+  int64_t allocated_bytes;
+  int64_t reserved_bytes;
+  int64_t peak_allocated_bytes;
+  int64_t peak_reserved_bytes;
+  int64_t allocations;      /* live allocations */
+  int64_t free_bytes;       /* device memory the driver reports free; -1 on CPU */
+  int64_t total_bytes;      /* device memory in all; -1 on CPU */
+} napo_memory_stats;
+
+NAPO_API napo_status napo_malloc(napo_device device, size_t bytes, void** out);
+NAPO_API napo_status napo_free(napo_device device, void* ptr);
+NAPO_API napo_status napo_memory_stats_get(napo_device device, napo_memory_stats* out);
+NAPO_API napo_status napo_reset_peak_memory_stats(napo_device device);
+/* Return cached, unused blocks to the system (torch.cuda.empty_cache). */
+NAPO_API napo_status napo_empty_cache(napo_device device);
+/* Copy between devices (host<->device, device<->device); blocking. */
+NAPO_API napo_status napo_memcpy(napo_device dst_device, void* dst, napo_device src_device,
+                                 const void* src, size_t bytes);
+NAPO_API napo_status napo_synchronize(napo_device device);
+
+/* ---- the RL ops ------------------------------------------------------------------------- */
+
+/* A per-row parameter: `count` is 1 (one value for every row) or the number of rows.
+ * `values` is host memory. */
+typedef struct napo_row_f32 {
+  const float* values;
+  int64_t count;
+} napo_row_f32;
+
+typedef struct napo_row_i32 {
+  const int32_t* values;
+  int64_t count;
+} napo_row_i32;
+
+typedef struct napo_sample_options {
+  napo_row_f32 temperature; /* 0 = greedy */
+  napo_row_i32 top_k;       /* 0 = off */
+  napo_row_f32 top_p;       /* 1 = off; in (0, 1] */
+  napo_row_f32 min_p;       /* 0 = off; in [0, 1] */
+  uint64_t seed;
+  uint64_t offset;
+} napo_sample_options;
+
+/* logits [B, V] f32|bf16 -> tokens [B] i32, logprobs [B] f32 (log p(token) under the
+ * temperature-scaled, unfiltered distribution; T = 1 for greedy rows). */
+NAPO_API napo_status napo_sample_validate(const napo_tensor* logits,
+                                          const napo_sample_options* options);
+NAPO_API napo_status napo_sample(const napo_tensor* logits, const napo_sample_options* options,
+                                 napo_tensor* tokens, napo_tensor* logprobs, void* stream);
+
+/* logits [N, V] f32|bf16, tokens [N] i32 -> logprobs [N] f32, lse [N] f32 (of logits / T),
+ * entropy [N] f32 (optional: NULL skips it). One pass over each row. */
+NAPO_API napo_status napo_token_logprobs_validate(const napo_tensor* logits,
+                                                  const napo_tensor* tokens, float temperature);
+NAPO_API napo_status napo_token_logprobs(const napo_tensor* logits, const napo_tensor* tokens,
+                                         float temperature, napo_tensor* logprobs,
+                                         napo_tensor* entropy, napo_tensor* lse, void* stream);
+
+/* grad_logits [N, V] (dtype of logits; may alias logits for an in-place backward) from
+ * grad_logprobs [N] and, optionally, grad_entropy [N] (NULL = 0). The entropy term needs
+ * sum p*z = lse - entropy: pass the forward's entropy [N], or NULL to have it recomputed (one more
+ * read of each row). */
+NAPO_API napo_status napo_token_logprobs_backward_validate(
+    const napo_tensor* logits, const napo_tensor* tokens, const napo_tensor* lse,
+    const napo_tensor* entropy, const napo_tensor* grad_logprobs, const napo_tensor* grad_entropy,
+    float temperature);
+NAPO_API napo_status napo_token_logprobs_backward(
+    const napo_tensor* logits, const napo_tensor* tokens, const napo_tensor* lse,
+    const napo_tensor* entropy, const napo_tensor* grad_logprobs, const napo_tensor* grad_entropy,
+    float temperature, napo_tensor* grad_logits, void* stream);
+
+typedef enum napo_advantage_scale {
+  NAPO_SCALE_GROUP = 0,
+  NAPO_SCALE_BATCH = 1,
+  NAPO_SCALE_NONE = 2
+} napo_advantage_scale;
+
+typedef enum napo_advantage_estimator { NAPO_ESTIMATOR_GRPO = 0, NAPO_ESTIMATOR_RLOO = 1 } napo_advantage_estimator;
+
+typedef struct napo_advantage_options {
+  /* Groups are given by offsets (host memory, group_count + 1 entries, 0 first, S last). */
+  const int32_t* group_offsets;
+  int64_t group_count;
+  napo_advantage_scale scale;
+  napo_advantage_estimator estimator;
+  float eps;
+} napo_advantage_options;
+
+/* rewards [S] f32 -> advantages [S] f32. */
+NAPO_API napo_status napo_group_advantages_validate(const napo_tensor* rewards,
+                                                    const napo_advantage_options* options);
+NAPO_API napo_status napo_group_advantages(const napo_tensor* rewards,
+                                           const napo_advantage_options* options,
+                                           napo_tensor* advantages, void* stream);
+
+typedef enum napo_loss_type {
+  NAPO_LOSS_GRPO = 0,
+  NAPO_LOSS_BNPO = 1,
+  NAPO_LOSS_DR_GRPO = 2,
+  NAPO_LOSS_DAPO = 3
+} napo_loss_type;
+
+typedef struct napo_policy_loss_options {
+  float eps_low;
+  float eps_high;
+  float beta;
+  napo_loss_type loss_type;
+  int64_t max_completion_length; /* dr_grpo; <= 0 = T */
+  double num_items_in_batch;     /* dapo; <= 0 = sum(mask) */
+} napo_policy_loss_options;
+
+/* Stats of one policyLoss call; each mean is over masked tokens. */
+typedef struct napo_policy_loss_stats {
+  double loss;
+  double clip_low_fraction;  /* A < 0 and rho < 1 - eps_low */
+  double clip_high_fraction; /* A > 0 and rho > 1 + eps_high */
+  double clip_fraction;      /* the two together */
+  double mean_kl;            /* 0 without ref_logprobs */
+  double mean_ratio;
+  double token_count;        /* sum(mask) */
+} napo_policy_loss_stats;
+
+/* logprobs, old_logprobs, ref_logprobs (optional), mask: [S, T] f32; advantages [S] f32 ->
+ * grad_logprobs [S, T] f32 (d loss / d logprobs) and stats (host). */
+NAPO_API napo_status napo_policy_loss_validate(const napo_tensor* logprobs,
+                                               const napo_tensor* old_logprobs,
+                                               const napo_tensor* ref_logprobs,
+                                               const napo_tensor* advantages,
+                                               const napo_tensor* mask,
+                                               const napo_policy_loss_options* options);
+NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* old_logprobs,
+                                      const napo_tensor* ref_logprobs, const napo_tensor* advantages,
+                                      const napo_tensor* mask,
+                                      const napo_policy_loss_options* options,
+                                      napo_tensor* grad_logprobs, napo_policy_loss_stats* stats,
+                                      void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NAPO_H */

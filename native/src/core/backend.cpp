@@ -1,0 +1,106 @@
+// The C ABI of backends, devices, memory and threads.
+#include <cstdio>
+#include <cstring>
+
+#include "allocator.h"
+#include "error.h"
+#include "runtime.h"
+#include "thread_pool.h"
+
+using namespace napo;
+
+namespace {
+
+const char* cpuInstructionSet() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#elif defined(__SSE4_2__)
+  return "sse4.2";
+#elif defined(__ARM_NEON)
+  return "neon";
+#else
+  return "generic";
+#endif
+}
+
+}  // namespace
+
+extern "C" {
+
+napo_status napo_backend_info_get(napo_backend_info* out) {
+  if (!out) return fail(NAPO_ERR_TYPE, "backendInfo: out is missing");
+  std::memset(out, 0, sizeof *out);
+  cudaBackendInfo(out);
+  out->cpu_threads = threadCount();
+  std::snprintf(out->cpu_isa, sizeof out->cpu_isa, "%s", cpuInstructionSet());
+  return NAPO_OK;
+}
+
+napo_status napo_cuda_device_properties(int32_t index, napo_device_properties* out) {
+  if (!out) return fail(NAPO_ERR_TYPE, "deviceProperties: out is missing");
+  return cudaDeviceProperties(index, out);
+}
+
+int32_t napo_cpu_threads(void) { return threadCount(); }
+
+napo_status napo_set_cpu_threads(int32_t threads) {
+  if (threads < 1 || threads > 1024) {
+    return fail(NAPO_ERR_RANGE, "setCpuThreads: threads = %d must be in [1, 1024]", threads);
+  }
+  setThreadCount(threads);
+  return NAPO_OK;
+}
+
+napo_status napo_malloc(napo_device device, size_t bytes, void** out) {
+  if (!out) return fail(NAPO_ERR_TYPE, "malloc: out is missing");
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  return allocator->allocate(bytes, out);
+}
+
+napo_status napo_free(napo_device device, void* ptr) {
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  return allocator->release(ptr);
+}
+
+napo_status napo_memory_stats_get(napo_device device, napo_memory_stats* out) {
+  if (!out) return fail(NAPO_ERR_TYPE, "memoryStats: out is missing");
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  *out = allocator->stats();
+  return NAPO_OK;
+}
+
+napo_status napo_reset_peak_memory_stats(napo_device device) {
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  allocator->resetPeak();
+  return NAPO_OK;
+}
+
+napo_status napo_empty_cache(napo_device device) {
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  allocator->emptyCache();
+  return NAPO_OK;
+}
+
+napo_status napo_memcpy(napo_device dstDevice, void* dst, napo_device srcDevice, const void* src, size_t bytes) {
+  if (bytes == 0) return NAPO_OK;
+  if (!dst || !src) return fail(NAPO_ERR_TYPE, "memcpy: a null pointer for %zu bytes", bytes);
+  if (dstDevice.kind == NAPO_CPU && srcDevice.kind == NAPO_CPU) {
+    std::memcpy(dst, src, bytes);
+    return NAPO_OK;
+  }
+  return cudaCopy(dstDevice, dst, srcDevice, src, bytes);
+}
+
+napo_status napo_synchronize(napo_device device) {
+  if (device.kind == NAPO_CPU) return NAPO_OK;
+  return cudaSynchronize(device.index);
+}
+
+}  // extern "C"

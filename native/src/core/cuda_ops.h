@@ -1,0 +1,29 @@
+// The CUDA backend's ops, as the core dispatches to them. Arguments are validated by
+// src/core/ops.cpp; tensors are device memory; work is enqueued on `stream` (NULL = the device's
+// stream). Implemented in src/cuda/*.cu, or by cuda_absent.cpp in a build without nvcc.
+#pragma once
+
+#include "napo/napo.h"
+
+namespace napo::cuda {
+
+napo_status sample(const napo_tensor& logits, const napo_sample_options& options, napo_tensor& tokens,
+                   napo_tensor& logprobs, void* stream);
+
+napo_status tokenLogprobs(const napo_tensor& logits, const napo_tensor& tokens, float temperature,
+                          napo_tensor& logprobs, napo_tensor* entropy, napo_tensor& lse, void* stream);
+
+napo_status tokenLogprobsBackward(const napo_tensor& logits, const napo_tensor& tokens, const napo_tensor& lse,
+                                  const napo_tensor* entropy, const napo_tensor& gradLogprobs,
+                                  const napo_tensor* gradEntropy, float temperature, napo_tensor& gradLogits,
+                                  void* stream);
+
+napo_status groupAdvantages(const napo_tensor& rewards, const napo_advantage_options& options,
+                            napo_tensor& advantages, void* stream);
+
+napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogprobs, const napo_tensor* refLogprobs,
+                       const napo_tensor& advantages, const napo_tensor& mask,
+                       const napo_policy_loss_options& options, napo_tensor& gradLogprobs,
+                       napo_policy_loss_stats* stats, void* stream);
+
+}  // namespace napo::cuda

@@ -1,0 +1,249 @@
+// The C ABI of the RL ops: validate every argument, then hand the call to the backend of the
+// device the tensors live on. No math here.
+#include <cmath>
+
+#include "../cpu/ops.h"
+#include "cuda_ops.h"
+#include "error.h"
+#include "tensor.h"
+#include "validate.h"
+
+using namespace napo;
+
+namespace {
+
+napo_status checkFloatParam(const char* op, const char* name, napo_row_f32 param, int64_t rows,
+                            float min, float max, bool minOpen, const char* rangeText) {
+  NAPO_TRY(checkRowParamCount(op, name, param.count, rows));
+  for (int64_t i = 0; i < param.count; ++i) {
+    const float v = param.values[i];
+    const bool below = minOpen ? !(v > min) : !(v >= min);
+    if (below || !(v <= max)) {
+      return fail(NAPO_ERR_RANGE, "%s: %s[%lld] = %g must be %s", op, name, (long long)i, v, rangeText);
+    }
+  }
+  return NAPO_OK;
+}
+
+bool onCuda(const napo_tensor* t) { return t->device.kind == NAPO_CUDA; }
+
+}  // namespace
+
+extern "C" {
+
+napo_status napo_sample_validate(const napo_tensor* logits, const napo_sample_options* options) {
+  constexpr const char* op = "sample";
+  NAPO_TRY(checkLogits(op, logits));
+  if (!options) return fail(NAPO_ERR_TYPE, "%s: options are missing", op);
+  const int64_t rows = logits->shape[0];
+  NAPO_TRY(checkFloatParam(op, "temperature", options->temperature, rows, 0.0f, INFINITY, false, ">= 0 and finite"));
+  for (int64_t i = 0; i < options->temperature.count; ++i) {
+    if (std::isinf(options->temperature.values[i])) {
+      return fail(NAPO_ERR_RANGE, "%s: temperature[%lld] = %g must be >= 0 and finite", op, (long long)i,
+                  options->temperature.values[i]);
+    }
+  }
+  NAPO_TRY(checkRowParamCount(op, "topK", options->top_k.count, rows));
+  for (int64_t i = 0; i < options->top_k.count; ++i) {
+    if (options->top_k.values[i] < 0) {
+      return fail(NAPO_ERR_RANGE, "%s: topK[%lld] = %d must be >= 0", op, (long long)i, options->top_k.values[i]);
+    }
+  }
+  NAPO_TRY(checkFloatParam(op, "topP", options->top_p, rows, 0.0f, 1.0f, true, "in (0, 1]"));
+  NAPO_TRY(checkFloatParam(op, "minP", options->min_p, rows, 0.0f, 1.0f, false, "in [0, 1]"));
+  return NAPO_OK;
+}
+
+napo_status napo_sample(const napo_tensor* logits, const napo_sample_options* options, napo_tensor* tokens,
+                        napo_tensor* logprobs, void* stream) {
+  NAPO_TRY(napo_sample_validate(logits, options));
+  const int64_t rows[1] = {logits->shape[0]};
+  NAPO_TRY(checkTensor("sample", "tokens", tokens, NAPO_INT32, 1, rows));
+  NAPO_TRY(checkTensor("sample", "logprobs", logprobs, NAPO_FLOAT32, 1, rows));
+  NAPO_TRY(checkSameDevice("sample", "tokens", tokens, logits->device));
+  NAPO_TRY(checkSameDevice("sample", "logprobs", logprobs, logits->device));
+  if (onCuda(logits)) return cuda::sample(*logits, *options, *tokens, *logprobs, stream);
+  return cpu::sample(*logits, *options, dataAs<int32_t>(*tokens), dataAs<float>(*logprobs));
+}
+
+napo_status napo_token_logprobs_validate(const napo_tensor* logits, const napo_tensor* tokens, float temperature) {
+  constexpr const char* op = "tokenLogprobs";
+  NAPO_TRY(checkLogits(op, logits));
+  if (!tokens) return fail(NAPO_ERR_TYPE, "%s: tokens is missing", op);
+  if (tokens->dtype != NAPO_INT32) {
+    return fail(NAPO_ERR_TYPE, "%s: tokens must be int32, got %s", op, dtypeName(tokens->dtype));
+  }
+  if (tokens->ndim != 1 || tokens->shape[0] != logits->shape[0]) {
+    return fail(NAPO_ERR_RANGE, "%s: tokens has shape %s, expected [%lld] (one per row of logits)", op,
+                shapeText(*tokens).c_str(), (long long)logits->shape[0]);
+  }
+  NAPO_TRY(checkSameDevice(op, "tokens", tokens, logits->device));
+  if (!(temperature > 0.0f) || std::isinf(temperature)) {
+    return fail(NAPO_ERR_RANGE, "%s: temperature = %g must be > 0 and finite", op, temperature);
+  }
+  return checkTokenRange(op, tokens, logits->shape[1]);
+}
+
+napo_status napo_token_logprobs(const napo_tensor* logits, const napo_tensor* tokens, float temperature,
+                                napo_tensor* logprobs, napo_tensor* entropy, napo_tensor* lse, void* stream) {
+  constexpr const char* op = "tokenLogprobs";
+  NAPO_TRY(napo_token_logprobs_validate(logits, tokens, temperature));
+  const int64_t rows[1] = {logits->shape[0]};
+  NAPO_TRY(checkTensor(op, "logprobs", logprobs, NAPO_FLOAT32, 1, rows));
+  NAPO_TRY(checkTensor(op, "lse", lse, NAPO_FLOAT32, 1, rows));
+  if (entropy) NAPO_TRY(checkTensor(op, "entropy", entropy, NAPO_FLOAT32, 1, rows));
+  for (const napo_tensor* out : {logprobs, lse, entropy}) NAPO_TRY(checkSameDevice(op, "output", out, logits->device));
+  if (onCuda(logits)) return cuda::tokenLogprobs(*logits, *tokens, temperature, *logprobs, entropy, *lse, stream);
+  return cpu::tokenLogprobs(*logits, dataAs<const int32_t>(*tokens), temperature, dataAs<float>(*logprobs),
+                            entropy ? dataAs<float>(*entropy) : nullptr, dataAs<float>(*lse));
+}
+
+napo_status napo_token_logprobs_backward_validate(const napo_tensor* logits, const napo_tensor* tokens,
+                                                  const napo_tensor* lse, const napo_tensor* entropy,
+                                                  const napo_tensor* gradLogprobs, const napo_tensor* gradEntropy,
+                                                  float temperature) {
+  constexpr const char* op = "tokenLogprobsBackward";
+  NAPO_TRY(checkLogits(op, logits));
+  const int64_t rows[1] = {logits->shape[0]};
+  NAPO_TRY(checkTensor(op, "tokens", tokens, NAPO_INT32, 1, rows));
+  NAPO_TRY(checkTensor(op, "lse", lse, NAPO_FLOAT32, 1, rows));
+  NAPO_TRY(checkTensor(op, "gradLogprobs", gradLogprobs, NAPO_FLOAT32, 1, rows));
+  if (entropy) NAPO_TRY(checkTensor(op, "entropy", entropy, NAPO_FLOAT32, 1, rows));
+  if (gradEntropy) NAPO_TRY(checkTensor(op, "gradEntropy", gradEntropy, NAPO_FLOAT32, 1, rows));
+  for (const napo_tensor* in : {tokens, lse, gradLogprobs, entropy, gradEntropy}) {
+    NAPO_TRY(checkSameDevice(op, "input", in, logits->device));
+  }
+  if (!(temperature > 0.0f) || std::isinf(temperature)) {
+    return fail(NAPO_ERR_RANGE, "%s: temperature = %g must be > 0 and finite", op, temperature);
+  }
+  return checkTokenRange(op, tokens, logits->shape[1]);
+}
+
+napo_status napo_token_logprobs_backward(const napo_tensor* logits, const napo_tensor* tokens, const napo_tensor* lse,
+                                         const napo_tensor* entropy, const napo_tensor* gradLogprobs,
+                                         const napo_tensor* gradEntropy, float temperature,
+                                         napo_tensor* gradLogits, void* stream) {
+  constexpr const char* op = "tokenLogprobsBackward";
+  NAPO_TRY(napo_token_logprobs_backward_validate(logits, tokens, lse, entropy, gradLogprobs, gradEntropy, temperature));
+  NAPO_TRY(checkTensor(op, "gradLogits", gradLogits, logits->dtype, 2, logits->shape));
+  NAPO_TRY(checkSameDevice(op, "gradLogits", gradLogits, logits->device));
+  if (onCuda(logits)) {
+    return cuda::tokenLogprobsBackward(*logits, *tokens, *lse, entropy, *gradLogprobs, gradEntropy, temperature,
+                                       *gradLogits, stream);
+  }
+  return cpu::tokenLogprobsBackward(*logits, dataAs<const int32_t>(*tokens), dataAs<const float>(*lse),
+                                    entropy ? dataAs<const float>(*entropy) : nullptr,
+                                    dataAs<const float>(*gradLogprobs),
+                                    gradEntropy ? dataAs<const float>(*gradEntropy) : nullptr, temperature,
+                                    *gradLogits);
+}
+
+napo_status napo_group_advantages_validate(const napo_tensor* rewards, const napo_advantage_options* options) {
+  constexpr const char* op = "groupAdvantages";
+  if (!rewards) return fail(NAPO_ERR_TYPE, "%s: rewards is missing", op);
+  if (rewards->dtype != NAPO_FLOAT32) {
+    return fail(NAPO_ERR_TYPE, "%s: rewards must be float32, got %s", op, dtypeName(rewards->dtype));
+  }
+  if (rewards->ndim != 1 || rewards->shape[0] < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: rewards must have rank 1 and at least one entry, got shape %s", op,
+                shapeText(*rewards).c_str());
+  }
+  const int64_t count = rewards->shape[0];
+  if (!options || !options->group_offsets || options->group_count < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: at least one group is needed", op);
+  }
+  const int32_t* offsets = options->group_offsets;
+  bool increasing = offsets[0] == 0 && offsets[options->group_count] == count;
+  for (int64_t g = 0; increasing && g < options->group_count; ++g) increasing = offsets[g + 1] > offsets[g];
+  if (!increasing) {
+    return fail(NAPO_ERR_RANGE, "%s: groupOffsets must start at 0 and end at %lld, strictly increasing", op,
+                (long long)count);
+  }
+  if (options->scale < NAPO_SCALE_GROUP || options->scale > NAPO_SCALE_NONE) {
+    return fail(NAPO_ERR_RANGE, "%s: unknown scale %d", op, int(options->scale));
+  }
+  if (options->estimator != NAPO_ESTIMATOR_GRPO && options->estimator != NAPO_ESTIMATOR_RLOO) {
+    return fail(NAPO_ERR_RANGE, "%s: unknown estimator %d", op, int(options->estimator));
+  }
+  if (!(options->eps >= 0.0f) || std::isinf(options->eps)) {
+    return fail(NAPO_ERR_RANGE, "%s: eps = %g must be >= 0 and finite", op, options->eps);
+  }
+  if (rewards->device.kind == NAPO_CPU) {
+    const float* values = dataAs<const float>(*rewards);
+    for (int64_t i = 0; i < count; ++i) {
+      if (!std::isfinite(values[i])) {
+        return fail(NAPO_ERR_RANGE, "%s: rewards[%lld] = %g is not finite", op, (long long)i, values[i]);
+      }
+    }
+  }
+  return NAPO_OK;
+}
+
+napo_status napo_group_advantages(const napo_tensor* rewards, const napo_advantage_options* options,
+                                  napo_tensor* advantages, void* stream) {
+  NAPO_TRY(napo_group_advantages_validate(rewards, options));
+  NAPO_TRY(checkTensor("groupAdvantages", "advantages", advantages, NAPO_FLOAT32, 1, rewards->shape));
+  NAPO_TRY(checkSameDevice("groupAdvantages", "advantages", advantages, rewards->device));
+  if (onCuda(rewards)) return cuda::groupAdvantages(*rewards, *options, *advantages, stream);
+  cpu::groupAdvantages(dataAs<const float>(*rewards), rewards->shape[0], *options, dataAs<float>(*advantages));
+  return NAPO_OK;
+}
+
+napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_tensor* oldLogprobs,
+                                      const napo_tensor* refLogprobs, const napo_tensor* advantages,
+                                      const napo_tensor* mask, const napo_policy_loss_options* options) {
+  constexpr const char* op = "policyLoss";
+  if (!logprobs) return fail(NAPO_ERR_TYPE, "%s: logprobs is missing", op);
+  if (logprobs->dtype != NAPO_FLOAT32) {
+    return fail(NAPO_ERR_TYPE, "%s: logprobs must be float32, got %s", op, dtypeName(logprobs->dtype));
+  }
+  if (logprobs->ndim != 2 || logprobs->shape[0] < 1 || logprobs->shape[1] < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: logprobs must have shape [S, T] with S, T >= 1, got %s", op,
+                shapeText(*logprobs).c_str());
+  }
+  NAPO_TRY(checkTensor(op, "oldLogprobs", oldLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
+  if (refLogprobs) NAPO_TRY(checkTensor(op, "refLogprobs", refLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
+  NAPO_TRY(checkTensor(op, "mask", mask, NAPO_FLOAT32, 2, logprobs->shape));
+  NAPO_TRY(checkTensor(op, "advantages", advantages, NAPO_FLOAT32, 1, logprobs->shape));
+  for (const napo_tensor* in : {oldLogprobs, refLogprobs, mask, advantages}) {
+    NAPO_TRY(checkSameDevice(op, "input", in, logprobs->device));
+  }
+  if (!options) return fail(NAPO_ERR_TYPE, "%s: options are missing", op);
+  if (!(options->eps_low >= 0.0f && options->eps_low < 1.0f)) {
+    return fail(NAPO_ERR_RANGE, "%s: epsLow = %g must be in [0, 1)", op, options->eps_low);
+  }
+  if (!(options->eps_high >= 0.0f) || std::isinf(options->eps_high)) {
+    return fail(NAPO_ERR_RANGE, "%s: epsHigh = %g must be >= 0 and finite", op, options->eps_high);
+  }
+  if (!(options->beta >= 0.0f) || std::isinf(options->beta)) {
+    return fail(NAPO_ERR_RANGE, "%s: beta = %g must be >= 0 and finite", op, options->beta);
+  }
+  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_DAPO) {
+    return fail(NAPO_ERR_RANGE, "%s: unknown lossType %d", op, int(options->loss_type));
+  }
+  if (options->beta > 0.0f && !refLogprobs) {
+    return fail(NAPO_ERR_RANGE, "%s: beta = %g needs refLogprobs", op, options->beta);
+  }
+  return NAPO_OK;
+}
+
+napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* oldLogprobs,
+                             const napo_tensor* refLogprobs, const napo_tensor* advantages, const napo_tensor* mask,
+                             const napo_policy_loss_options* options, napo_tensor* gradLogprobs,
+                             napo_policy_loss_stats* stats, void* stream) {
+  NAPO_TRY(napo_policy_loss_validate(logprobs, oldLogprobs, refLogprobs, advantages, mask, options));
+  NAPO_TRY(checkTensor("policyLoss", "gradLogprobs", gradLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
+  NAPO_TRY(checkSameDevice("policyLoss", "gradLogprobs", gradLogprobs, logprobs->device));
+  if (!stats) return fail(NAPO_ERR_TYPE, "policyLoss: stats is missing");
+  if (onCuda(logprobs)) {
+    return cuda::policyLoss(*logprobs, *oldLogprobs, refLogprobs, *advantages, *mask, *options, *gradLogprobs, stats,
+                            stream);
+  }
+  cpu::policyLoss(dataAs<const float>(*logprobs), dataAs<const float>(*oldLogprobs),
+                  refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr, dataAs<const float>(*advantages),
+                  dataAs<const float>(*mask), logprobs->shape[0], logprobs->shape[1], *options,
+                  dataAs<float>(*gradLogprobs), stats);
+  return NAPO_OK;
+}
+
+}  // extern "C"

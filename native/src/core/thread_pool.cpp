@@ -1,0 +1,146 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace napo {
+
+namespace {
+
+thread_local bool insideParallelBody = false;
+
+int defaultThreadCount() {
+  if (const char* env = std::getenv("NAPO_NUM_THREADS")) {
+    const int fromEnv = std::atoi(env);
+    if (fromEnv > 0) return fromEnv;
+  }
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 0 ? int(cores) : 1;
+}
+
+// Workers sleep on a condition variable between jobs; a job is a range split into chunks that
+// threads claim with an atomic counter.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) { resize(threads); }
+  ~ThreadPool() { stopWorkers(); }
+
+  int size() {
+    std::lock_guard<std::mutex> lock(callMutex_);
+    return int(workers_.size()) + 1;
+  }
+
+  void resize(int threads) {
+    std::lock_guard<std::mutex> lock(callMutex_);
+    stopWorkers();
+    stopping_ = false;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
+  }
+
+  void run(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+    std::lock_guard<std::mutex> lock(callMutex_);
+    const int64_t threads = int64_t(workers_.size()) + 1;
+    const int64_t chunk = std::max<int64_t>(grain, (count + threads * 4 - 1) / (threads * 4));
+    const int64_t chunks = (count + chunk - 1) / chunk;
+    if (threads == 1 || chunks == 1) {
+      runInline(count, body);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> jobLock(jobMutex_);
+      body_ = &body;
+      count_ = count;
+      chunk_ = chunk;
+      nextChunk_ = 0;
+      chunks_ = chunks;
+      unfinishedWorkers_ = int(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    claimChunks();
+    std::unique_lock<std::mutex> jobLock(jobMutex_);
+    done_.wait(jobLock, [this] { return unfinishedWorkers_ == 0; });
+    body_ = nullptr;
+  }
+
+ private:
+  static void runInline(int64_t count, const std::function<void(int64_t, int64_t)>& body) {
+    insideParallelBody = true;
+    body(0, count);
+    insideParallelBody = false;
+  }
+
+  void claimChunks() {
+    insideParallelBody = true;
+    for (int64_t c = nextChunk_.fetch_add(1); c < chunks_; c = nextChunk_.fetch_add(1)) {
+      const int64_t begin = c * chunk_;
+      (*body_)(begin, std::min(count_, begin + chunk_));
+    }
+    insideParallelBody = false;
+  }
+
+  void workerLoop() {
+    uint64_t seenGeneration = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> jobLock(jobMutex_);
+        wake_.wait(jobLock, [&] { return stopping_ || generation_ != seenGeneration; });
+        if (stopping_) return;
+        seenGeneration = generation_;
+      }
+      claimChunks();
+      std::lock_guard<std::mutex> jobLock(jobMutex_);
+      if (--unfinishedWorkers_ == 0) done_.notify_one();
+    }
+  }
+
+  void stopWorkers() {
+    {
+      std::lock_guard<std::mutex> jobLock(jobMutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& worker : workers_) worker.join();
+    workers_.clear();
+  }
+
+  std::mutex callMutex_;  // one job at a time
+  std::mutex jobMutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  bool stopping_ = false;
+  uint64_t generation_ = 0;
+  const std::function<void(int64_t, int64_t)>* body_ = nullptr;
+  int64_t count_ = 0, chunk_ = 1, chunks_ = 0;
+  std::atomic<int64_t> nextChunk_{0};
+  int unfinishedWorkers_ = 0;
+};
+
+ThreadPool& pool() {
+  // Leaked on purpose: joining threads from a static destructor at exit can deadlock.
+  static ThreadPool* instance = new ThreadPool(defaultThreadCount());
+  return *instance;
+}
+
+}  // namespace
+
+void parallelFor(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+  if (count <= 0) return;
+  if (insideParallelBody || count <= grain) {
+    body(0, count);
+    return;
+  }
+  pool().run(count, std::max<int64_t>(grain, 1), body);
+}
+
+int threadCount() { return pool().size(); }
+
+void setThreadCount(int threads) { pool().resize(std::max(1, threads)); }
+
+}  // namespace napo

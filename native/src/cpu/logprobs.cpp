@@ -1,0 +1,130 @@
+// tokenLogprobs on the CPU: log p(token) = z[token] - logsumexp(z), and the entropy, in one pass
+// over each row (online max/sum) without ever holding [N, V] of probabilities.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include "../core/error.h"
+#include "../core/tensor.h"
+#include "../core/thread_pool.h"
+#include "ops.h"
+#include "row_softmax.h"
+
+namespace napo::cpu {
+
+namespace {
+
+template <typename Logit>
+napo_status forward(const napo_tensor& logits, const int32_t* tokens, float temperature,
+                    float* logprobs, float* entropy, float* lse) {
+  const int64_t rows = logits.shape[0], vocab = logits.shape[1];
+  const Logit* data = dataAs<const Logit>(logits);
+  const float scale = 1.0f / temperature;
+  BadRow bad;
+  parallelFor(rows, rowGrain(vocab), [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(kRowChunk);
+    for (int64_t r = begin; r < end; ++r) {
+      const Logit* row = data + r * vocab;
+      const RowSoftmax stats = rowSoftmax(row, vocab, scale, entropy != nullptr, scratch.data());
+      if (stats.badIndex >= 0 || !stats.hasFiniteValue()) {
+        bad.report(r, stats.badIndex);
+        continue;
+      }
+      const float rowLse = stats.logSumExp();
+      lse[r] = rowLse;
+      logprobs[r] = widen(row[tokens[r]]) * scale - rowLse;
+      if (entropy) entropy[r] = stats.entropy();
+    }
+  });
+  if (bad.row >= 0) return badLogitError<Logit>("tokenLogprobs", logits, bad.row, bad.column, temperature);
+  return NAPO_OK;
+}
+
+// d/dz of g_lp * log p(token) + g_ent * H:  g_lp * (onehot - p) - g_ent * p * (z - sum p z).
+template <typename Logit, typename Grad>
+void backwardRow(const Logit* row, int64_t vocab, int32_t token, float lse, float meanZ, float gradLp,
+                 float gradEnt, float scale, Grad* out) {
+  constexpr bool kWidenGrad = std::is_same_v<Grad, uint16_t>;
+#pragma omp simd
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float z = widen(row[i]) * scale;
+    const float p = expNonPositive(std::max(z - lse, -88.0f));
+    // p = 0 for -Inf logits; the clamp keeps 0 * -Inf out.
+    const float centred = std::max(z, -1e30f) - meanZ;
+    const float dz = -gradLp * p - gradEnt * p * centred;
+    if constexpr (kWidenGrad) {
+      out[i] = floatToBf16(dz * scale);
+    } else {
+      out[i] = dz * scale;
+    }
+  }
+  // The one-hot term, added after the row so an in-place write is read-before-write safe.
+  if constexpr (kWidenGrad) {
+    out[token] = floatToBf16(bf16ToFloat(out[token]) + gradLp * scale);
+  } else {
+    out[token] += gradLp * scale;
+  }
+}
+
+template <typename Logit>
+napo_status backward(const napo_tensor& logits, const int32_t* tokens, const float* lse,
+                     const float* entropy, const float* gradLogprobs, const float* gradEntropy,
+                     float temperature, napo_tensor& gradLogits) {
+  const int64_t rows = logits.shape[0], vocab = logits.shape[1];
+  const Logit* data = dataAs<const Logit>(logits);
+  Logit* out = dataAs<Logit>(gradLogits);
+  const float scale = 1.0f / temperature;
+  BadRow bad;
+  parallelFor(rows, rowGrain(vocab), [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(gradEntropy && !entropy ? kRowChunk : 0);
+    for (int64_t r = begin; r < end; ++r) {
+      const Logit* row = data + r * vocab;
+      const float gradEnt = gradEntropy ? gradEntropy[r] : 0.0f;
+      float meanZ = 0.0f;  // sum p z = lse - H
+      if (gradEntropy) {
+        float rowEntropy;
+        if (entropy) {
+          rowEntropy = entropy[r];
+        } else {
+          const RowSoftmax stats = rowSoftmax(row, vocab, scale, true, scratch.data());
+          if (stats.badIndex >= 0 || !stats.hasFiniteValue()) {
+            bad.report(r, stats.badIndex);
+            continue;
+          }
+          rowEntropy = stats.entropy();
+        }
+        meanZ = lse[r] - rowEntropy;
+      }
+      backwardRow(row, vocab, tokens[r], lse[r], meanZ, gradLogprobs[r], gradEnt, scale, out + r * vocab);
+    }
+  });
+  if (bad.row >= 0) {
+    return badLogitError<Logit>("tokenLogprobsBackward", logits, bad.row, bad.column, temperature);
+  }
+  return NAPO_OK;
+}
+
+}  // namespace
+
+napo_status tokenLogprobs(const napo_tensor& logits, const int32_t* tokens, float temperature,
+                          float* logprobs, float* entropy, float* lse) {
+  if (logits.dtype == NAPO_BFLOAT16) {
+    return forward<uint16_t>(logits, tokens, temperature, logprobs, entropy, lse);
+  }
+  return forward<float>(logits, tokens, temperature, logprobs, entropy, lse);
+}
+
+napo_status tokenLogprobsBackward(const napo_tensor& logits, const int32_t* tokens, const float* lse,
+                                  const float* entropy, const float* gradLogprobs,
+                                  const float* gradEntropy, float temperature,
+                                  napo_tensor& gradLogits) {
+  if (logits.dtype == NAPO_BFLOAT16) {
+    return backward<uint16_t>(logits, tokens, lse, entropy, gradLogprobs, gradEntropy, temperature, gradLogits);
+  }
+  return backward<float>(logits, tokens, lse, entropy, gradLogprobs, gradEntropy, temperature, gradLogits);
+}
+
+}  // namespace napo::cpu

@@ -1,0 +1,144 @@
+// One streaming pass over a row of logits: running max, sum of exp and the entropy moment, with
+// NaN/+Inf detection. Shared by tokenLogprobs and sample; the row is read from memory once and
+// each chunk is revisited only while it is still in L1.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+
+#include "../core/error.h"
+#include "../core/math.h"
+#include "../core/tensor.h"
+
+namespace napo::cpu {
+
+struct RowSoftmax {
+  float max = -std::numeric_limits<float>::infinity();
+  float sumExp = 0.0f;      // S = sum exp(z - max)
+  float weighted = 0.0f;    // W = sum exp(z - max) * (z - max)
+  int64_t badIndex = -1;    // first NaN or +Inf logit, -1 when none
+
+  float logSumExp() const { return max + std::log(sumExp); }
+  // H = log S - W / S.
+  float entropy() const { return std::log(sumExp) - weighted / sumExp; }
+  bool hasFiniteValue() const { return max > -std::numeric_limits<float>::infinity(); }
+};
+
+inline float widen(float value) { return value; }
+inline float widen(uint16_t bits) { return bf16ToFloat(bits); }
+
+constexpr int64_t kRowChunk = 2048;
+
+// Writes z = x * scale for one chunk into `z` and returns the chunk's max; `bad` is set when a
+// value is NaN or +Inf.
+template <typename Logit>
+inline float scaleChunk(const Logit* x, int64_t count, float scale, float* z, int& bad) {
+  float chunkMax = -std::numeric_limits<float>::infinity();
+  int chunkBad = 0;
+#pragma omp simd reduction(max : chunkMax) reduction(| : chunkBad)
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = widen(x[i]) * scale;
+    z[i] = value;
+    chunkMax = std::max(chunkMax, value);
+    chunkBad |= value < std::numeric_limits<float>::infinity() ? 0 : 1;
+  }
+  bad |= chunkBad;
+  return chunkMax;
+}
+
+// Adds one chunk's exp(z - max) (and the entropy moment when asked) to `stats`.
+inline void accumulateChunk(const float* z, int64_t count, bool withEntropy, RowSoftmax& stats) {
+  float sumExp = 0.0f, weighted = 0.0f;
+  const float max = stats.max;
+  if (withEntropy) {
+#pragma omp simd reduction(+ : sumExp, weighted)
+    for (int64_t i = 0; i < count; ++i) {
+      // Clamping keeps -Inf logits out of the product: their e is 0, and 0 * -88 is 0, not NaN.
+      const float shifted = std::max(z[i] - max, -88.0f);
+      const float e = expNonPositive(shifted);
+      sumExp += e;
+      weighted += e * shifted;
+    }
+  } else {
+#pragma omp simd reduction(+ : sumExp)
+    for (int64_t i = 0; i < count; ++i) sumExp += expNonPositive(std::max(z[i] - max, -88.0f));
+  }
+  stats.sumExp += sumExp;
+  stats.weighted += weighted;
+}
+
+// Rescales the running sums when the max rises from stats.max to newMax.
+inline void raiseMax(float newMax, RowSoftmax& stats) {
+  if (stats.sumExp > 0.0f) {
+    const float shift = stats.max - newMax;  // < 0
+    const float factor = std::exp(shift);
+    stats.weighted = factor * (stats.weighted + stats.sumExp * shift);
+    stats.sumExp *= factor;
+  }
+  stats.max = newMax;
+}
+
+// The single pass: for each chunk, scale into `scratch`, then accumulate. `scratch` holds
+// kRowChunk floats, or the whole row (`keepRow`) for callers that revisit z afterwards.
+template <typename Logit>
+RowSoftmax rowSoftmax(const Logit* row, int64_t vocab, float scale, bool withEntropy, float* scratch,
+                      bool keepRow = false) {
+  RowSoftmax stats;
+  int bad = 0;
+  for (int64_t start = 0; start < vocab; start += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, vocab - start);
+    float* z = keepRow ? scratch + start : scratch;
+    const float chunkMax = scaleChunk(row + start, count, scale, z, bad);
+    if (bad) {
+      for (int64_t i = 0; i < count; ++i) {
+        if (!(z[i] < std::numeric_limits<float>::infinity())) {
+          stats.badIndex = start + i;
+          return stats;
+        }
+      }
+    }
+    if (chunkMax > stats.max) raiseMax(chunkMax, stats);
+    if (stats.hasFiniteValue()) accumulateChunk(z, count, withEntropy, stats);
+  }
+  return stats;
+}
+
+// Rows are independent; a few rows per task keeps scheduling overhead small for short rows.
+inline int64_t rowGrain(int64_t vocab) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(vocab, 1)); }
+
+// Reports the first bad row (lowest index) so the message does not depend on the thread count.
+struct BadRow {
+  std::atomic<int64_t> row{-1};
+  std::atomic<int64_t> column{-1};
+  std::mutex mutex;
+  void report(int64_t r, int64_t c) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (row < 0 || r < row) {
+      row = r;
+      column = c;
+    }
+  }
+};
+
+template <typename Logit>
+inline napo_status badLogitError(const char* op, const napo_tensor& logits, int64_t row, int64_t column,
+                          float temperature) {
+  if (column < 0) {
+    return fail(NAPO_ERR_RANGE, "%s: logits row %lld has no finite value", op, (long long)row);
+  }
+  const float value = widen(dataAs<const Logit>(logits)[row * logits.shape[1] + column]);
+  if (std::isnan(value)) {
+    return fail(NAPO_ERR_RANGE, "%s: logits[%lld, %lld] is NaN", op, (long long)row, (long long)column);
+  }
+  if (std::isinf(value)) {
+    return fail(NAPO_ERR_RANGE, "%s: logits[%lld, %lld] is Infinity", op, (long long)row, (long long)column);
+  }
+  return fail(NAPO_ERR_RANGE, "%s: logits[%lld, %lld] = %g overflows at temperature %g", op,
+              (long long)row, (long long)column, value, temperature);
+}
+
+}  // namespace napo::cpu

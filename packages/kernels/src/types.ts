@@ -1,0 +1,94 @@
+/** Types shared by the native ops and their pure-TS references. Semantics: docs/ops.md. */
+
+export type DType = 'float32' | 'bfloat16' | 'int32';
+
+/** `cpu` or `cuda:N`. */
+export type DeviceName = 'cpu' | `cuda:${number}`;
+
+/** The storage each dtype travels in: bfloat16 travels as its raw 16 bits. */
+export interface DTypeArray {
+  float32: Float32Array;
+  bfloat16: Uint16Array;
+  int32: Int32Array;
+}
+
+export type AnyTypedArray = Float32Array | Uint16Array | Int32Array;
+
+/** Plain host data in a shape: what the references take, and what `Tensor.toHost()` gives. */
+export interface HostTensor<D extends DType = DType> {
+  readonly dtype: D;
+  readonly shape: readonly number[];
+  readonly data: DTypeArray[D];
+}
+
+/** A value for every row, or one value per row. */
+export type PerRow = number | readonly number[] | Float32Array | Int32Array;
+
+export interface SampleOptions {
+  /** 0 = greedy (lowest index wins ties). Default 1. */
+  temperature?: PerRow;
+  /** Keep the k most likely tokens (ties at the k-th kept); 0 = off. Default 0. */
+  topK?: PerRow;
+  /** Nucleus mass in (0, 1]; 1 = off. Default 1. */
+  topP?: PerRow;
+  /** Keep tokens with p >= minP * max p, in [0, 1]; 0 = off. Default 0. */
+  minP?: PerRow;
+  /** Philox key; the same (seed, offset, row) gives the same draw on every backend. Default 0. */
+  seed?: number | bigint;
+  /** Philox counter, e.g. the decoding step. Default 0. */
+  offset?: number | bigint;
+}
+
+export interface TokenLogprobsOptions {
+  /** Default 1; must be > 0. */
+  temperature?: number;
+  /** Also compute the entropy of each row's distribution. Default false. */
+  entropy?: boolean;
+}
+
+export type AdvantageScale = 'group' | 'batch' | 'none';
+export type AdvantageEstimator = 'grpo' | 'rloo';
+
+export interface GroupAdvantagesOptions {
+  /** Consecutive groups of this many samples; must divide the batch. */
+  groupSize?: number;
+  /** Group boundaries `[0, ..., S]`, strictly increasing (ragged groups). */
+  groupOffsets?: readonly number[] | Int32Array;
+  /** Divide by the group's std (`group`), the batch's std (`batch`) or nothing (`none`). Default group. */
+  scale?: AdvantageScale;
+  /** `grpo`: r - group mean; `rloo`: r - mean of the others. Default grpo. */
+  estimator?: AdvantageEstimator;
+  /** Added to the std. Default 1e-4 (TRL). */
+  eps?: number;
+}
+
+export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
+
+export interface PolicyLossOptions {
+  /** Default 0.2. */
+  epsLow?: number;
+  /** Default 0.2 (DAPO's clip-higher uses e.g. 0.28). */
+  epsHigh?: number;
+  /** Weight of the k3 KL to refLogprobs. Default 0. */
+  beta?: number;
+  /** Default grpo. */
+  lossType?: LossType;
+  /** dr_grpo's normaliser; default T. */
+  maxCompletionLength?: number;
+  /** dapo's normaliser; default sum(mask). */
+  numItemsInBatch?: number;
+}
+
+export interface PolicyLossStats {
+  /** Fraction of masked tokens with A < 0 and rho < 1 - epsLow. */
+  clipLowFraction: number;
+  /** Fraction of masked tokens with A > 0 and rho > 1 + epsHigh. */
+  clipHighFraction: number;
+  clipFraction: number;
+  /** Mean k3 KL over masked tokens (0 without refLogprobs). */
+  meanKl: number;
+  /** Mean of rho = exp(lp - old) over masked tokens. */
+  meanRatio: number;
+  /** sum(mask). */
+  tokenCount: number;
+}
