@@ -5,6 +5,7 @@
 #include "args.h"
 #include "errors.h"
 #include "ops.h"
+#include "probes.h"
 #include "tensor.h"
 
 namespace napo::addon {
@@ -117,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuThreads", Napi::Function::New<CpuThreads>(env, "cpuThreads"));
   exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));
   registerOps(env, exports);
+  registerProbes(env, exports);
   return exports;
 }
 

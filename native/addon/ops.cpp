@@ -52,10 +52,12 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   sampleOptions.seed = uint64Arg(env, options.Get("seed"), op, "seed");
   sampleOptions.offset = uint64Arg(env, options.Get("offset"), op, "offset");
   check(env, napo_sample_validate(&logits, &sampleOptions));
-  Napi::Object tokens = TensorHandle::Allocate(env, NAPO_INT32, rowsShape(logits), logits.device);
-  Napi::Object logprobs = TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device);
+  PendingOutputs outputs;
+  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, NAPO_INT32, rowsShape(logits), logits.device));
+  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device));
   napo_tensor tokensView = viewOf(tokens), logprobsView = viewOf(logprobs);
   check(env, napo_sample(&logits, &sampleOptions, &tokensView, &logprobsView, nullptr));
+  outputs.commit();
   Napi::Object result = Napi::Object::New(env);
   result.Set("tokens", tokens);
   result.Set("logprobs", logprobs);
@@ -71,16 +73,18 @@ Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) {
   const bool withEntropy = boolArg(env, info[3], op, "entropy");
   check(env, napo_token_logprobs_validate(&logits, &tokens, temperature));
   Napi::Object result = Napi::Object::New(env);
-  Napi::Object logprobs = TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device);
-  Napi::Object lse = TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device);
+  PendingOutputs outputs;
+  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device));
+  Napi::Object lse = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device));
   napo_tensor logprobsView = viewOf(logprobs), lseView = viewOf(lse), entropyView{};
   if (withEntropy) {
-    Napi::Object entropy = TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device);
+    Napi::Object entropy = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(logits), logits.device));
     entropyView = viewOf(entropy);
     result.Set("entropy", entropy);
   }
   check(env, napo_token_logprobs(&logits, &tokens, temperature, &logprobsView, withEntropy ? &entropyView : nullptr,
                                  &lseView, nullptr));
+  outputs.commit();
   result.Set("logprobs", logprobs);
   result.Set("lse", lse);
   return result;
@@ -102,12 +106,14 @@ Napi::Value TokenLogprobsBackward(const Napi::CallbackInfo& info) {
   check(env, napo_token_logprobs_backward_validate(&logits, &tokens, &lse, hasEntropy ? &entropy : nullptr,
                                                    &gradLogprobs, hasGradEntropy ? &gradEntropy : nullptr,
                                                    temperature));
-  Napi::Object gradLogits = inPlace ? info[0].As<Napi::Object>()
-                                    : TensorHandle::Allocate(env, logits.dtype, {logits.shape[0], logits.shape[1]},
-                                                             logits.device);
+  PendingOutputs outputs;
+  Napi::Object gradLogits =
+      inPlace ? info[0].As<Napi::Object>()
+              : outputs.add(TensorHandle::Allocate(env, logits.dtype, {logits.shape[0], logits.shape[1]}, logits.device));
   napo_tensor gradView = viewOf(gradLogits);
   check(env, napo_token_logprobs_backward(&logits, &tokens, &lse, hasEntropy ? &entropy : nullptr, &gradLogprobs,
                                           hasGradEntropy ? &gradEntropy : nullptr, temperature, &gradView, nullptr));
+  outputs.commit();
   return gradLogits;
 }
 
@@ -124,9 +130,11 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   options.estimator = napo_advantage_estimator(int(numberArg(env, info[3], op, "estimator")));
   options.eps = float(numberArg(env, info[4], op, "eps"));
   check(env, napo_group_advantages_validate(&rewards, &options));
-  Napi::Object advantages = TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(rewards), rewards.device);
+  PendingOutputs outputs;
+  Napi::Object advantages = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, rowsShape(rewards), rewards.device));
   napo_tensor advantagesView = viewOf(advantages);
   check(env, napo_group_advantages(&rewards, &options, &advantagesView, nullptr));
+  outputs.commit();
   return advantages;
 }
 
@@ -150,10 +158,13 @@ Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
   lossOptions.num_items_in_batch = numberArg(env, options.Get("numItemsInBatch"), op, "numItemsInBatch");
   const napo_tensor* ref = hasRef ? &refLogprobs : nullptr;
   check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, ref, &advantages, &mask, &lossOptions));
-  Napi::Object grad = TensorHandle::Allocate(env, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);
+  PendingOutputs outputs;
+  Napi::Object grad =
+      outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device));
   napo_tensor gradView = viewOf(grad);
   napo_policy_loss_stats stats{};
   check(env, napo_policy_loss(&logprobs, &oldLogprobs, ref, &advantages, &mask, &lossOptions, &gradView, &stats, nullptr));
+  outputs.commit();
   Napi::Object statsObject = Napi::Object::New(env);
   statsObject.Set("clipLowFraction", stats.clip_low_fraction);
   statsObject.Set("clipHighFraction", stats.clip_high_fraction);

@@ -43,6 +43,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   napo_dtype dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   bool disposed() const { return !storage_; }
+  void release() { storage_.reset(); }
 
  private:
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
@@ -60,6 +61,28 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   std::shared_ptr<Storage> storage_;
   napo_dtype dtype_ = NAPO_FLOAT32;
   std::vector<int64_t> shape_;
+};
+
+// Outputs allocated for one op call: freed at once if the call throws, so a failed call leaves
+// the allocator's counters as they were instead of waiting for the garbage collector.
+class PendingOutputs {
+ public:
+  PendingOutputs() = default;
+  PendingOutputs(const PendingOutputs&) = delete;
+  PendingOutputs& operator=(const PendingOutputs&) = delete;
+  ~PendingOutputs() {
+    for (TensorHandle* handle : handles_) handle->release();
+  }
+
+  Napi::Object add(Napi::Object handle) {
+    handles_.push_back(Napi::ObjectWrap<TensorHandle>::Unwrap(handle));
+    return handle;
+  }
+  // The call succeeded: the outputs now belong to JS.
+  void commit() { handles_.clear(); }
+
+ private:
+  std::vector<TensorHandle*> handles_;
 };
 
 }  // namespace napo::addon

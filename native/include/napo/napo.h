@@ -227,6 +227,24 @@ NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_te
                                       napo_tensor* grad_logprobs, napo_policy_loss_stats* stats,
                                       void* stream);
 
+/* ---- benchmark probes ------------------------------------------------------------------ */
+
+/* This machine's sustained read bandwidth from memory: every CPU thread streams a share of a
+ * `bytes` buffer (far larger than the caches), best of `repeats`. The yardstick of the
+ * memory-bound ops. */
+NAPO_API napo_status napo_probe_read_bandwidth(size_t bytes, int32_t repeats, double* bytes_per_second);
+
+/* The unfused composition the fused tokenLogprobs is measured against, as eager PyTorch runs it:
+ * log_softmax materialised into `scratch` [N, V] f32, then a gather of each row's token. */
+NAPO_API napo_status napo_probe_unfused_logprobs(const napo_tensor* logits, const napo_tensor* tokens,
+                                                 napo_tensor* scratch, napo_tensor* logprobs);
+
+/* The sort-based sampler the fused sample is measured against (vLLM's PyTorch path): softmax
+ * materialised into `scratch` [B, V] f32, a full descending sort of each row, top-k and top-p
+ * masks on the sorted cumulative sum, then an inverse-CDF draw with the same Philox uniform. */
+NAPO_API napo_status napo_probe_sorted_sample(const napo_tensor* logits, int32_t top_k, float top_p, uint64_t seed,
+                                              napo_tensor* scratch, napo_tensor* tokens);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 #include "../core/error.h"
 #include "../core/math.h"
 #include "../core/tensor.h"
+#include "simd_exp.h"
 
 namespace napo::cpu {
 
@@ -54,21 +55,42 @@ inline float scaleChunk(const Logit* x, int64_t count, float scale, float* z, in
 inline void accumulateChunk(const float* z, int64_t count, bool withEntropy, RowSoftmax& stats) {
   float sumExp = 0.0f, weighted = 0.0f;
   const float max = stats.max;
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  // Two independent accumulators hide the latency of the adds.
+  const __m512 maxVector = _mm512_set1_ps(max);
+  __m512 sums[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  __m512 moments[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (; i + 32 <= count; i += 32) {
+    for (int lane = 0; lane < 2; ++lane) {
+      __m512 shifted;
+      const __m512 e = expShifted512(_mm512_loadu_ps(z + i + 16 * lane), maxVector, &shifted);
+      sums[lane] = _mm512_add_ps(sums[lane], e);
+      if (withEntropy) moments[lane] = _mm512_fmadd_ps(e, shifted, moments[lane]);
+    }
+  }
+  sumExp = _mm512_reduce_add_ps(_mm512_add_ps(sums[0], sums[1]));
+  weighted = _mm512_reduce_add_ps(_mm512_add_ps(moments[0], moments[1]));
+#endif
+  // The tail (and the whole chunk without AVX-512): the portable exp, which GCC vectorises.
+  const float* rest = z + i;
+  const int64_t restCount = count - i;
+  float restSum = 0.0f, restWeighted = 0.0f;
   if (withEntropy) {
-#pragma omp simd reduction(+ : sumExp, weighted)
-    for (int64_t i = 0; i < count; ++i) {
+#pragma omp simd reduction(+ : restSum, restWeighted)
+    for (int64_t j = 0; j < restCount; ++j) {
       // Clamping keeps -Inf logits out of the product: their e is 0, and 0 * -88 is 0, not NaN.
-      const float shifted = std::max(z[i] - max, -88.0f);
+      const float shifted = std::max(rest[j] - max, -88.0f);
       const float e = expNonPositive(shifted);
-      sumExp += e;
-      weighted += e * shifted;
+      restSum += e;
+      restWeighted += e * shifted;
     }
   } else {
-#pragma omp simd reduction(+ : sumExp)
-    for (int64_t i = 0; i < count; ++i) sumExp += expNonPositive(std::max(z[i] - max, -88.0f));
+#pragma omp simd reduction(+ : restSum)
+    for (int64_t j = 0; j < restCount; ++j) restSum += expNonPositive(std::max(rest[j] - max, -88.0f));
   }
-  stats.sumExp += sumExp;
-  stats.weighted += weighted;
+  stats.sumExp += sumExp + restSum;
+  stats.weighted += weighted + restWeighted;
 }
 
 // Rescales the running sums when the max rises from stats.max to newMax.

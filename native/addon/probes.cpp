@@ -1,0 +1,70 @@
+// Benchmark probes for @napo/bench: the machine's read bandwidth and the unfused log-prob
+// baseline, measured in the same process as the ops they are compared with.
+#include "probes.h"
+
+#include "args.h"
+#include "errors.h"
+#include "tensor.h"
+
+namespace napo::addon {
+
+namespace {
+
+Napi::Value ProbeReadBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double bytes = numberArg(env, info[0], "probeReadBandwidth", "bytes");
+  const double repeats = numberArg(env, info[1], "probeReadBandwidth", "repeats");
+  double bytesPerSecond = 0.0;
+  check(env, napo_probe_read_bandwidth(size_t(bytes), int32_t(repeats), &bytesPerSecond));
+  return Napi::Number::New(env, bytesPerSecond);
+}
+
+// (logits, tokens) -> logprobs; the [N, V] log_softmax lives only for the call.
+Napi::Value ProbeUnfusedLogprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "probeUnfusedLogprobs";
+  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view();
+  const napo_tensor tokens = TensorHandle::FromValue(info[1], op, "tokens")->view();
+  check(env, napo_token_logprobs_validate(&logits, &tokens, 1.0f));
+  PendingOutputs scratchOwner;
+  Napi::Object scratch =
+      scratchOwner.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+  PendingOutputs outputs;
+  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0]}, logits.device));
+  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view();
+  napo_tensor logprobsView = TensorHandle::FromValue(logprobs, op, "logprobs")->view();
+  check(env, napo_probe_unfused_logprobs(&logits, &tokens, &scratchView, &logprobsView));
+  outputs.commit();
+  return logprobs;
+}
+
+// (logits, topK, topP, seed) -> tokens.
+Napi::Value ProbeSortedSample(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "probeSortedSample";
+  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view();
+  const int32_t topK = int32_t(numberArg(env, info[1], op, "topK"));
+  const float topP = float(numberArg(env, info[2], op, "topP"));
+  const uint64_t seed = uint64Arg(env, info[3], op, "seed");
+  if (logits.ndim != 2) throwRange(env, "probeSortedSample: logits must have rank 2");
+  PendingOutputs scratchOwner;
+  Napi::Object scratch =
+      scratchOwner.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+  PendingOutputs outputs;
+  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, NAPO_INT32, {logits.shape[0]}, logits.device));
+  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view();
+  napo_tensor tokensView = TensorHandle::FromValue(tokens, op, "tokens")->view();
+  check(env, napo_probe_sorted_sample(&logits, topK, topP, seed, &scratchView, &tokensView));
+  outputs.commit();
+  return tokens;
+}
+
+}  // namespace
+
+void registerProbes(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeReadBandwidth", Napi::Function::New<ProbeReadBandwidth>(env, "probeReadBandwidth"));
+  exports.Set("probeUnfusedLogprobs", Napi::Function::New<ProbeUnfusedLogprobs>(env, "probeUnfusedLogprobs"));
+  exports.Set("probeSortedSample", Napi::Function::New<ProbeSortedSample>(env, "probeSortedSample"));
+}
+
+}  // namespace napo::addon

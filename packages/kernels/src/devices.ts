@@ -1,0 +1,67 @@
+/** Backends, devices, threads and memory counters (torch.cuda.memory_* conventions). */
+import { addon, type NativeBackendInfo, type NativeDeviceProperties } from './native.js';
+import type { DeviceName } from './types.js';
+
+export type BackendInfo = NativeBackendInfo;
+export type DeviceProperties = NativeDeviceProperties;
+
+export interface MemoryStats {
+  /** Bytes held by live tensors (rounded to the allocator's blocks). */
+  allocatedBytes: number;
+  /** Bytes the caching allocator holds from the system: allocated + cached. */
+  reservedBytes: number;
+  /** Highest allocatedBytes since start or the last resetPeakMemoryStats. */
+  peakAllocatedBytes: number;
+  peakReservedBytes: number;
+  /** Live allocations. */
+  allocations: number;
+  /** Free device memory as the driver reports it (CUDA only). */
+  freeBytes?: number;
+  /** Device memory in all (CUDA only). */
+  totalBytes?: number;
+}
+
+/** Whether CUDA was compiled and usable (with the reason when not), and the CPU backend's threads. */
+export function backendInfo(): BackendInfo {
+  return addon().backendInfo();
+}
+
+/** 'cpu', then 'cuda:N' for every device that answered. */
+export function devices(): DeviceName[] {
+  const { cuda } = backendInfo();
+  const gpus = Array.from({ length: cuda.available ? cuda.deviceCount : 0 }, (_, index): DeviceName => `cuda:${index}`);
+  return ['cpu', ...gpus];
+}
+
+export function deviceProperties(device: DeviceName): DeviceProperties {
+  const match = /^cuda:(\d+)$/.exec(device);
+  if (!match) throw new RangeError(`deviceProperties: '${device}' is not a CUDA device`);
+  return addon().cudaDeviceProperties(Number(match[1]));
+}
+
+export function memoryStats(device: DeviceName = 'cpu'): MemoryStats {
+  return addon().memoryStats(device);
+}
+
+export function resetPeakMemoryStats(device: DeviceName = 'cpu'): void {
+  addon().resetPeakMemoryStats(device);
+}
+
+/** Hands cached, unused blocks back to the system (torch.cuda.empty_cache). */
+export function emptyCache(device: DeviceName = 'cpu'): void {
+  addon().emptyCache(device);
+}
+
+/** Waits for the device's queued work. */
+export function synchronize(device: DeviceName = 'cpu'): void {
+  addon().synchronize(device);
+}
+
+/** Threads of the CPU backend (NAPO_NUM_THREADS at start, default: cores). */
+export function cpuThreads(): number {
+  return addon().cpuThreads();
+}
+
+export function setCpuThreads(threads: number): void {
+  addon().setCpuThreads(threads);
+}

@@ -1,0 +1,282 @@
+/**
+ * Reference clipped policy-gradient loss (docs/ops.md, "policyLoss"): PPO-style clipping with
+ * asymmetric ranges, an optional k3 KL penalty, the four TRL aggregations, its gradient with
+ * respect to the logprobs, and clip statistics, in float64.
+ */
+import type { HostTensor, LossType, PolicyLossOptions, PolicyLossStats } from '../types.js';
+import {
+  checkChoice,
+  checkFiniteEntry,
+  checkFloat32Tensor,
+  checkMatrixShape,
+  checkNonNegative,
+  checkPositive,
+  opRangeError,
+} from './validate.js';
+
+const OP = 'policyLoss';
+const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
+
+/** The inputs of `policyLoss`: `[S, T]` float32 tensors, and one advantage per sequence. */
+export interface PolicyLossInputs {
+  /** Current policy's logprobs of the sampled tokens (the differentiated input). */
+  logprobs: HostTensor<'float32'>;
+  /** The sampling policy's logprobs. */
+  oldLogprobs: HostTensor<'float32'>;
+  /** The reference policy's logprobs, for the KL penalty. */
+  refLogprobs?: HostTensor<'float32'>;
+  /** `[S]`: one advantage per sequence. */
+  advantages: Float32Array | HostTensor<'float32'>;
+  /** `[S, T]` token weights, usually 1 for completion tokens and 0 for padding. */
+  mask: HostTensor<'float32'>;
+}
+
+export interface PolicyLossResult {
+  loss: number;
+  /** `d loss / d logprobs`, `[S * T]` row-major. */
+  gradLogprobs: Float32Array;
+  stats: PolicyLossStats;
+}
+
+interface ResolvedOptions {
+  readonly epsLow: number;
+  readonly epsHigh: number;
+  readonly beta: number;
+  readonly lossType: LossType;
+  readonly maxCompletionLength: number | undefined;
+  readonly numItemsInBatch: number | undefined;
+}
+
+interface CheckedInputs {
+  readonly sequences: number;
+  readonly length: number;
+  readonly logprobs: Float32Array;
+  readonly oldLogprobs: Float32Array;
+  readonly refLogprobs: Float32Array | undefined;
+  readonly advantages: Float32Array;
+  readonly mask: Float32Array;
+}
+
+/** What one token contributes before aggregation. */
+interface TokenTerms {
+  readonly loss: number;
+  readonly gradient: number;
+  readonly ratio: number;
+  readonly kl: number;
+  readonly clippedLow: boolean;
+  readonly clippedHigh: boolean;
+}
+
+function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
+  const epsLow = options.epsLow ?? 0.2;
+  const epsHigh = options.epsHigh ?? 0.2;
+  const beta = options.beta ?? 0;
+  checkNonNegative(OP, 'epsLow', epsLow);
+  checkNonNegative(OP, 'epsHigh', epsHigh);
+  checkNonNegative(OP, 'beta', beta);
+  const lossType = checkChoice(OP, 'lossType', options.lossType ?? 'grpo', LOSS_TYPES);
+  const { maxCompletionLength, numItemsInBatch } = options;
+  if (maxCompletionLength !== undefined) checkPositive(OP, 'maxCompletionLength', maxCompletionLength);
+  if (numItemsInBatch !== undefined) checkPositive(OP, 'numItemsInBatch', numItemsInBatch);
+  // The C ABI carries the clip ranges and beta as float32.
+  return {
+    epsLow: Math.fround(epsLow),
+    epsHigh: Math.fround(epsHigh),
+    beta: Math.fround(beta),
+    lossType,
+    maxCompletionLength,
+    numItemsInBatch,
+  };
+}
+
+function checkAdvantages(advantages: Float32Array | HostTensor<'float32'>, sequences: number): Float32Array {
+  if (advantages instanceof Float32Array) {
+    if (advantages.length !== sequences) {
+      throw opRangeError(OP, `advantages has ${advantages.length} entries for ${sequences} sequences`);
+    }
+    return advantages;
+  }
+  return checkFloat32Tensor(OP, 'advantages', advantages, [sequences]);
+}
+
+function checkInputs(inputs: PolicyLossInputs): CheckedInputs {
+  const logprobs = checkFloat32Tensor(OP, 'logprobs', inputs.logprobs);
+  const { rows: sequences, columns: length } = checkMatrixShape(
+    OP,
+    'logprobs',
+    inputs.logprobs.shape,
+    logprobs.length,
+  );
+  const shape = [sequences, length];
+  const oldLogprobs = checkFloat32Tensor(OP, 'oldLogprobs', inputs.oldLogprobs, shape);
+  const refLogprobs =
+    inputs.refLogprobs === undefined
+      ? undefined
+      : checkFloat32Tensor(OP, 'refLogprobs', inputs.refLogprobs, shape);
+  const mask = checkFloat32Tensor(OP, 'mask', inputs.mask, shape);
+  const advantages = checkAdvantages(inputs.advantages, sequences);
+  return { sequences, length, logprobs, oldLogprobs, refLogprobs, advantages, mask };
+}
+
+/**
+ * Values are only checked where the mask is non-zero: padding positions routinely hold garbage
+ * (e.g. -Infinity logprobs), and they never reach the loss.
+ */
+function checkValues(inputs: CheckedInputs): void {
+  const { sequences, length } = inputs;
+  for (let sequence = 0; sequence < sequences; sequence++) {
+    checkFiniteEntry(OP, `advantages[${sequence}]`, inputs.advantages[sequence] as number);
+    for (let position = 0; position < length; position++) {
+      const index = sequence * length + position;
+      const label = `[${sequence}, ${position}]`;
+      const weight = inputs.mask[index] as number;
+      checkFiniteEntry(OP, `mask${label}`, weight);
+      if (weight < 0) throw opRangeError(OP, `mask${label} = ${weight} must be >= 0`);
+      if (weight === 0) continue;
+      checkFiniteEntry(OP, `logprobs${label}`, inputs.logprobs[index] as number);
+      checkFiniteEntry(OP, `oldLogprobs${label}`, inputs.oldLogprobs[index] as number);
+      if (inputs.refLogprobs !== undefined) {
+        checkFiniteEntry(OP, `refLogprobs${label}`, inputs.refLogprobs[index] as number);
+      }
+    }
+  }
+}
+
+function clip(value: number, low: number, high: number): number {
+  return Math.min(Math.max(value, low), high);
+}
+
+/** The per-token loss, its derivative in the logprob, and what the stats need. */
+function tokenTerms(
+  logprob: number,
+  oldLogprob: number,
+  refLogprob: number | undefined,
+  advantage: number,
+  options: ResolvedOptions,
+): TokenTerms {
+  const ratio = Math.exp(logprob - oldLogprob);
+  const unclipped = ratio * advantage;
+  const clipped = clip(ratio, 1 - options.epsLow, 1 + options.epsHigh) * advantage;
+  // Pessimistic bound: the unclipped term (and its gradient) wins ties.
+  const unclippedIsMin = unclipped <= clipped;
+  let loss = -Math.min(unclipped, clipped);
+  let gradient = unclippedIsMin ? -advantage * ratio : 0;
+  let kl = 0;
+  if (refLogprob !== undefined) {
+    const logRatioToRef = refLogprob - logprob;
+    kl = Math.exp(logRatioToRef) - logRatioToRef - 1;
+    if (options.beta !== 0) {
+      loss += options.beta * kl;
+      gradient += options.beta * (1 - Math.exp(logRatioToRef));
+    }
+  }
+  return {
+    loss,
+    gradient,
+    ratio,
+    kl,
+    clippedLow: advantage < 0 && ratio < 1 - options.epsLow,
+    clippedHigh: advantage > 0 && ratio > 1 + options.epsHigh,
+  };
+}
+
+/** Sum of the mask over one sequence. */
+function sequenceMass(mask: Float32Array, sequence: number, length: number): number {
+  let mass = 0;
+  for (let position = 0; position < length; position++) mass += mask[sequence * length + position] as number;
+  return mass;
+}
+
+/**
+ * The weight `w` of sequence `sequence`'s masked token losses in the aggregate, per loss type.
+ * Normalisers that could be 0 are guarded so an all-padding batch gives loss 0, not NaN.
+ */
+function aggregationWeight(
+  inputs: CheckedInputs,
+  options: ResolvedOptions,
+  sequence: number,
+  totalMass: number,
+): number {
+  const { sequences, length } = inputs;
+  switch (options.lossType) {
+    case 'grpo':
+      return 1 / (sequences * Math.max(1, sequenceMass(inputs.mask, sequence, length)));
+    case 'bnpo':
+      return 1 / Math.max(1, totalMass);
+    case 'dr_grpo': {
+      const normaliser = sequences * (options.maxCompletionLength ?? length);
+      return normaliser > 0 ? 1 / normaliser : 0;
+    }
+    case 'dapo': {
+      const normaliser = options.numItemsInBatch ?? totalMass;
+      return normaliser > 0 ? 1 / normaliser : 0;
+    }
+  }
+}
+
+function ratioOrZero(numerator: number, denominator: number): number {
+  return denominator > 0 ? numerator / denominator : 0;
+}
+
+/**
+ * Clipped policy-gradient loss over `[S, T]` tokens.
+ *
+ * Per token: `rho = exp(lp - old)`, `l = -min(rho A, clip(rho, 1 - epsLow, 1 + epsHigh) A)
+ * + beta * k3(ref, lp)`, aggregated by `lossType` (grpo: per-sequence token mean, then mean over
+ * sequences; bnpo: sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo: sum /
+ * numItemsInBatch). Tokens with mask 0 contribute nothing, not even NaN. Stats are mask-weighted
+ * means over the masked tokens (0 when there are none).
+ *
+ * @throws TypeError when an input is not float32
+ * @throws RangeError on mismatched shapes, non-finite masked values, a negative mask, or a bad option
+ */
+export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions = {}): PolicyLossResult {
+  const checked = checkInputs(inputs);
+  const resolved = resolveOptions(options);
+  checkValues(checked);
+  const { sequences, length, mask } = checked;
+  let totalMass = 0;
+  for (const weight of mask) totalMass += weight;
+  const gradLogprobs = new Float32Array(sequences * length);
+  let loss = 0;
+  let clippedLowMass = 0;
+  let clippedHighMass = 0;
+  let klMass = 0;
+  let ratioMass = 0;
+  for (let sequence = 0; sequence < sequences; sequence++) {
+    const weight = aggregationWeight(checked, resolved, sequence, totalMass);
+    const advantage = checked.advantages[sequence] as number;
+    for (let position = 0; position < length; position++) {
+      const index = sequence * length + position;
+      const tokenMask = mask[index] as number;
+      if (tokenMask === 0) continue;
+      const terms = tokenTerms(
+        checked.logprobs[index] as number,
+        checked.oldLogprobs[index] as number,
+        checked.refLogprobs?.[index],
+        advantage,
+        resolved,
+      );
+      loss += weight * tokenMask * terms.loss;
+      gradLogprobs[index] = weight * tokenMask * terms.gradient;
+      if (terms.clippedLow) clippedLowMass += tokenMask;
+      if (terms.clippedHigh) clippedHighMass += tokenMask;
+      klMass += tokenMask * terms.kl;
+      ratioMass += tokenMask * terms.ratio;
+    }
+  }
+  const clipLowFraction = ratioOrZero(clippedLowMass, totalMass);
+  const clipHighFraction = ratioOrZero(clippedHighMass, totalMass);
+  return {
+    loss,
+    gradLogprobs,
+    stats: {
+      clipLowFraction,
+      clipHighFraction,
+      clipFraction: clipLowFraction + clipHighFraction,
+      meanKl: ratioOrZero(klMass, totalMass),
+      meanRatio: ratioOrZero(ratioMass, totalMass),
+      tokenCount: totalMass,
+    },
+  };
+}
