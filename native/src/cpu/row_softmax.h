@@ -104,11 +104,71 @@ inline void raiseMax(float newMax, RowSoftmax& stats) {
   stats.max = newMax;
 }
 
+#if defined(__AVX512F__)
+// The same pass without writing z anywhere: each chunk is read twice, the second time from L1,
+// instead of being stored and reloaded. What tokenLogprobs runs on AVX-512 machines.
+template <typename Logit>
+RowSoftmax rowSoftmaxNoStore(const Logit* row, int64_t vocab, float scale, bool withEntropy) {
+  RowSoftmax stats;
+  const __m512 scaleVector = _mm512_set1_ps(scale);
+  const __m512 infinity = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const int64_t vectorEnd = vocab - vocab % 16;
+  for (int64_t start = 0; start < vocab; start += kRowChunk) {
+    const int64_t end = std::min(vocab, start + kRowChunk), vectorStop = std::min(end, vectorEnd);
+    __m512 chunkMax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    __mmask16 bad = 0;
+    for (int64_t i = start; i < vectorStop; i += 16) {
+      const __m512 z = _mm512_mul_ps(load16(row + i), scaleVector);
+      chunkMax = _mm512_max_ps(chunkMax, z);
+      bad |= _mm512_cmp_ps_mask(z, infinity, _CMP_NLT_UQ);  // NaN or +Inf
+    }
+    float maxValue = _mm512_reduce_max_ps(chunkMax);
+    bool tailBad = false;
+    for (int64_t i = vectorStop; i < end; ++i) {
+      const float z = widen(row[i]) * scale;
+      maxValue = std::max(maxValue, z);
+      tailBad |= !(z < std::numeric_limits<float>::infinity());
+    }
+    if (bad || tailBad) {
+      for (int64_t i = start; i < end; ++i) {
+        if (!(widen(row[i]) * scale < std::numeric_limits<float>::infinity())) {
+          stats.badIndex = i;
+          return stats;
+        }
+      }
+    }
+    if (maxValue > stats.max) raiseMax(maxValue, stats);
+    if (!stats.hasFiniteValue()) continue;
+    const __m512 maxVector = _mm512_set1_ps(stats.max);
+    __m512 sums = _mm512_setzero_ps(), moments = _mm512_setzero_ps();
+    for (int64_t i = start; i < vectorStop; i += 16) {
+      __m512 shifted;
+      const __m512 e = expShifted512(_mm512_mul_ps(load16(row + i), scaleVector), maxVector, &shifted);
+      sums = _mm512_add_ps(sums, e);
+      if (withEntropy) moments = _mm512_fmadd_ps(e, shifted, moments);
+    }
+    float sumExp = _mm512_reduce_add_ps(sums), weighted = _mm512_reduce_add_ps(moments);
+    for (int64_t i = vectorStop; i < end; ++i) {
+      const float shifted = std::max(widen(row[i]) * scale - stats.max, -88.0f);
+      const float e = expNonPositive(shifted);
+      sumExp += e;
+      weighted += e * shifted;
+    }
+    stats.sumExp += sumExp;
+    stats.weighted += withEntropy ? weighted : 0.0f;
+  }
+  return stats;
+}
+#endif
+
 // The single pass: for each chunk, scale into `scratch`, then accumulate. `scratch` holds
 // kRowChunk floats, or the whole row (`keepRow`) for callers that revisit z afterwards.
 template <typename Logit>
 RowSoftmax rowSoftmax(const Logit* row, int64_t vocab, float scale, bool withEntropy, float* scratch,
                       bool keepRow = false) {
+#if defined(__AVX512F__)
+  if (!keepRow) return rowSoftmaxNoStore(row, vocab, scale, withEntropy);
+#endif
   RowSoftmax stats;
   int bad = 0;
   for (int64_t start = 0; start < vocab; start += kRowChunk) {

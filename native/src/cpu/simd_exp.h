@@ -6,6 +6,8 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace napo::cpu {
 
 // e = exp(max(z - max, -88)), flushed to exactly 0 below -87 so -Inf logits contribute nothing;
@@ -26,6 +28,13 @@ inline __m512 expShifted512(__m512 z, __m512 max, __m512* shiftedOut) {
   const __mmask16 underflow = _mm512_cmp_ps_mask(shifted, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
   *shiftedOut = shifted;
   return _mm512_maskz_mov_ps(_knot_mask16(underflow), _mm512_scalef_ps(p, n));
+}
+
+// 16 logits widened to float32: bfloat16 is the high half of a float32.
+inline __m512 load16(const float* x) { return _mm512_loadu_ps(x); }
+inline __m512 load16(const uint16_t* x) {
+  const __m512i widened = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(widened, 16));
 }
 
 }  // namespace napo::cpu
