@@ -53,6 +53,7 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
           InstanceMethod<&TensorHandle::ToArray>("toArray"),
           InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
           InstanceMethod<&TensorHandle::To>("to"),
+          InstanceMethod<&TensorHandle::Reshape>("reshape"),
           InstanceMethod<&TensorHandle::Dispose>("dispose"),
       });
   addonData(env).tensorConstructor = Napi::Persistent(constructor);
@@ -157,6 +158,34 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
   TensorHandle* target = ObjectWrap<TensorHandle>::Unwrap(copy);
   check(env, napo_memcpy(device, target->storage_->data(), storage_->device(), storage_->data(), storage_->bytes()));
   return copy;
+}
+
+// A view of the same storage in another shape with as many elements: no copy, and the storage
+// lives until every view of it is gone.
+Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireLive(env, "reshape");
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Tensor.reshape: shape must be an array of integers");
+  Napi::Array dims = info[0].As<Napi::Array>();
+  if (dims.Length() > NAPO_MAX_DIMS) throwRange(env, "Tensor.reshape: at most 8 dimensions");
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < dims.Length(); ++i) {
+    const double dim = numberArg(env, dims.Get(i), "Tensor.reshape", "shape");
+    if (!(dim >= 0) || dim != double(int64_t(dim))) {
+      throwRange(env, "Tensor.reshape: shape[" + std::to_string(i) + "] = " + std::to_string(dim) + " must be a non-negative integer");
+    }
+    shape.push_back(int64_t(dim));
+  }
+  if (elementCount(shape) != elementCount(shape_)) {
+    throwRange(env, "Tensor.reshape: " + std::to_string(elementCount(shape_)) + " elements cannot take a shape of " +
+                        std::to_string(elementCount(shape)));
+  }
+  Napi::Object view = addonData(env).tensorConstructor.New({});
+  TensorHandle* handle = ObjectWrap<TensorHandle>::Unwrap(view);
+  handle->storage_ = storage_;
+  handle->dtype_ = dtype_;
+  handle->shape_ = shape;
+  return view;
 }
 
 Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {

@@ -54,6 +54,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Reshape(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   void requireLive(Napi::Env env, const char* what) const;

@@ -20,6 +20,7 @@ export interface NativeTensorHandle {
   toArray(): AnyTypedArray;
   copyFrom(data: AnyTypedArray): void;
   to(device: string): NativeTensorHandle;
+  reshape(shape: readonly number[]): NativeTensorHandle;
   dispose(): void;
 }
 

@@ -69,6 +69,14 @@ export class Tensor<D extends DType = DType> {
     return new Tensor<D>(this.handle.to(device));
   }
 
+  /**
+   * A view of the same memory in another shape with as many elements (no copy). The memory is
+   * freed when every view of it is disposed or collected.
+   */
+  reshape(shape: readonly number[]): Tensor<D> {
+    return new Tensor<D>(this.handle.reshape(shape));
+  }
+
   /** Frees the memory now; the tensor cannot be used afterwards. */
   dispose(): void {
     this.handle.dispose();

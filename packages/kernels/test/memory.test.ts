@@ -34,6 +34,20 @@ describe('memory counters (torch.cuda.memory_* conventions)', () => {
     expect(memoryStats('cpu').peakAllocatedBytes).toBe(base.allocatedBytes);
   });
 
+  it('share the storage between a tensor and its reshaped views, freed with the last of them', () => {
+    const before = memoryStats('cpu');
+    const matrix = tensor(Float32Array.from({ length: 12 }, (_, i) => i), [3, 4]);
+    const flat = matrix.reshape([12]);
+    expect(flat.shape).toEqual([12]);
+    expect(Array.from(flat.toArray())).toEqual(Array.from(matrix.toArray()));
+    expect(memoryStats('cpu').allocations - before.allocations).toBe(1);
+    expect(() => matrix.reshape([5])).toThrow(/12 elements cannot take a shape of 5/);
+    matrix.dispose();
+    expect(flat.toArray()[11]).toBe(11);
+    flat.dispose();
+    expect(memoryStats('cpu').allocatedBytes).toBe(before.allocatedBytes);
+  });
+
   it('reuse a cached block for a tensor of the same size', () => {
     const first = tensor(new Float32Array(4096));
     first.dispose();
