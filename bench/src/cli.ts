@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { defaultKernelBenchOptions, runKernelBench } from './kernels.js';
+import { runPolicyBench } from './policy.js';
 import { kernelTable } from './report.js';
 
 function positiveInteger(value: string): number {
@@ -42,4 +43,12 @@ program
     writeJson(options.json, result);
   });
 
-program.parse();
+program
+  .command('policy')
+  .description('TinyGPT forward+backward and decode tokens/s on 1 and 2 threads, matmul GFLOP/s against measured peak FMA')
+  .option('--json <file>', 'also write the result as JSON')
+  .action(async (options: { json?: string }) => {
+    writeJson(options.json, await runPolicyBench());
+  });
+
+await program.parseAsync();

@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "model.h"
 #include "ops.h"
 #include "probes.h"
 #include "tensor.h"
@@ -118,6 +119,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuThreads", Napi::Function::New<CpuThreads>(env, "cpuThreads"));
   exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));
   registerOps(env, exports);
+  registerModel(env, exports);
   registerProbes(env, exports);
   return exports;
 }

@@ -1,0 +1,250 @@
+// Single-precision GEMM for the CPU backend, BLIS-style: B is packed once per call into panels
+// of NR columns, each task packs its MC x KC block of A into panels of MR rows, and an MR x NR
+// register-tiled micro-kernel runs over the packed panels. Tasks are (MC rows x NC columns) tiles
+// spread with parallelFor; each element of C is computed by one task in a fixed order, so the
+// result does not depend on the thread count. The micro-kernel uses GCC vector types, which
+// compile to AVX-512 (zmm FMAs) with -march=native on this host and to AVX2/SSE elsewhere.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "napo/model.h"
+#include "ops.h"
+
+namespace napo::model {
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+
+constexpr int64_t MR = 8;    // rows of the micro-tile: 8 x 2 accumulators of 16 floats
+constexpr int64_t NR = 32;   // columns of the micro-tile (two 16-float vectors)
+constexpr int64_t KC = 256;  // depth of one packed slice
+constexpr int64_t MC = 64;   // rows per task (at most)
+constexpr int64_t NC = 256;  // columns per task (at most)
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<float[], AlignedFree>;
+
+AlignedBuffer alignedFloats(size_t count) {
+  const size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
+  return AlignedBuffer(static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64)));
+}
+
+inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+
+// acc[MR][NR] = sum_k A[k][0..MR) (x) B[k][0..NR) over packed panels.
+inline void microKernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                        float* __restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                        float beta) {
+  v16 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
+  v16 c40 = {}, c41 = {}, c50 = {}, c51 = {}, c60 = {}, c61 = {}, c70 = {}, c71 = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const v16 b0 = load16(b + k * NR), b1 = load16(b + k * NR + 16);
+    const float* ak = a + k * MR;
+    float s;
+    s = ak[0]; c00 += s * b0; c01 += s * b1;
+    s = ak[1]; c10 += s * b0; c11 += s * b1;
+    s = ak[2]; c20 += s * b0; c21 += s * b1;
+    s = ak[3]; c30 += s * b0; c31 += s * b1;
+    s = ak[4]; c40 += s * b0; c41 += s * b1;
+    s = ak[5]; c50 += s * b0; c51 += s * b1;
+    s = ak[6]; c60 += s * b0; c61 += s * b1;
+    s = ak[7]; c70 += s * b0; c71 += s * b1;
+  }
+  const v16 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                          {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+  if (mr == MR && nr == NR) {
+    for (int64_t i = 0; i < MR; ++i) {
+      float* row = c + i * ldc;
+      v16 r0 = alpha * acc[i][0], r1 = alpha * acc[i][1];
+      if (beta != 0.0f) {
+        r0 += beta * load16(row);
+        r1 += beta * load16(row + 16);
+      }
+      store16(row, r0);
+      store16(row + 16, r1);
+    }
+    return;
+  }
+  alignas(64) float tile[MR][NR];
+  for (int64_t i = 0; i < MR; ++i) {
+    store16(&tile[i][0], acc[i][0]);
+    store16(&tile[i][16], acc[i][1]);
+  }
+  for (int64_t i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    for (int64_t j = 0; j < nr; ++j) {
+      row[j] = alpha * tile[i][j] + (beta != 0.0f ? beta * row[j] : 0.0f);
+    }
+  }
+}
+
+// Panel p of packed B holds columns [p*NR, p*NR + NR) for every k: [K][NR], zero-padded.
+void packB(bool transB, int64_t n, int64_t k, const float* b, int64_t ldb, float* packed, bool serial) {
+  const int64_t panels = (n + NR - 1) / NR;
+  parallelFor(panels, serial ? panels : 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* dst = packed + p * k * NR;
+      const int64_t j0 = p * NR, cols = std::min(NR, n - j0);
+      for (int64_t kk = 0; kk < k; ++kk) {
+        float* out = dst + kk * NR;
+        if (!transB) {
+          const float* src = b + kk * ldb + j0;
+          for (int64_t j = 0; j < cols; ++j) out[j] = src[j];
+        } else {
+          for (int64_t j = 0; j < cols; ++j) out[j] = b[(j0 + j) * ldb + kk];
+        }
+        for (int64_t j = cols; j < NR; ++j) out[j] = 0.0f;
+      }
+    }
+  });
+}
+
+// Rows [i0, i0 + mc) and depth [k0, k0 + kc) of op(A) as panels of MR rows: [panel][kc][MR].
+void packA(bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, const float* a,
+           int64_t lda, float* packed) {
+  for (int64_t p = 0; p * MR < mc; ++p) {
+    float* dst = packed + p * kc * MR;
+    const int64_t r0 = i0 + p * MR, rows = std::min(MR, mc - p * MR);
+    if (!transA) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = a + (r0 + r) * lda + k0;
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * MR + r] = src[kk];
+      }
+    } else {
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        const float* src = a + (k0 + kk) * lda + r0;
+        for (int64_t r = 0; r < rows; ++r) dst[kk * MR + r] = src[r];
+      }
+    }
+    for (int64_t r = rows; r < MR; ++r)
+      for (int64_t kk = 0; kk < kc; ++kk) dst[kk * MR + r] = 0.0f;
+  }
+}
+
+void sgemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
+              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+              int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta != 0.0f ? beta * c[i * ldc + j] : 0.0f;
+    return;
+  }
+  const int64_t panels = (n + NR - 1) / NR;
+  AlignedBuffer packedB = alignedFloats(size_t(panels * k * NR));
+  // Below a few MFLOP (decode-sized products) waking the pool costs more than it saves.
+  const bool serial = 2.0 * double(m) * double(n) * double(k) < 4.0e6;
+  packB(transB, n, k, b, ldb, packedB.get(), serial);
+  // Smaller tiles when the problem has too few for every thread to get several.
+  int64_t mcBlock = MC, ncBlock = NC;
+  const int64_t wanted = 4 * int64_t(threadCount());
+  auto tiles = [&] { return ((m + mcBlock - 1) / mcBlock) * ((n + ncBlock - 1) / ncBlock); };
+  while (tiles() < wanted && (ncBlock > 2 * NR || mcBlock > 2 * MR)) {
+    if (ncBlock > 2 * NR && (ncBlock >= 4 * mcBlock || mcBlock <= 2 * MR)) ncBlock /= 2;
+    else mcBlock /= 2;
+  }
+  const int64_t rowBlocks = (m + mcBlock - 1) / mcBlock, colBlocks = (n + ncBlock - 1) / ncBlock;
+  parallelFor(rowBlocks * colBlocks, serial ? rowBlocks * colBlocks : 1, [&](int64_t begin, int64_t end) {
+    thread_local AlignedBuffer packedA;
+    thread_local size_t packedACapacity = 0;
+    const size_t need = size_t(((MC + MR - 1) / MR) * MR * KC);
+    if (packedACapacity < need) {
+      packedA = alignedFloats(need);
+      packedACapacity = need;
+    }
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t rb = task / colBlocks, cb = task % colBlocks;
+      const int64_t i0 = rb * mcBlock, mc = std::min(mcBlock, m - i0);
+      const int64_t j0 = cb * ncBlock, nc = std::min(ncBlock, n - j0);
+      for (int64_t k0 = 0; k0 < k; k0 += KC) {
+        const int64_t kc = std::min(KC, k - k0);
+        packA(transA, i0, mc, k0, kc, a, lda, packedA.get());
+        const float blockBeta = k0 == 0 ? beta : 1.0f;
+        for (int64_t j = 0; j < nc; j += NR) {
+          const float* bPanel = packedB.get() + ((j0 + j) / NR) * k * NR + k0 * NR;
+          const int64_t nr = std::min(NR, nc - j);
+          for (int64_t i = 0; i < mc; i += MR) {
+            microKernel(kc, packedA.get() + (i / MR) * kc * MR, bPanel,
+                        c + (i0 + i) * ldc + j0 + j, ldc, std::min(MR, mc - i), nr, alpha,
+                        blockBeta);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+napo_status cudaModelUnavailable(const char* op) {
+  return fail(NAPO_ERR_UNAVAILABLE,
+              "%s: the CUDA backend of the model has no kernels yet; create the model on 'cpu'",
+              op);
+}
+
+napo_status matmul(napo_device device, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   float beta, float* c, int64_t ldc) {
+  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("matmul");
+  sgemmCpu(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  return NAPO_OK;
+}
+
+napo_status addBias(napo_device device, int64_t m, int64_t n, const float* bias, float* y) {
+  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("addBias");
+  parallelFor(m, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = y + i * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+    }
+  });
+  return NAPO_OK;
+}
+
+napo_status biasBackward(napo_device device, int64_t m, int64_t n, const float* dy, float* dbias) {
+  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("biasBackward");
+  // Columns split across threads; each column sums its rows in order.
+  parallelFor(n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = 0; i < m; ++i) {
+      const float* row = dy + i * n;
+#pragma omp simd
+      for (int64_t j = begin; j < end; ++j) dbias[j] += row[j];
+    }
+  });
+  return NAPO_OK;
+}
+
+}  // namespace napo::model
+
+using namespace napo;
+
+extern "C" napo_status napo_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n,
+                                  int64_t k, float alpha, const float* a, int64_t lda,
+                                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m < 0 || n < 0 || k < 0) {
+    return fail(NAPO_ERR_RANGE, "sgemm: sizes must be >= 0, got m = %lld, n = %lld, k = %lld",
+                (long long)m, (long long)n, (long long)k);
+  }
+  if ((m > 0 && n > 0 && k > 0 && (!a || !b)) || (m > 0 && n > 0 && !c)) {
+    return fail(NAPO_ERR_TYPE, "sgemm: a, b and c must not be NULL");
+  }
+  if (ldc < n || lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) {
+    return fail(NAPO_ERR_RANGE, "sgemm: a leading dimension is smaller than its row");
+  }
+  return model::matmul(napo_device{NAPO_CPU, 0}, trans_a != 0, trans_b != 0, m, n, k, alpha, a,
+                       lda, b, ldb, beta, c, ldc);
+}

@@ -1,0 +1,113 @@
+/** The Policy and Tokenizer interfaces: what a trainer needs from a language model. */
+import type { DeviceName, Tensor } from '@napo/kernels';
+
+/** Ragged token sequences: one array of token ids per row. */
+export type RaggedTokens = readonly (readonly number[])[];
+
+export interface ForwardOptions {
+  /** Row lengths for a padded `[B, T]` tensor input; positions past a length are ignored. */
+  lengths?: readonly number[] | Int32Array;
+  /** Alternatively a `[B, T]` 0/1 mask; each row must be ones then zeros (a prefix). */
+  mask?: RaggedTokens | Tensor;
+}
+
+export interface OptimizerOptions {
+  /** Learning rate of this step (schedules live in TS: see `schedule.ts`). */
+  lr: number;
+  /** Default 0.9. */
+  beta1?: number;
+  /** Default 0.95. */
+  beta2?: number;
+  /** Default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay on 2-D weights (not biases or LayerNorm). Default 0.01. */
+  weightDecay?: number;
+  /** Global L2 gradient clipping; 0 = off. Default 1. */
+  maxGradNorm?: number;
+}
+
+export interface StepResult {
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Factor applied to the gradients (1 when not clipped). */
+  clipScale: number;
+  /** The optimizer step just taken, counted from 1. */
+  step: number;
+}
+
+/** AdamW state of a model, as a checkpoint stores it. */
+export interface OptimizerState {
+  /** First moments, every parameter's values packed in parameter order (parameter total long). */
+  expAvg: Float32Array;
+  /** Second moments, same layout; each >= 0. */
+  expAvgSq: Float32Array;
+  /** Optimizer steps taken (the bias correction uses it); the next step is steps + 1. */
+  steps: number;
+}
+
+export interface DecodeOptions {
+  /** Rows to compute; inactive rows keep their cache and get a row of zero logits. */
+  active?: readonly boolean[];
+}
+
+export interface SaveOptions {
+  tokenizer?: Tokenizer;
+  /** Extra string metadata stored in the checkpoint. */
+  metadata?: Record<string, string>;
+  /**
+   * Also store the optimizer state (AdamW moments and step count), so a run resumed from the
+   * checkpoint continues exactly as if it had not stopped. Default false: a weights-only
+   * checkpoint, about a third of the size.
+   */
+  optimizer?: boolean;
+}
+
+/**
+ * A trainable, decodable language model. Compound calls return Promises and run off the JS main
+ * thread; a model runs one call at a time.
+ */
+export interface Policy {
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly device: DeviceName;
+  /** Training forward: logits `[B, T, V]` (rows past a length are 0); keeps activations for backward. */
+  forward(tokens: RaggedTokens | Tensor, options?: ForwardOptions): Promise<Tensor<'float32'>>;
+  /** Accumulates parameter gradients from d loss / d logits `[B, T, V]` of the last forward. */
+  backward(gradLogits: Tensor): Promise<void>;
+  /** One optimizer step on the accumulated gradients. */
+  step(optimizer: OptimizerOptions): Promise<StepResult>;
+  zeroGrad(): void;
+  /** Starts decoding: ragged prompts -> logits `[B, V]` of each prompt's next token. */
+  prefill(prompts: RaggedTokens): Promise<Tensor<'float32'>>;
+  /** Appends one token per row to the KV cache -> logits `[B, V]` of the next token. */
+  decodeStep(tokens: readonly number[] | Int32Array, options?: DecodeOptions): Promise<Tensor<'float32'>>;
+  /** An independent copy of the weights (no gradients or optimizer state): a frozen reference. */
+  clone(): Promise<Policy>;
+  /**
+   * Writes the weights (and tokenizer, metadata) as a checkpoint; with `optimizer: true` it also
+   * carries the optimizer state, for an exact resume.
+   */
+  save(path: string, options?: SaveOptions): Promise<void>;
+  /**
+   * Loads weights from a checkpoint of the same shape. When the checkpoint carries optimizer
+   * state it is restored too (the next step continues the saved run); a weights-only checkpoint
+   * leaves the optimizer state as it is.
+   */
+  load(path: string): Promise<void>;
+  dispose(): void;
+}
+
+export interface TokenizerJSON {
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly eos: number;
+  readonly pad: number;
+  encode(text: string): number[];
+  /** Special tokens (pad, eos) are left out. */
+  decode(ids: readonly number[] | Int32Array): string;
+  toJSON(): TokenizerJSON;
+}

@@ -1,0 +1,1 @@
+export { geluTanh, referenceForward, referenceForwardRow, type ReferenceConfig, type ReferenceParameters } from './tinygpt.js';
