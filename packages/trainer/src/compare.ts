@@ -1,0 +1,94 @@
+/**
+ * `napo compare`: the paper's experiment on the built-in task. One supervised warm-up (cached by
+ * config hash), then GRPO, GRPO + expert SFT and ExP-GRPO from the same checkpoint and seed, each
+ * evaluated by level; a table like the paper's, and a report folder with charts.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { backendInfo, cpuThreads } from '@napo/kernels';
+import { CharTokenizer, TinyGPT } from '@napo/policy';
+
+import type { Algorithm } from './config.js';
+import { evaluate, defaultEvaluationOptions, heldOutItems } from './evaluate.js';
+import { RecordLog } from './log.js';
+import type { Preset } from './presets.js';
+import type { EvalRecord, StepRecord, TrainerRecord } from './records.js';
+import { writeReport, type ComparisonReport, type MethodRun } from './report.js';
+import { formatComparisonTable } from './table.js';
+import { AdditionTask } from './tasks/addition.js';
+import { Trainer } from './trainer.js';
+import { hasCachedWarmup, warmup, warmupCachePath, type WarmupProgress } from './warmup.js';
+
+export const methodLabels: Record<Algorithm, string> = {
+  grpo: 'GRPO',
+  'grpo-sft': 'GRPO+SFT',
+  expo: 'ExP-GRPO',
+  'expo-dpo': 'ExP-DPO',
+};
+
+export interface CompareOptions {
+  preset: Preset;
+  seeds: number;
+  methods: Algorithm[];
+  outDir: string;
+  cacheDir: string;
+  /** Called with every record (steps, evaluations) and warm-up progress, e.g. for a progress bar. */
+  onRecord?: (label: string, record: TrainerRecord) => void;
+  onWarmup?: (seed: number, progress: WarmupProgress, total: number) => void;
+}
+
+export async function runComparison(options: CompareOptions): Promise<ComparisonReport> {
+  const { preset } = options;
+  const task = new AdditionTask();
+  const tokenizer = new CharTokenizer(task.alphabet);
+  const evaluation = { ...defaultEvaluationOptions, ...preset.evaluation, maxNewTokens: preset.train.maxNewTokens ?? defaultEvaluationOptions.maxNewTokens };
+  const evalItems = heldOutItems(task, evaluation.itemsPerLevel, evaluation.itemSeed);
+  mkdirSync(options.outDir, { recursive: true });
+  const base: EvalRecord[] = [];
+  const runs: MethodRun[] = [];
+  for (let seed = 0; seed < options.seeds; seed++) {
+    const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
+    const warmupConfig = { ...preset.warmup, seed };
+    const start = TinyGPT.create(modelConfig);
+    const cached = warmupCachePath(options.cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
+    if (hasCachedWarmup(cached)) {
+      await start.load(cached);
+    } else {
+      await warmup(start, tokenizer, task, warmupConfig, (progress) => options.onWarmup?.(seed, progress, warmupConfig.steps ?? 0));
+      await start.save(cached, { tokenizer, metadata: { 'napo.warmup': JSON.stringify(warmupConfig) } });
+    }
+    const byLevel = await evaluate(start, tokenizer, task, evalItems, evaluation);
+    base.push({ kind: 'eval', algorithm: 'base', seed, step: 0, k: evaluation.k, byLevel });
+    for (const algorithm of options.methods) {
+      const policy = await start.clone();
+      const trainer = new Trainer({ policy, tokenizer, task, config: { ...preset.train, algorithm, seed }, evaluation });
+      const label = methodLabels[algorithm];
+      const run: MethodRun = { label, seed, steps: [], evals: [] };
+      const log = new RecordLog(join(options.outDir, `${algorithm}-seed${seed}.jsonl`));
+      for await (const record of trainer.run()) {
+        log.append(record);
+        if (record.kind === 'step') run.steps.push(record as StepRecord);
+        else run.evals.push(record);
+        options.onRecord?.(label, record);
+      }
+      runs.push(run);
+      trainer.referencePolicy?.dispose();
+      policy.dispose();
+    }
+    start.dispose();
+  }
+  const info = backendInfo();
+  const report: ComparisonReport = {
+    title: `napo compare: ${options.methods.map((m) => methodLabels[m]).join(' vs ')} on ${task.name} (preset ${preset.name}, ${options.seeds} seed${options.seeds > 1 ? 's' : ''})`,
+    createdAt: new Date().toISOString(),
+    machine: { cpuThreads: cpuThreads(), isa: info.cpu.isa, cuda: info.cuda },
+    config: { preset, seeds: options.seeds, methods: options.methods, evaluation },
+    base,
+    runs,
+    table: '',
+  };
+  report.table = formatComparisonTable(report);
+  writeReport(options.outDir, report);
+  return report;
+}

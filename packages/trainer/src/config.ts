@@ -1,0 +1,85 @@
+/**
+ * Trainer configuration: typed, with defaults, validated by zod with messages that name the field
+ * (`groupSize must be >= 2`).
+ */
+import { z } from 'zod';
+
+export const algorithms = ['grpo', 'expo', 'grpo-sft', 'expo-dpo'] as const;
+export type Algorithm = (typeof algorithms)[number];
+
+const positiveInteger = z.number().int().min(1);
+
+export const trainConfigSchema = z.object({
+  /** grpo | expo (ExP-GRPO) | grpo-sft (GRPO + SFT on expert reasoning) | expo-dpo. */
+  algorithm: z.enum(algorithms).default('expo'),
+  seed: z.number().int().min(0).default(0),
+  steps: positiveInteger.default(100),
+  /** Distinct prompts per step; each gets groupSize completions. */
+  promptsPerStep: positiveInteger.default(8),
+  groupSize: z.number().int().min(2).default(8),
+  /** Levels the training prompts are drawn from, uniformly. */
+  levels: z.array(z.number().int().min(1)).min(1).default([1, 2, 3, 4, 5]),
+  maxNewTokens: positiveInteger.default(64),
+  /** Rollout sampling temperature (log-probs are scored at the same temperature). */
+  temperature: z.number().gt(0).default(1),
+  topK: z.number().int().min(0).default(0),
+  topP: z.number().gt(0).max(1).default(1),
+  learningRate: z.number().gt(0).default(3e-4),
+  schedule: z.enum(['constant', 'cosine']).default('constant'),
+  warmupSteps: z.number().int().min(0).default(0),
+  weightDecay: z.number().min(0).default(0),
+  maxGradNorm: z.number().gt(0).default(1),
+  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('grpo'),
+  epsLow: z.number().min(0).lt(1).default(0.2),
+  epsHigh: z.number().min(0).default(0.2),
+  scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
+  estimator: z.enum(['grpo', 'rloo']).default('grpo'),
+  /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no reference model. */
+  klBeta: z.number().min(0).default(0),
+  /** ExPO / SFT term: loss -= betaExpo * token-mean log pi(reasoning, answer | prompt). The paper's best: 0.04. */
+  betaExpo: z.number().min(0).default(0.04),
+  /** Self-explanations sampled every step (online) or once per prompt and kept (offline). */
+  explanations: z.enum(['online', 'offline']).default('online'),
+  /** Temperature of the self-explanation draw. */
+  explainTemperature: z.number().gt(0).default(0.7),
+  /** ExP-DPO's beta. */
+  dpoBeta: z.number().gt(0).default(0.1),
+  /** Evaluate on the held-out items every N steps (0 = at the end only). */
+  evalEvery: z.number().int().min(0).default(0),
+  /** Write a checkpoint every N steps (0 = never). */
+  saveEvery: z.number().int().min(0).default(0),
+});
+
+export type TrainConfig = z.output<typeof trainConfigSchema>;
+export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+
+/** One readable message per problem, naming the field. */
+export function describeIssue(issue: z.core.$ZodIssue): string {
+  const field = issue.path.length > 0 ? issue.path.join('.') : 'config';
+  switch (issue.code) {
+    case 'too_small':
+      if (issue.origin === 'array') return `${field} must have at least ${String(issue.minimum)} ${Number(issue.minimum) === 1 ? 'entry' : 'entries'}`;
+      return `${field} must be ${issue.inclusive ? '>=' : '>'} ${String(issue.minimum)}`;
+    case 'too_big':
+      return `${field} must be ${issue.inclusive ? '<=' : '<'} ${String(issue.maximum)}`;
+    case 'invalid_value':
+      return `${field} must be one of ${issue.values.map(String).join(', ')}`;
+    case 'invalid_type':
+      return `${field} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+    case 'unrecognized_keys':
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
+    default:
+      return `${field}: ${issue.message}`;
+  }
+}
+
+/** Validates a schema's input and fills in defaults; throws a RangeError listing every problem. */
+export function parseConfig<Schema extends z.ZodType>(schema: Schema, input: unknown, what: string): z.output<Schema> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw new RangeError(`${what}: ${result.error.issues.map(describeIssue).join('; ')}`);
+}
+
+export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
+  return parseConfig(trainConfigSchema.strict(), input, 'train config');
+}

@@ -1,0 +1,66 @@
+/**
+ * Evaluation by level on fixed held-out items: greedy pass@1 and sampled pass@k (the paper's
+ * k = 4 at temperature 0.7). The items come from their own seed, never from the training stream.
+ */
+import { generate, type Policy, type Tokenizer } from '@napo/policy';
+
+import { Rng } from './rng.js';
+import type { LevelScore } from './records.js';
+import type { Task, TaskItem } from './task.js';
+
+export interface EvaluationOptions {
+  itemsPerLevel: number;
+  k: number;
+  temperature: number;
+  maxNewTokens: number;
+  /** Seed of the held-out items (kept apart from training seeds). */
+  itemSeed: number;
+  /** Philox seed of the sampled attempts. */
+  sampleSeed: number;
+}
+
+export const defaultEvaluationOptions: EvaluationOptions = {
+  itemsPerLevel: 50,
+  k: 4,
+  temperature: 0.7,
+  maxNewTokens: 64,
+  itemSeed: 1_000_003,
+  sampleSeed: 17,
+};
+
+export function heldOutItems(task: Task, itemsPerLevel: number, seed: number): TaskItem[] {
+  const rng = new Rng(seed);
+  return task.levels.flatMap((level) => Array.from({ length: itemsPerLevel }, () => task.sample(rng, level)));
+}
+
+export async function evaluate(
+  policy: Policy,
+  tokenizer: Tokenizer,
+  task: Task,
+  items: readonly TaskItem[],
+  options: EvaluationOptions,
+): Promise<LevelScore[]> {
+  const prompts = items.map((item) => tokenizer.encode(item.prompt));
+  const generation = { maxNewTokens: options.maxNewTokens, tokenizer, eos: tokenizer.eos };
+  const greedy = await generate(policy, prompts, { ...generation, temperature: 0 });
+  const sampled = await generate(
+    policy,
+    prompts.flatMap((prompt) => Array.from({ length: options.k }, () => prompt)),
+    { ...generation, temperature: options.temperature, seed: options.sampleSeed },
+  );
+  const greedyTexts = greedy.texts ?? [];
+  const sampledTexts = sampled.texts ?? [];
+  return task.levels.map((level) => {
+    let pass1 = 0;
+    let passK = 0;
+    let count = 0;
+    items.forEach((item, index) => {
+      if (item.level !== level) return;
+      count++;
+      pass1 += task.verify(greedyTexts[index] ?? '', item.answer);
+      const attempts = sampledTexts.slice(index * options.k, (index + 1) * options.k);
+      passK += attempts.some((text) => task.verify(text, item.answer) === 1) ? 1 : 0;
+    });
+    return { level, pass1: count ? pass1 / count : 0, passK: count ? passK / count : 0 };
+  });
+}

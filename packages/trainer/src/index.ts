@@ -1,0 +1,16 @@
+/**
+ * @napo/trainer: tasks with verifiable rewards, GRPO / ExP-GRPO / GRPO + SFT / ExP-DPO trainers
+ * over any Policy, evaluation by level, checkpoints, reports and the `napo` CLI.
+ */
+export { algorithms, trainConfig, trainConfigSchema, type Algorithm, type TrainConfig, type TrainConfigInput } from './config.js';
+export { AdditionTask, columnSteps, countingOnSteps } from './tasks/addition.js';
+export type { ParsedCompletion, Task, TaskItem } from './task.js';
+export { Rng, type RngState } from './rng.js';
+export { Trainer, type AuxiliaryPair, type TrainerOptions, type TrainerState } from './trainer.js';
+export { evaluate, heldOutItems, defaultEvaluationOptions, type EvaluationOptions } from './evaluate.js';
+export { warmup, supervisedStep, warmupConfigSchema, type WarmupConfig, type WarmupTask } from './warmup.js';
+export { saveCheckpoint, loadCheckpoint, latestCheckpoint } from './checkpoint.js';
+export { runComparison, methodLabels, type CompareOptions } from './compare.js';
+export { presets, type Preset } from './presets.js';
+export { writeReport, renderHtml, type ComparisonReport, type MethodRun } from './report.js';
+export { phases, type EvalRecord, type LevelScore, type Phase, type PhaseFigures, type StepRecord, type TrainerRecord } from './records.js';

@@ -1,0 +1,58 @@
+/** What a trainer records per step and per evaluation, as emitted to listeners and written as JSON lines. */
+import type { Algorithm } from './config.js';
+
+/** The phases a step's time and peak memory are measured over. */
+export const phases = ['rollout', 'explain', 'score', 'logprobs', 'backward', 'optimizer'] as const;
+export type Phase = (typeof phases)[number];
+
+export interface PhaseFigures {
+  seconds: number;
+  /** Peak bytes allocated during the phase (the allocator's counter, reset at its start). */
+  peakAllocatedBytes: number;
+}
+
+export interface StepRecord {
+  kind: 'step';
+  algorithm: Algorithm;
+  seed: number;
+  step: number;
+  /** Mean reward of the rollouts. */
+  reward: number;
+  /** Fraction of correct rollouts, by level (levels drawn this step only). */
+  accuracyByLevel: Record<string, number>;
+  /** Prompts whose completions were all wrong: where GRPO has no signal. */
+  allWrongPrompts: number;
+  loss: number;
+  /** The ExPO / SFT / DPO term's value this step (0 for GRPO). */
+  auxiliaryLoss: number;
+  meanKl: number;
+  clipLowFraction: number;
+  clipHighFraction: number;
+  gradNorm: number;
+  learningRate: number;
+  tokensGenerated: number;
+  tokensTrained: number;
+  stepSeconds: number;
+  phases: Record<Phase, PhaseFigures>;
+  /** allocatedBytes after the step: flat over steps when nothing leaks. */
+  allocatedBytesAfter: number;
+}
+
+export interface LevelScore {
+  level: number;
+  /** Greedy decoding, one attempt. */
+  pass1: number;
+  /** At least one of k samples at the evaluation temperature is right. */
+  passK: number;
+}
+
+export interface EvalRecord {
+  kind: 'eval';
+  algorithm: Algorithm | 'base';
+  seed: number;
+  step: number;
+  k: number;
+  byLevel: LevelScore[];
+}
+
+export type TrainerRecord = StepRecord | EvalRecord;

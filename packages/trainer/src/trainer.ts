@@ -1,0 +1,387 @@
+/**
+ * GRPO and ExPO trainers over any Policy + Task, on napo's ops: `sample` (through generate) for
+ * rollouts and self-explanations, `tokenLogprobs` for scoring, `groupAdvantages`, `policyLoss`,
+ * and the fused backward. One step:
+ *   rollout   G completions per prompt, verified by the task -> rewards
+ *   explain   ExP-GRPO: a self-explanation per prompt, sampled with the answer in the prompt
+ *             (GRPO+SFT: the task's expert solution; ExP-DPO: chosen/rejected pairs)
+ *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint)
+ *   logprobs  per-token log-probs, advantages, the clipped loss and the auxiliary term
+ *   backward  d loss / d log-probs -> logits -> parameters
+ *   optimizer AdamW
+ * Each phase's time and peak allocated memory are recorded.
+ */
+import {
+  groupAdvantages,
+  memoryStats,
+  policyLoss,
+  resetPeakMemoryStats,
+  tensor,
+  type Tensor,
+} from '@napo/kernels';
+import { generate, type Policy, type Tokenizer } from '@napo/policy';
+
+import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
+import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
+import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
+import { Rng, type RngState } from './rng.js';
+import { backpropagate, referenceLogprobs, scoreBatch, type ScoredBatch } from './scoring.js';
+import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
+import type { Task, TaskItem } from './task.js';
+
+/** An auxiliary sequence and what it is for. */
+export interface AuxiliaryPair extends SequencePair {
+  /** 'positive': raise log pi (ExPO / SFT); 'chosen' / 'rejected': a DPO pair (consecutive rows). */
+  role: 'positive' | 'chosen' | 'rejected';
+}
+
+export interface TrainerOptions {
+  policy: Policy;
+  tokenizer: Tokenizer;
+  task: Task;
+  config?: TrainConfigInput;
+  /** Frozen reference for the KL term and ExP-DPO; cloned from the policy at the first step if not given. */
+  reference?: Policy;
+  evaluation?: Partial<EvaluationOptions>;
+}
+
+/** What a checkpoint needs besides the weights to continue exactly where a run stopped. */
+export interface TrainerState {
+  step: number;
+  rng: RngState;
+  offlineExplanations: [string, string][];
+}
+
+interface LossParts {
+  loss: number;
+  auxiliaryLoss: number;
+  gradLogprobs: Float32Array;
+  meanKl: number;
+  clipLowFraction: number;
+  clipHighFraction: number;
+}
+
+export class Trainer {
+  readonly config: TrainConfig;
+  readonly policy: Policy;
+  readonly tokenizer: Tokenizer;
+  readonly task: Task;
+  private readonly evaluation: EvaluationOptions;
+  private readonly evalItems: TaskItem[];
+  private reference: Policy | undefined;
+  private rng: Rng;
+  private stepCount = 0;
+  /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
+  private offlineExplanations = new Map<string, string>();
+
+  constructor(options: TrainerOptions) {
+    this.config = trainConfig(options.config ?? {});
+    this.policy = options.policy;
+    this.tokenizer = options.tokenizer;
+    this.task = options.task;
+    this.reference = options.reference;
+    this.evaluation = { ...defaultEvaluationOptions, ...options.evaluation, maxNewTokens: this.config.maxNewTokens };
+    this.evalItems = heldOutItems(this.task, this.evaluation.itemsPerLevel, this.evaluation.itemSeed);
+    for (const level of this.config.levels) {
+      if (!this.task.levels.includes(level)) throw new RangeError(`levels: ${level} is not a level of task ${this.task.name}`);
+    }
+    this.rng = new Rng(this.config.seed);
+  }
+
+  get step(): number {
+    return this.stepCount;
+  }
+
+  state(): TrainerState {
+    return { step: this.stepCount, rng: this.rng.getState(), offlineExplanations: [...this.offlineExplanations] };
+  }
+
+  restore(state: TrainerState): void {
+    this.stepCount = state.step;
+    this.rng = new Rng(state.rng);
+    this.offlineExplanations = new Map(state.offlineExplanations);
+  }
+
+  /** Steps until config.steps, with evaluations at evalEvery and at the end, as records. */
+  async *run(): AsyncGenerator<StepRecord | EvalRecord> {
+    while (this.stepCount < this.config.steps) {
+      yield await this.trainStep();
+      const every = this.config.evalEvery;
+      if ((every > 0 && this.stepCount % every === 0) || this.stepCount === this.config.steps) yield await this.evaluate();
+    }
+  }
+
+  async evaluate(): Promise<EvalRecord> {
+    const byLevel = await evaluate(this.policy, this.tokenizer, this.task, this.evalItems, this.evaluation);
+    return { kind: 'eval', algorithm: this.config.algorithm, seed: this.config.seed, step: this.stepCount, k: this.evaluation.k, byLevel };
+  }
+
+  async trainStep(): Promise<StepRecord> {
+    const config = this.config;
+    const started = performance.now();
+    const items = Array.from({ length: config.promptsPerStep }, () => this.task.sample(this.rng, this.rng.pick(config.levels)));
+    const rolloutSeed = this.rng.fork();
+    const explainSeed = this.rng.fork();
+    const figures = {} as Record<Phase, PhaseFigures>;
+    const timed = async <T>(phase: Phase, work: () => Promise<T>): Promise<T> => {
+      resetPeakMemoryStats(this.policy.device);
+      const begin = performance.now();
+      const result = await work();
+      figures[phase] = { seconds: (performance.now() - begin) / 1000, peakAllocatedBytes: memoryStats(this.policy.device).peakAllocatedBytes };
+      return result;
+    };
+
+    const rollouts = await timed('rollout', () => this.rollout(items, rolloutSeed));
+    const { pairs: auxiliary, tokensGenerated: explainTokens } = await timed('explain', () =>
+      this.auxiliaryPairs(items, rollouts, explainSeed),
+    );
+    const batch = packSequences([...rollouts.pairs, ...auxiliary]);
+    const scored = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
+    const parts = await timed('logprobs', () => this.losses(scored, rollouts.rewards, auxiliary));
+    this.policy.zeroGrad();
+    await timed('backward', () => backpropagate(this.policy, scored, parts.gradLogprobs));
+    const learningRate = this.learningRate(this.stepCount);
+    const optimizer = await timed('optimizer', () =>
+      this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
+    );
+    this.stepCount++;
+    return {
+      kind: 'step',
+      algorithm: config.algorithm,
+      seed: config.seed,
+      step: this.stepCount,
+      reward: mean(rollouts.rewards),
+      accuracyByLevel: accuracyByLevel(items, rollouts.rewards, config.groupSize),
+      allWrongPrompts: items.filter((_, p) => rollouts.rewards.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0)).length,
+      loss: parts.loss,
+      auxiliaryLoss: parts.auxiliaryLoss,
+      meanKl: parts.meanKl,
+      clipLowFraction: parts.clipLowFraction,
+      clipHighFraction: parts.clipHighFraction,
+      gradNorm: optimizer.gradNorm,
+      learningRate,
+      tokensGenerated: rollouts.tokensGenerated + explainTokens,
+      tokensTrained: batch.completionMask.reduce((n, m) => n + m, 0),
+      stepSeconds: (performance.now() - started) / 1000,
+      phases: Object.fromEntries(phases.map((phase) => [phase, figures[phase] ?? { seconds: 0, peakAllocatedBytes: 0 }])) as Record<Phase, PhaseFigures>,
+      allocatedBytesAfter: memoryStats(this.policy.device).allocatedBytes,
+    };
+  }
+
+  private learningRate(step: number): number {
+    const { learningRate, warmupSteps, schedule, steps } = this.config;
+    if (step < warmupSteps) return (learningRate * (step + 1)) / warmupSteps;
+    if (schedule === 'constant') return learningRate;
+    const progress = (step - warmupSteps) / Math.max(1, steps - warmupSteps);
+    return learningRate * (0.1 + 0.45 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+  }
+
+  private async rollout(items: TaskItem[], seed: number): Promise<{ pairs: SequencePair[]; rewards: number[]; texts: string[]; tokensGenerated: number }> {
+    const { groupSize, maxNewTokens, temperature, topK, topP } = this.config;
+    const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.tokenizer.encode(item.prompt)));
+    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, seed, tokenizer: this.tokenizer, eos: this.tokenizer.eos });
+    const texts = result.texts ?? [];
+    const rewards = texts.map((text, row) => this.task.verify(text, (items[Math.floor(row / groupSize)] as TaskItem).answer));
+    return {
+      pairs: prompts.map((prompt, row) => ({ prompt, completion: result.tokens[row] as number[] })),
+      rewards,
+      texts,
+      tokensGenerated: result.lengths.reduce((n, length) => n + length, 0),
+    };
+  }
+
+  /** The completion `reasoning + answer + EOS` under the plain prompt, cut to fit the context. */
+  private positive(item: TaskItem, reasoning: string): SequencePair {
+    const prompt = this.tokenizer.encode(item.prompt);
+    const answer = this.tokenizer.encode(this.task.format('', item.answer));
+    const room = this.policy.contextLength - prompt.length - answer.length - 1;
+    const steps = this.tokenizer.encode(reasoning).slice(0, Math.max(0, room));
+    return { prompt, completion: [...steps, ...answer, this.tokenizer.eos] };
+  }
+
+  /** Self-explanations: the policy's own steps toward the answer it was given. */
+  private async selfExplanations(items: TaskItem[], seed: number): Promise<{ explanations: string[]; tokensGenerated: number }> {
+    const offline = this.config.explanations === 'offline';
+    const missing = items.filter((item) => !(offline && this.offlineExplanations.has(item.prompt)));
+    let tokensGenerated = 0;
+    if (missing.length > 0) {
+      const prompts = missing.map((item) => this.tokenizer.encode(this.task.explainPrompt(item.prompt, item.answer)));
+      const result = await generate(this.policy, prompts, {
+        maxNewTokens: this.config.maxNewTokens,
+        temperature: this.config.explainTemperature,
+        seed,
+        tokenizer: this.tokenizer,
+        eos: this.tokenizer.eos,
+      });
+      tokensGenerated = result.lengths.reduce((n, length) => n + length, 0);
+      missing.forEach((item, index) => {
+        const text = result.texts?.[index] ?? '';
+        // Its own final answer is dropped: the true one replaces it.
+        this.offlineExplanations.set(item.prompt, this.task.parse(text)?.reasoning ?? text);
+      });
+    }
+    const explanations = items.map((item) => this.offlineExplanations.get(item.prompt) ?? '');
+    if (!offline) this.offlineExplanations.clear();
+    return { explanations, tokensGenerated };
+  }
+
+  /** The sequences each algorithm adds to the rollouts, and the tokens generated to make them. */
+  async auxiliaryPairs(
+    items: TaskItem[],
+    rollouts: { pairs: SequencePair[]; rewards: number[] },
+    seed: number,
+  ): Promise<{ pairs: AuxiliaryPair[]; tokensGenerated: number }> {
+    switch (this.config.algorithm) {
+      case 'grpo':
+        return { pairs: [], tokensGenerated: 0 };
+      case 'grpo-sft':
+        return { pairs: items.map((item) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const })), tokensGenerated: 0 };
+      case 'expo': {
+        const { explanations, tokensGenerated } = await this.selfExplanations(items, seed);
+        return { pairs: items.map((item, p) => ({ ...this.positive(item, explanations[p] as string), role: 'positive' as const })), tokensGenerated };
+      }
+      case 'expo-dpo': {
+        const { explanations, tokensGenerated } = await this.selfExplanations(items, seed);
+        const { groupSize } = this.config;
+        const pairs = items.flatMap((item, p) => {
+          // Rejected: the model's own wrong answer to this prompt; prompts it always solves give no pair.
+          const wrong = rollouts.rewards.findIndex((reward, row) => reward === 0 && Math.floor(row / groupSize) === p);
+          if (wrong < 0) return [];
+          const rejected = rollouts.pairs[wrong] as SequencePair;
+          return [
+            { ...this.positive(item, explanations[p] as string), role: 'chosen' as const },
+            { prompt: rejected.prompt, completion: rejected.completion, role: 'rejected' as const },
+          ];
+        });
+        return { pairs, tokensGenerated };
+      }
+    }
+  }
+
+  /** The frozen reference (KL, ExP-DPO), cloned from the policy the first time it is needed. */
+  async referenceModel(): Promise<Policy> {
+    this.reference ??= await this.policy.clone();
+    return this.reference;
+  }
+
+  /** The reference if one was made or given. */
+  get referencePolicy(): Policy | undefined {
+    return this.reference;
+  }
+
+  private async losses(scored: ScoredBatch, rewards: number[], auxiliary: AuxiliaryPair[]): Promise<LossParts> {
+    const { batch } = scored;
+    const config = this.config;
+    const grad = new Float32Array(batch.rows * batch.width);
+    const rolloutRows = rewards.length;
+    const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
+    const needsReference = config.klBeta > 0 || config.algorithm === 'expo-dpo';
+    const refLogprobs = needsReference ? await referenceLogprobs(await this.referenceModel(), batch, config.temperature) : undefined;
+    if (config.algorithm !== 'expo-dpo') this.policyGradientLoss(scored, rewards, refLogprobs, parts);
+    const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
+    if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, scored.logprobs, auxiliaryRows, parts);
+    if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, scored.logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
+    parts.loss += parts.auxiliaryLoss;
+    return parts;
+  }
+
+  /** GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op. */
+  private policyGradientLoss(scored: ScoredBatch, rewards: number[], refLogprobs: Float32Array | undefined, parts: LossParts): void {
+    const config = this.config;
+    const { width } = scored.batch;
+    const rows = rewards.length;
+    const shape = [rows, width];
+    const owned: Tensor[] = [];
+    const own = <T extends Tensor>(t: T): T => {
+      owned.push(t);
+      return t;
+    };
+    try {
+      const rewardsTensor = own(tensor<'float32'>(Float32Array.from(rewards)));
+      const advantages = own(groupAdvantages(rewardsTensor, { groupSize: config.groupSize, scale: config.scaleRewards, estimator: config.estimator }));
+      const logprobs = own(tensor<'float32'>(scored.logprobs.subarray(0, rows * width), shape));
+      const result = policyLoss(
+        {
+          logprobs,
+          // One optimisation pass per batch: the sampling policy is the current one, so the ratio is 1
+          // and only its gradient matters (TRL with num_iterations = 1).
+          oldLogprobs: logprobs,
+          ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
+          advantages,
+          mask: own(tensor<'float32'>(scored.batch.completionMask.subarray(0, rows * width), shape)),
+        },
+        { lossType: config.lossType, epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.klBeta, maxCompletionLength: config.maxNewTokens },
+      );
+      own(result.gradLogprobs);
+      parts.gradLogprobs.set(result.gradLogprobs.toArray(), 0);
+      parts.loss += result.loss;
+      parts.meanKl = result.stats.meanKl;
+      parts.clipLowFraction = result.stats.clipLowFraction;
+      parts.clipHighFraction = result.stats.clipHighFraction;
+    } finally {
+      owned.forEach((t) => t.dispose());
+    }
+  }
+
+  /** -betaExpo * token-mean log pi(reasoning, answer | prompt) over the positive rows. */
+  private positiveLoss(batch: PackedBatch, logprobs: Float32Array, rows: number[], parts: LossParts): void {
+    const { width, completionMask } = batch;
+    const positions = rows.flatMap((row) => Array.from({ length: width }, (_, t) => row * width + t).filter((i) => completionMask[i] === 1));
+    if (positions.length === 0) return;
+    const weight = this.config.betaExpo / positions.length;
+    for (const i of positions) {
+      parts.auxiliaryLoss -= weight * (logprobs[i] as number);
+      (parts.gradLogprobs as Float32Array)[i] = -weight;
+    }
+  }
+
+  /** DPO on (chosen, rejected) row pairs: -log sigmoid(beta * (margin of log-ratios)), mean over pairs. */
+  private dpoLoss(batch: PackedBatch, logprobs: Float32Array, refLogprobs: Float32Array, rows: number[], parts: LossParts): void {
+    const { width, completionMask } = batch;
+    const pairs = rows.length / 2;
+    if (pairs === 0) return;
+    const beta = this.config.dpoBeta;
+    const logRatio = (row: number) => {
+      let sum = 0;
+      for (let i = row * width; i < (row + 1) * width; i++) if (completionMask[i] === 1) sum += (logprobs[i] as number) - (refLogprobs[i] as number);
+      return sum;
+    };
+    for (let pair = 0; pair < pairs; pair++) {
+      const chosen = rows[2 * pair] as number;
+      const rejected = rows[2 * pair + 1] as number;
+      const margin = beta * (logRatio(chosen) - logRatio(rejected));
+      parts.auxiliaryLoss += softplus(-margin) / pairs;
+      // d/d margin of softplus(-margin) = -sigmoid(-margin).
+      const slope = (-beta * sigmoid(-margin)) / pairs;
+      for (let t = 0; t < width; t++) {
+        if (completionMask[chosen * width + t] === 1) (parts.gradLogprobs as Float32Array)[chosen * width + t] = slope;
+        if (completionMask[rejected * width + t] === 1) (parts.gradLogprobs as Float32Array)[rejected * width + t] = -slope;
+      }
+    }
+  }
+}
+
+function mean(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((sum, v) => sum + v, 0) / values.length;
+}
+
+function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
+
+function softplus(x: number): number {
+  return x > 30 ? x : Math.log1p(Math.exp(x));
+}
+
+function accuracyByLevel(items: TaskItem[], rewards: number[], groupSize: number): Record<string, number> {
+  const totals = new Map<number, { correct: number; count: number }>();
+  items.forEach((item, p) => {
+    const entry = totals.get(item.level) ?? { correct: 0, count: 0 };
+    for (let g = 0; g < groupSize; g++) {
+      entry.correct += rewards[p * groupSize + g] as number;
+      entry.count++;
+    }
+    totals.set(item.level, entry);
+  });
+  return Object.fromEntries([...totals].sort(([a], [b]) => a - b).map(([level, { correct, count }]) => [String(level), correct / count]));
+}

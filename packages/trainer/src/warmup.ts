@@ -1,0 +1,95 @@
+/**
+ * Supervised warm-up: next-token cross-entropy on the policy's own worked solutions of the easy
+ * levels, in the plain and the explain format, so the model can answer and can explain before RL.
+ * Cached on disk by a hash of everything that determines the weights, so a second run skips it.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { Policy, Tokenizer } from '@napo/policy';
+import { z } from 'zod';
+
+import { parseConfig } from './config.js';
+import { Rng } from './rng.js';
+import { backpropagate, scoreBatch } from './scoring.js';
+import { packSequences, type SequencePair } from './sequences.js';
+import type { Task, TaskItem } from './task.js';
+
+export const warmupConfigSchema = z
+  .object({
+    levels: z.array(z.number().int().min(1)).min(1).default([1, 2]),
+    steps: z.number().int().min(1).default(600),
+    batchSize: z.number().int().min(1).default(32),
+    learningRate: z.number().gt(0).default(2e-3),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+export type WarmupConfig = z.output<typeof warmupConfigSchema>;
+export type WarmupConfigInput = z.input<typeof warmupConfigSchema>;
+
+/** A task that can write its items' solutions in the policy's own style. */
+export interface WarmupTask extends Task {
+  policyReasoning(item: TaskItem): string;
+}
+
+export interface WarmupProgress {
+  step: number;
+  loss: number;
+}
+
+function examples(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): SequencePair[] {
+  const completion = [...tokenizer.encode(task.format(task.policyReasoning(item), item.answer)), tokenizer.eos];
+  return [
+    { prompt: tokenizer.encode(item.prompt), completion },
+    { prompt: tokenizer.encode(task.explainPrompt(item.prompt, item.answer)), completion },
+  ];
+}
+
+/** One supervised step; returns the token-mean negative log-likelihood. */
+export async function supervisedStep(policy: Policy, pairs: readonly SequencePair[], learningRate: number): Promise<number> {
+  const batch = packSequences(pairs);
+  const scored = await scoreBatch(policy, batch, 1);
+  const tokens = batch.completionMask.reduce((sum, m) => sum + m, 0);
+  let loss = 0;
+  const grad = new Float32Array(batch.completionMask.length);
+  batch.completionMask.forEach((m, i) => {
+    if (m === 0) return;
+    loss -= (scored.logprobs[i] as number) / tokens;
+    grad[i] = -1 / tokens;
+  });
+  policy.zeroGrad();
+  await backpropagate(policy, scored, grad);
+  await policy.step({ lr: learningRate, weightDecay: 0 });
+  return loss;
+}
+
+export async function warmup(
+  policy: Policy,
+  tokenizer: Tokenizer,
+  task: WarmupTask,
+  input: WarmupConfigInput,
+  onProgress?: (progress: WarmupProgress) => void,
+): Promise<void> {
+  const config = parseConfig(warmupConfigSchema, input, 'warm-up config');
+  const rng = new Rng(config.seed);
+  for (let step = 1; step <= config.steps; step++) {
+    const items = Array.from({ length: Math.ceil(config.batchSize / 2) }, () => task.sample(rng, rng.pick(config.levels)));
+    // Linear decay to 10%: the tail of the warm-up settles instead of bouncing.
+    const learningRate = config.learningRate * (1 - (0.9 * (step - 1)) / config.steps);
+    const loss = await supervisedStep(policy, items.flatMap((item) => examples(task, tokenizer, item)), learningRate);
+    onProgress?.({ step, loss });
+  }
+}
+
+/** Where a warm-up of this model config, task and warm-up config is cached. */
+export function warmupCachePath(cacheDirectory: string, key: Record<string, unknown>): string {
+  const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
+  mkdirSync(cacheDirectory, { recursive: true });
+  return join(cacheDirectory, `warmup-${hash}.safetensors`);
+}
+
+export function hasCachedWarmup(path: string): boolean {
+  return existsSync(path);
+}
