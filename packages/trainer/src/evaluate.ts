@@ -2,7 +2,7 @@
  * Evaluation by level on fixed held-out items: greedy pass@1 and sampled pass@k (the paper's
  * k = 4 at temperature 0.7). The items come from their own seed, never from the training stream.
  */
-import { generate, type Policy, type Tokenizer } from '@napo/policy';
+import { generate, type GenerateOptions, type Policy, type Tokenizer } from '@napo/policy';
 
 import { Rng } from './rng.js';
 import type { LevelScore } from './records.js';
@@ -17,6 +17,8 @@ export interface EvaluationOptions {
   itemSeed: number;
   /** Philox seed of the sampled attempts. */
   sampleSeed: number;
+  /** Rows per generate call: the model's decoding workspace grows to the largest batch it sees. */
+  batchSize: number;
 }
 
 export const defaultEvaluationOptions: EvaluationOptions = {
@@ -26,6 +28,7 @@ export const defaultEvaluationOptions: EvaluationOptions = {
   maxNewTokens: 64,
   itemSeed: 1_000_003,
   sampleSeed: 17,
+  batchSize: 64,
 };
 
 export function heldOutItems(task: Task, itemsPerLevel: number, seed: number): TaskItem[] {
@@ -42,14 +45,14 @@ export async function evaluate(
 ): Promise<LevelScore[]> {
   const prompts = items.map((item) => tokenizer.encode(item.prompt));
   const generation = { maxNewTokens: options.maxNewTokens, tokenizer, eos: tokenizer.eos };
-  const greedy = await generate(policy, prompts, { ...generation, temperature: 0 });
-  const sampled = await generate(
+  const greedyTexts = await generateInChunks(policy, prompts, options.batchSize, { ...generation, temperature: 0 });
+  const sampledTexts = await generateInChunks(
     policy,
     prompts.flatMap((prompt) => Array.from({ length: options.k }, () => prompt)),
+    options.batchSize,
+    // Each chunk its own Philox seed: rows are numbered from 0 in every call.
     { ...generation, temperature: options.temperature, seed: options.sampleSeed },
   );
-  const greedyTexts = greedy.texts ?? [];
-  const sampledTexts = sampled.texts ?? [];
   return task.levels.map((level) => {
     let pass1 = 0;
     let passK = 0;
@@ -63,4 +66,20 @@ export async function evaluate(
     });
     return { level, pass1: count ? pass1 / count : 0, passK: count ? passK / count : 0 };
   });
+}
+
+/** Completion texts of `prompts`, generated `batchSize` rows at a time. */
+async function generateInChunks(
+  policy: Policy,
+  prompts: readonly number[][],
+  batchSize: number,
+  options: GenerateOptions & { seed?: number },
+): Promise<string[]> {
+  const texts: string[] = [];
+  for (let begin = 0, chunk = 0; begin < prompts.length; begin += batchSize, chunk++) {
+    const seed = options.seed === undefined ? undefined : options.seed + chunk;
+    const result = await generate(policy, prompts.slice(begin, begin + batchSize), { ...options, ...(seed === undefined ? {} : { seed }) });
+    texts.push(...(result.texts ?? []));
+  }
+  return texts;
 }
