@@ -1,0 +1,243 @@
+// The CUDA backend against the CPU backend through the C ABI, on a real device: every small suite
+// of op_checks.h, then the sampler's token agreement and the forward's accuracy at sizes a
+// trainer sees, a caller's own stream, and the memory counters. Skips (exit 0) with a message when
+// no device answers. `--quick` runs a few cases of each kind, for compute-sanitizer (which slows
+// kernels down a hundredfold).
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "op_checks.h"
+
+using namespace napo_tests;
+
+namespace {
+
+constexpr napo_device kCuda{NAPO_CUDA, 0};
+constexpr napo_device kHost{NAPO_CPU, 0};
+
+// A device copy of a host buffer, freed when it goes out of scope.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes_ && napo_malloc(kCuda, bytes_, &data_) != NAPO_OK) {
+      std::fprintf(stderr, "napo_malloc(%zu): %s\n", bytes_, napo_last_error());
+      std::exit(2);
+    }
+  }
+  DeviceBuffer(const void* host, size_t bytes) : DeviceBuffer(bytes) { upload(host); }
+  ~DeviceBuffer() { napo_free(kCuda, data_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void upload(const void* host) {
+    if (bytes_) napo_memcpy(kCuda, data_, kHost, host, bytes_);
+  }
+  void download(void* host) const {
+    if (bytes_) napo_memcpy(kHost, host, kCuda, data_, bytes_);
+  }
+  void* data() const { return data_; }
+
+ private:
+  size_t bytes_;
+  void* data_ = nullptr;
+};
+
+template <typename T>
+std::unique_ptr<DeviceBuffer> deviceCopy(const std::vector<T>& values) {
+  return std::make_unique<DeviceBuffer>(values.data(), values.size() * sizeof(T));
+}
+
+// Device logits keep the host copy's misalignment: the buffer starts at the same offset.
+struct DeviceLogits {
+  DeviceBuffer buffer;
+  const Logits& host;
+  explicit DeviceLogits(const Logits& logits) : buffer(logits.bytes.data(), logits.bytes.size()), host(logits) {}
+  void* data() const { return static_cast<char*>(buffer.data()) + size_t(host.offset) * host.elementSize(); }
+};
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(void* stream = nullptr) : stream_(stream) {}
+  std::string name() const override { return "cuda"; }
+
+  napo_status tokenLogprobs(const Logits& logits, const std::vector<int32_t>& tokens, float temperature,
+                            bool withEntropy, LogprobsResult& out) override {
+    const int64_t n = logits.rows;
+    DeviceLogits l(logits);
+    auto t = deviceCopy(tokens);
+    DeviceBuffer lp(size_t(n) * 4), lse(size_t(n) * 4), ent(size_t(n) * 4);
+    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor tt = tensorOf(t->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lpt = tensorOf(lp.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lset = tensorOf(lse.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorOf(ent.data(), NAPO_FLOAT32, {n}, kCuda);
+    const napo_status status =
+        napo_token_logprobs(&lt, &tt, temperature, &lpt, withEntropy ? &entt : nullptr, &lset, stream_);
+    if (status != NAPO_OK) return status;
+    out.logprobs.resize(size_t(n));
+    out.lse.resize(size_t(n));
+    out.entropy.resize(withEntropy ? size_t(n) : 0);
+    lp.download(out.logprobs.data());
+    lse.download(out.lse.data());
+    if (withEntropy) ent.download(out.entropy.data());
+    return NAPO_OK;
+  }
+
+  napo_status tokenLogprobsBackward(const Logits& logits, const BackwardInputs& in, Logits& grad) override {
+    const int64_t n = logits.rows;
+    DeviceLogits l(in.inPlace ? grad : logits);
+    DeviceLogits g(grad);
+    auto t = deviceCopy(in.tokens);
+    auto lse = deviceCopy(in.lse);
+    auto ent = deviceCopy(in.entropy);
+    auto glp = deviceCopy(in.gradLogprobs);
+    auto gent = deviceCopy(in.gradEntropy);
+    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor gt = tensorOf(in.inPlace ? l.data() : g.data(), grad.dtype, {n, grad.vocab}, kCuda);
+    napo_tensor tt = tensorOf(t->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lset = tensorOf(lse->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorOf(ent->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor glpt = tensorOf(glp->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor gentt = tensorOf(gent->data(), NAPO_FLOAT32, {n}, kCuda);
+    const napo_status status = napo_token_logprobs_backward(&lt, &tt, &lset, in.entropy.empty() ? nullptr : &entt,
+                                                            &glpt, in.gradEntropy.empty() ? nullptr : &gentt,
+                                                            in.temperature, &gt, stream_);
+    if (status != NAPO_OK) return status;
+    (in.inPlace ? l : g).buffer.download(grad.bytes.data());
+    return NAPO_OK;
+  }
+
+  napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) override {
+    const int64_t n = logits.rows;
+    DeviceLogits l(logits);
+    DeviceBuffer tokens(size_t(n) * 4), logprobs(size_t(n) * 4);
+    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor tt = tensorOf(tokens.data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lpt = tensorOf(logprobs.data(), NAPO_FLOAT32, {n}, kCuda);
+    const napo_sample_options view = options.view();
+    const napo_status status = napo_sample(&lt, &view, &tt, &lpt, stream_);
+    if (status != NAPO_OK) return status;
+    out.tokens.resize(size_t(n));
+    out.logprobs.resize(size_t(n));
+    tokens.download(out.tokens.data());
+    logprobs.download(out.logprobs.data());
+    return NAPO_OK;
+  }
+
+  napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) override {
+    const int64_t s = int64_t(in.rewards.size());
+    auto rewards = deviceCopy(in.rewards);
+    DeviceBuffer advantages(size_t(s) * 4);
+    napo_tensor r = tensorOf(rewards->data(), NAPO_FLOAT32, {s}, kCuda);
+    napo_tensor a = tensorOf(advantages.data(), NAPO_FLOAT32, {s}, kCuda);
+    const napo_advantage_options view = in.view();
+    const napo_status status = napo_group_advantages(&r, &view, &a, stream_);
+    if (status != NAPO_OK) return status;
+    out.resize(size_t(s));
+    advantages.download(out.data());
+    return NAPO_OK;
+  }
+
+  napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) override {
+    const int64_t s = in.sequences, t = in.steps;
+    auto lp = deviceCopy(in.logprobs), old = deviceCopy(in.oldLogprobs), ref = deviceCopy(in.refLogprobs),
+         adv = deviceCopy(in.advantages), mask = deviceCopy(in.mask);
+    DeviceBuffer grad(size_t(s * t) * 4);
+    napo_tensor lpt = tensorOf(lp->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor oldt = tensorOf(old->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor reft = tensorOf(ref->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor maskt = tensorOf(mask->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor gradt = tensorOf(grad.data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor advt = tensorOf(adv->data(), NAPO_FLOAT32, {s}, kCuda);
+    const napo_status status = napo_policy_loss(&lpt, &oldt, in.refLogprobs.empty() ? nullptr : &reft, &advt, &maskt,
+                                                &in.options, &gradt, &out.stats, stream_);
+    if (status != NAPO_OK) return status;
+    out.grad.resize(size_t(s * t));
+    grad.download(out.grad.data());
+    return NAPO_OK;
+  }
+
+ private:
+  void* stream_;
+};
+
+// Token agreement and forward accuracy at trainer sizes, where rounding-edge draws show up if
+// they are more than rare.
+void largeSuites(Checks& checks, Backend& cuda, Backend& cpu) {
+  tokenLogprobsSuite(checks, cuda, cpu, {{256, 32000}, {16, 151936}});
+  SampleOptions options;
+  options.topK = {50};
+  options.topP = {0.9f};
+  for (Pattern pattern : {Pattern::Peaked, Pattern::Normal}) {
+    for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+      const Logits big = makeLogits(dtype, 512, 32000, pattern, 900 + int(pattern));
+      checkSample(checks, cuda, cpu, big, options, "trainer size top-k 50 top-p 0.9");
+      SampleOptions plain;
+      checkSample(checks, cuda, cpu, big, plain, "trainer size temperature 1");
+      SampleOptions nucleus;
+      nucleus.topP = {0.95f};
+      checkSample(checks, cuda, cpu, big, nucleus, "trainer size top-p 0.95");
+    }
+  }
+  const Logits qwen = makeLogits(NAPO_BFLOAT16, 64, 151936, Pattern::Peaked, 950);
+  checkSample(checks, cuda, cpu, qwen, options, "Qwen vocabulary top-k 50 top-p 0.9");
+}
+
+// The op runs on the caller's stream (as PyTorch passes its own) and leaves the counters where
+// they were.
+void streamAndMemory(Checks& checks, Backend& cpu) {
+  cudaStream_t stream;
+  if (!checks.expect(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess, "create a stream")) {
+    return;
+  }
+  napo_memory_stats before{}, after{};
+  napo_memory_stats_get(kCuda, &before);
+  CudaBackend onStream(stream);
+  tokenLogprobsSuite(checks, onStream, cpu, {{7, 3001}});
+  sampleSuite(checks, onStream, cpu, {{9, 1001}});
+  napo_memory_stats_get(kCuda, &after);
+  checks.expect(after.allocated_bytes == before.allocated_bytes,
+                format("ops leave allocated bytes as they were: %lld then %lld", (long long)before.allocated_bytes,
+                       (long long)after.allocated_bytes));
+  checks.expect(after.free_bytes > 0 && after.total_bytes > 0, "memoryStats reports the driver's free and total");
+  cudaStreamDestroy(stream);
+}
+
+void sanitizerSuites(Checks& checks, Backend& cuda, Backend& cpu) {
+  tokenLogprobsSuite(checks, cuda, cpu, {{3, 7}, {2, 5003}, {2, 40000}});
+  backwardSuite(checks, cuda, cpu, {{3, 9}, {2, 40000}});
+  sampleSuite(checks, cuda, cpu, {{8, 7}, {4, 1000}, {2, 20000}});
+  advantagesSuite(checks, cuda, cpu);
+  policyLossSuite(checks, cuda, cpu);
+  errorSuite(checks, cuda, cpu);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  napo_backend_info info{};
+  napo_backend_info_get(&info);
+  if (!info.cuda_available) {
+    std::printf("cuda tests: skipped, no CUDA device (%s)\n", info.cuda_unavailable_reason);
+    return 0;
+  }
+  napo_device_properties props{};
+  napo_cuda_device_properties(0, &props);
+  std::printf("cuda tests on %s (sm_%d%d)\n", props.name, props.compute_capability_major,
+              props.compute_capability_minor);
+  Checks checks;
+  CpuBackend cpu;
+  CudaBackend cuda;
+  if (quick) {
+    sanitizerSuites(checks, cuda, cpu);
+  } else {
+    runSmallSuites(checks, cuda, cpu);
+    largeSuites(checks, cuda, cpu);
+    streamAndMemory(checks, cpu);
+  }
+  return report("cuda tests", checks);
+}

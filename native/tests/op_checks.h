@@ -1,0 +1,764 @@
+// The comparisons every backend under test must pass against the CPU backend: the four RL ops on
+// small random shapes (odd V, V = 1, N = 1, -Inf logits, ties, bf16, misaligned rows), every
+// sampling mode, the backward in place and not, every advantage scale and estimator, every loss
+// type, and the error paths (same status, same message). Shared by the host emulation harness
+// (harness_tests.cpp) and the GPU tests (cuda_tests.cpp), which differ only in the Backend they
+// hand in.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "napo/napo.h"
+
+namespace napo_tests {
+
+inline std::string format(const char* text, ...) __attribute__((format(printf, 1, 2)));
+inline std::string format(const char* text, ...) {
+  char buffer[1024];
+  va_list args;
+  va_start(args, text);
+  std::vsnprintf(buffer, sizeof buffer, text, args);
+  va_end(args);
+  return buffer;
+}
+
+class Checks {
+ public:
+  bool expect(bool ok, const std::string& what) {
+    if (ok) {
+      ++passed_;
+    } else {
+      ++failed_;
+      if (failed_ <= 60) std::fprintf(stderr, "FAIL %s\n", what.c_str());
+    }
+    return ok;
+  }
+  int passed() const { return passed_; }
+  int failed() const { return failed_; }
+
+  // Sampling agreement is judged over all rows at the end: a draw may differ where it lands
+  // within rounding of a bucket edge.
+  void countSampledRows(int64_t rows, int64_t agreeing) {
+    sampledRows_ += rows;
+    agreeingRows_ += agreeing;
+  }
+  int64_t sampledRows() const { return sampledRows_; }
+  int64_t agreeingRows() const { return agreeingRows_; }
+
+ private:
+  int passed_ = 0, failed_ = 0;
+  int64_t sampledRows_ = 0, agreeingRows_ = 0;
+};
+
+// ---- inputs ---------------------------------------------------------------------------------------
+
+inline uint16_t toBf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+inline float fromBf16(uint16_t bits) {
+  const uint32_t wide = uint32_t(bits) << 16;
+  float value;
+  std::memcpy(&value, &wide, sizeof value);
+  return value;
+}
+
+// Logits [rows, vocab] in host memory. `offset` elements of padding come first, so the rows sit
+// off the alignment an allocator would give them.
+struct Logits {
+  napo_dtype dtype = NAPO_FLOAT32;
+  int64_t rows = 0, vocab = 0;
+  int offset = 0;
+  std::vector<unsigned char> bytes;
+
+  Logits() = default;
+  Logits(napo_dtype type, int64_t r, int64_t v, int off)
+      : dtype(type), rows(r), vocab(v), offset(off), bytes(size_t(r * v + off) * elementSize() + 16) {}
+
+  size_t elementSize() const { return dtype == NAPO_BFLOAT16 ? 2 : 4; }
+  size_t dataBytes() const { return size_t(rows * vocab) * elementSize(); }
+  void* data() { return bytes.data() + size_t(offset) * elementSize(); }
+  const void* data() const { return bytes.data() + size_t(offset) * elementSize(); }
+  float get(int64_t r, int64_t c) const {
+    const size_t at = size_t(r * vocab + c);
+    if (dtype == NAPO_BFLOAT16) return fromBf16(static_cast<const uint16_t*>(data())[at]);
+    return static_cast<const float*>(data())[at];
+  }
+  void set(int64_t r, int64_t c, float value) {
+    const size_t at = size_t(r * vocab + c);
+    if (dtype == NAPO_BFLOAT16) {
+      static_cast<uint16_t*>(data())[at] = toBf16(value);
+    } else {
+      static_cast<float*>(data())[at] = value;
+    }
+  }
+};
+
+inline napo_tensor tensorOf(void* data, napo_dtype dtype, std::initializer_list<int64_t> shape, napo_device device) {
+  napo_tensor t{};
+  t.data = data;
+  t.dtype = dtype;
+  t.ndim = int32_t(shape.size());
+  int i = 0;
+  for (int64_t extent : shape) t.shape[i++] = extent;
+  t.device = device;
+  return t;
+}
+
+enum class Pattern { Normal, Peaked, Ties, NegInf, Flat, Huge };
+
+inline const char* patternName(Pattern pattern) {
+  switch (pattern) {
+    case Pattern::Normal: return "normal";
+    case Pattern::Peaked: return "peaked";
+    case Pattern::Ties: return "ties";
+    case Pattern::NegInf: return "-inf";
+    case Pattern::Flat: return "flat";
+    case Pattern::Huge: return "huge";
+  }
+  return "?";
+}
+
+inline Logits makeLogits(napo_dtype dtype, int64_t rows, int64_t vocab, Pattern pattern, uint64_t seed, int offset = 0) {
+  Logits logits(dtype, rows, vocab, offset);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> small(0, 3);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < vocab; ++c) {
+      float value = 0.0f;
+      switch (pattern) {
+        case Pattern::Normal: value = 2.0f * normal(rng); break;
+        case Pattern::Peaked: value = normal(rng) + (unit(rng) < 0.01f ? 8.0f + 4.0f * unit(rng) : 0.0f); break;
+        case Pattern::Ties: value = float(small(rng)); break;
+        case Pattern::NegInf: value = unit(rng) < 0.3f ? -INFINITY : 3.0f * normal(rng); break;
+        case Pattern::Flat: value = 0.5f; break;
+        case Pattern::Huge: value = 3.0e4f * normal(rng); break;
+      }
+      logits.set(r, c, value);
+    }
+    if (pattern == Pattern::NegInf) logits.set(r, int64_t(unit(rng) * float(vocab)) % vocab, 1.0f);
+  }
+  return logits;
+}
+
+inline std::vector<int32_t> randomTokens(int64_t rows, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> tokens(static_cast<size_t>(rows));
+  for (auto& token : tokens) token = int32_t(rng() % uint64_t(vocab));
+  return tokens;
+}
+
+inline std::vector<float> randomNormal(size_t count, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> values(count);
+  for (auto& value : values) value = normal(rng);
+  return values;
+}
+
+// ---- the ops as a backend offers them ------------------------------------------------------------------
+
+struct LogprobsResult {
+  std::vector<float> logprobs, entropy, lse;
+};
+
+struct BackwardInputs {
+  std::vector<int32_t> tokens;
+  std::vector<float> lse, entropy, gradLogprobs, gradEntropy;  // entropy, gradEntropy: empty = none
+  float temperature = 1.0f;
+  bool inPlace = false;
+};
+
+struct SampleOptions {
+  std::vector<float> temperature{1.0f}, topP{1.0f}, minP{0.0f};
+  std::vector<int32_t> topK{0};
+  uint64_t seed = 1234, offset = 0;
+  napo_sample_options view() const {
+    return {{temperature.data(), int64_t(temperature.size())},
+            {topK.data(), int64_t(topK.size())},
+            {topP.data(), int64_t(topP.size())},
+            {minP.data(), int64_t(minP.size())},
+            seed,
+            offset};
+  }
+};
+
+struct SampleResult {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+};
+
+struct AdvantageInputs {
+  std::vector<float> rewards;
+  std::vector<int32_t> offsets;
+  napo_advantage_scale scale = NAPO_SCALE_GROUP;
+  napo_advantage_estimator estimator = NAPO_ESTIMATOR_GRPO;
+  float eps = 1e-4f;
+  napo_advantage_options view() const {
+    return {offsets.data(), int64_t(offsets.size()) - 1, scale, estimator, eps};
+  }
+};
+
+struct PolicyLossInputs {
+  int64_t sequences = 0, steps = 0;
+  std::vector<float> logprobs, oldLogprobs, refLogprobs, advantages, mask;  // refLogprobs empty = none
+  napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0};
+};
+
+struct PolicyLossResult {
+  std::vector<float> grad;
+  napo_policy_loss_stats stats{};
+};
+
+// A backend under test, or the CPU reference. Each call returns the op's status; on failure the
+// message is napo_last_error().
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual napo_status tokenLogprobs(const Logits& logits, const std::vector<int32_t>& tokens, float temperature,
+                                    bool withEntropy, LogprobsResult& out) = 0;
+  // `grad` arrives shaped like `logits`; an in-place backward starts from a copy of the logits in it.
+  virtual napo_status tokenLogprobsBackward(const Logits& logits, const BackwardInputs& in, Logits& grad) = 0;
+  virtual napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) = 0;
+  virtual napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) = 0;
+  virtual napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) = 0;
+};
+
+inline const float* optional(const std::vector<float>& values) { return values.empty() ? nullptr : values.data(); }
+
+// The CPU backend through the C ABI.
+class CpuBackend : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  napo_status tokenLogprobs(const Logits& logits, const std::vector<int32_t>& tokens, float temperature,
+                            bool withEntropy, LogprobsResult& out) override {
+    const int64_t n = logits.rows;
+    out.logprobs.assign(size_t(n), 0.0f);
+    out.lse.assign(size_t(n), 0.0f);
+    out.entropy.assign(withEntropy ? size_t(n) : 0, 0.0f);
+    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
+    napo_tensor t = tensorOf(const_cast<int32_t*>(tokens.data()), NAPO_INT32, {n}, kCpu);
+    napo_tensor lp = tensorOf(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor lse = tensorOf(out.lse.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor ent = tensorOf(out.entropy.data(), NAPO_FLOAT32, {n}, kCpu);
+    return napo_token_logprobs(&l, &t, temperature, &lp, withEntropy ? &ent : nullptr, &lse, nullptr);
+  }
+
+  napo_status tokenLogprobsBackward(const Logits& logits, const BackwardInputs& in, Logits& grad) override {
+    const int64_t n = logits.rows;
+    napo_tensor l = tensorOf(const_cast<void*>(in.inPlace ? grad.data() : logits.data()), logits.dtype,
+                             {n, logits.vocab}, kCpu);
+    napo_tensor t = tensorOf(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kCpu);
+    napo_tensor lse = tensorOf(const_cast<float*>(in.lse.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor ent = tensorOf(const_cast<float*>(in.entropy.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor glp = tensorOf(const_cast<float*>(in.gradLogprobs.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor gent = tensorOf(const_cast<float*>(in.gradEntropy.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor g = tensorOf(grad.data(), grad.dtype, {n, grad.vocab}, kCpu);
+    return napo_token_logprobs_backward(&l, &t, &lse, in.entropy.empty() ? nullptr : &ent, &glp,
+                                        in.gradEntropy.empty() ? nullptr : &gent, in.temperature, &g, nullptr);
+  }
+
+  napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) override {
+    const int64_t n = logits.rows;
+    out.tokens.assign(size_t(n), -1);
+    out.logprobs.assign(size_t(n), 0.0f);
+    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
+    napo_tensor t = tensorOf(out.tokens.data(), NAPO_INT32, {n}, kCpu);
+    napo_tensor lp = tensorOf(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
+    const napo_sample_options view = options.view();
+    return napo_sample(&l, &view, &t, &lp, nullptr);
+  }
+
+  napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) override {
+    const int64_t s = int64_t(in.rewards.size());
+    out.assign(size_t(s), 0.0f);
+    napo_tensor r = tensorOf(const_cast<float*>(in.rewards.data()), NAPO_FLOAT32, {s}, kCpu);
+    napo_tensor a = tensorOf(out.data(), NAPO_FLOAT32, {s}, kCpu);
+    const napo_advantage_options view = in.view();
+    return napo_group_advantages(&r, &view, &a, nullptr);
+  }
+
+  napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) override {
+    const int64_t s = in.sequences, t = in.steps;
+    out.grad.assign(size_t(s * t), 0.0f);
+    auto tensor2 = [&](const std::vector<float>& v) {
+      return tensorOf(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kCpu);
+    };
+    napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
+                mask = tensor2(in.mask), grad = tensor2(out.grad);
+    napo_tensor adv = tensorOf(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
+    return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options, &grad,
+                            &out.stats, nullptr);
+  }
+
+ private:
+  static constexpr napo_device kCpu{NAPO_CPU, 0};
+};
+
+// ---- comparisons -----------------------------------------------------------------------------------------
+
+inline bool close(double got, double want, double atol, double rtol) {
+  if (std::isnan(want) || std::isnan(got)) return std::isnan(want) && std::isnan(got);
+  if (std::isinf(want) || std::isinf(got)) return got == want;
+  return std::fabs(got - want) <= atol + rtol * std::fabs(want);
+}
+
+inline double logprobTolerance(float lse) { return 2e-4 + 4e-7 * std::fabs(lse); }
+
+inline bool allClose(Checks& checks, const std::string& what, const float* got, const float* want, size_t count,
+                     double atol, double rtol) {
+  for (size_t i = 0; i < count; ++i) {
+    if (!close(got[i], want[i], atol, rtol)) {
+      return checks.expect(false, format("%s: [%zu] = %.9g, want %.9g", what.c_str(), i, got[i], want[i]));
+    }
+  }
+  return checks.expect(true, what);
+}
+
+inline bool sameError(Checks& checks, const std::string& what, napo_status gotStatus, const std::string& gotMessage,
+                      napo_status wantStatus, const std::string& wantMessage) {
+  return checks.expect(gotStatus == wantStatus && gotMessage == wantMessage,
+                       format("%s: got %d \"%s\", want %d \"%s\"", what.c_str(), int(gotStatus), gotMessage.c_str(),
+                              int(wantStatus), wantMessage.c_str()));
+}
+
+// Runs `op` on both backends and, when the reference fails, expects the same failure.
+template <typename Op>
+bool bothRun(Checks& checks, const std::string& what, Op&& op, bool* bothOk = nullptr) {
+  const napo_status want = op(true);
+  const std::string wantMessage = want == NAPO_OK ? "" : napo_last_error();
+  const napo_status got = op(false);
+  const std::string gotMessage = got == NAPO_OK ? "" : napo_last_error();
+  if (bothOk) *bothOk = want == NAPO_OK && got == NAPO_OK;
+  return sameError(checks, what, got, gotMessage, want, wantMessage);
+}
+
+// ---- the cases ---------------------------------------------------------------------------------------------
+
+struct Shape {
+  int64_t rows, vocab;
+};
+
+inline std::string caseName(const char* op, const Logits& l, const char* detail) {
+  return format("%s %s [%lld, %lld]%s %s", op, l.dtype == NAPO_BFLOAT16 ? "bf16" : "f32", (long long)l.rows,
+                (long long)l.vocab, l.offset ? " misaligned" : "", detail);
+}
+
+inline void checkTokenLogprobs(Checks& checks, Backend& candidate, Backend& reference, const Logits& logits,
+                               float temperature, bool withEntropy, uint64_t seed, const char* detail) {
+  const std::vector<int32_t> tokens = randomTokens(logits.rows, logits.vocab, seed);
+  LogprobsResult want, got;
+  const std::string what = caseName("tokenLogprobs", logits, detail);
+  bool ok = false;
+  bothRun(checks, what, [&](bool ref) {
+    return (ref ? reference : candidate).tokenLogprobs(logits, tokens, temperature, withEntropy, ref ? want : got);
+  }, &ok);
+  if (!ok) return;
+  const size_t n = size_t(logits.rows);
+  allClose(checks, what + " lse", got.lse.data(), want.lse.data(), n, 2e-4, 2e-5);
+  // log p = z - lse carries the rounding of lse, a few ulp of |lse| (large for huge logits).
+  size_t i = 0;
+  while (i < n && close(got.logprobs[i], want.logprobs[i], logprobTolerance(want.lse[i]), 2e-5)) ++i;
+  checks.expect(i == n, i == n ? what : format("%s logprobs: [%zu] = %.9g, want %.9g", what.c_str(), i,
+                                                got.logprobs[i], want.logprobs[i]));
+  if (withEntropy) allClose(checks, what + " entropy", got.entropy.data(), want.entropy.data(), n, 2e-4, 2e-4);
+}
+
+inline void checkBackward(Checks& checks, Backend& candidate, Backend& reference, const Logits& logits,
+                          float temperature, bool withEntropyGrad, bool entropyGiven, bool inPlace, uint64_t seed) {
+  const std::string what = caseName("tokenLogprobsBackward", logits,
+                                    format("T=%g%s%s%s", temperature, withEntropyGrad ? " gradEntropy" : "",
+                                           withEntropyGrad && !entropyGiven ? " (recomputed)" : "",
+                                           inPlace ? " in place" : "")
+                                        .c_str());
+  BackwardInputs in;
+  in.tokens = randomTokens(logits.rows, logits.vocab, seed);
+  in.temperature = temperature;
+  in.inPlace = inPlace;
+  LogprobsResult forward;
+  if (reference.tokenLogprobs(logits, in.tokens, temperature, true, forward) != NAPO_OK) {
+    // Bad logits: the backward must fail the same way, from any lse.
+    forward.lse.assign(size_t(logits.rows), 0.0f);
+    forward.entropy.assign(size_t(logits.rows), 0.0f);
+  }
+  in.lse = forward.lse;
+  in.gradLogprobs = randomNormal(size_t(logits.rows), seed + 1);
+  if (withEntropyGrad) {
+    in.gradEntropy = randomNormal(size_t(logits.rows), seed + 2);
+    if (entropyGiven) in.entropy = forward.entropy;
+  }
+  Logits want = logits, got = logits;  // in place: the gradient overwrites a copy of the logits
+  bool ok = false;
+  bothRun(checks, what, [&](bool ref) {
+    return (ref ? reference : candidate).tokenLogprobsBackward(logits, in, ref ? want : got);
+  }, &ok);
+  if (!ok) return;
+  const bool bf16 = logits.dtype == NAPO_BFLOAT16;
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    for (int64_t c = 0; c < logits.vocab; ++c) {
+      const float g = got.get(r, c), w = want.get(r, c);
+      // bf16 gradients may round to neighbouring values.
+      if (!close(g, w, 1e-6, bf16 ? 1.6e-2 : 2e-4)) {
+        checks.expect(false, format("%s: grad[%lld, %lld] = %.9g, want %.9g", what.c_str(), (long long)r,
+                                    (long long)c, g, w));
+        return;
+      }
+    }
+  }
+  checks.expect(true, what);
+}
+
+inline void checkSample(Checks& checks, Backend& candidate, Backend& reference, const Logits& logits,
+                        const SampleOptions& options, const char* detail) {
+  const std::string what = caseName("sample", logits, detail);
+  SampleResult want, got;
+  bool ok = false;
+  bothRun(checks, what, [&](bool ref) {
+    return (ref ? reference : candidate).sample(logits, options, ref ? want : got);
+  }, &ok);
+  if (!ok) return;
+  int64_t agree = 0;
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    const int32_t token = got.tokens[size_t(r)];
+    if (!checks.expect(token >= 0 && token < logits.vocab, format("%s: row %lld token %d", what.c_str(),
+                                                                   (long long)r, token))) {
+      return;
+    }
+    if (token != want.tokens[size_t(r)]) {
+      std::fprintf(stderr, "note %s: row %lld drew %d, cpu %d\n", what.c_str(), (long long)r, token,
+                   want.tokens[size_t(r)]);
+      continue;
+    }
+    ++agree;
+    const float temperature = options.temperature[options.temperature.size() == 1 ? 0 : size_t(r)];
+    float largest = 0.0f;
+    for (int64_t c = 0; c < logits.vocab; ++c) largest = std::max(largest, std::fabs(logits.get(r, c)));
+    const float lseScale = largest / (temperature > 0.0f ? temperature : 1.0f);
+    if (!close(got.logprobs[size_t(r)], want.logprobs[size_t(r)], logprobTolerance(lseScale), 2e-5)) {
+      checks.expect(false, format("%s: row %lld logprob %.9g, want %.9g", what.c_str(), (long long)r,
+                                  got.logprobs[size_t(r)], want.logprobs[size_t(r)]));
+      return;
+    }
+  }
+  checks.countSampledRows(logits.rows, agree);
+  SampleResult again;
+  candidate.sample(logits, options, again);
+  checks.expect(again.tokens == got.tokens, what + ": same seed, same tokens");
+}
+
+inline void checkAdvantages(Checks& checks, Backend& candidate, Backend& reference, const AdvantageInputs& in,
+                            const std::string& what) {
+  std::vector<float> want, got;
+  bool ok = false;
+  bothRun(checks, what, [&](bool ref) { return (ref ? reference : candidate).groupAdvantages(in, ref ? want : got); },
+          &ok);
+  if (ok) allClose(checks, what, got.data(), want.data(), want.size(), 1e-6, 1e-5);
+}
+
+inline void checkPolicyLoss(Checks& checks, Backend& candidate, Backend& reference, const PolicyLossInputs& in,
+                            const std::string& what) {
+  PolicyLossResult want, got;
+  bool ok = false;
+  bothRun(checks, what, [&](bool ref) { return (ref ? reference : candidate).policyLoss(in, ref ? want : got); },
+          &ok);
+  if (!ok) return;
+  allClose(checks, what + " grad", got.grad.data(), want.grad.data(), want.grad.size(), 1e-7, 1e-5);
+  const double gotStats[] = {got.stats.loss, got.stats.clip_low_fraction, got.stats.clip_high_fraction,
+                             got.stats.clip_fraction, got.stats.mean_kl, got.stats.mean_ratio, got.stats.token_count};
+  const double wantStats[] = {want.stats.loss, want.stats.clip_low_fraction, want.stats.clip_high_fraction,
+                              want.stats.clip_fraction, want.stats.mean_kl, want.stats.mean_ratio,
+                              want.stats.token_count};
+  const char* names[] = {"loss", "clipLow", "clipHigh", "clip", "meanKl", "meanRatio", "tokens"};
+  for (int i = 0; i < 7; ++i) {
+    checks.expect(close(gotStats[i], wantStats[i], 1e-6, 1e-5),
+                  format("%s %s = %.12g, want %.12g", what.c_str(), names[i], gotStats[i], wantStats[i]));
+  }
+}
+
+// ---- the suites -----------------------------------------------------------------------------------------------
+
+inline void tokenLogprobsSuite(Checks& checks, Backend& candidate, Backend& reference, const std::vector<Shape>& shapes) {
+  const Pattern patterns[] = {Pattern::Normal, Pattern::Peaked, Pattern::NegInf, Pattern::Huge, Pattern::Ties};
+  uint64_t seed = 100;
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    int i = 0;
+    for (const Shape& shape : shapes) {
+      const Pattern pattern = patterns[i++ % 5];
+      const int offset = int(seed % 3);
+      const Logits logits = makeLogits(dtype, shape.rows, shape.vocab, pattern, ++seed, offset);
+      for (float temperature : {1.0f, 0.7f}) {
+        for (bool withEntropy : {false, true}) {
+          const std::string detail = format("%s T=%g%s", patternName(pattern), temperature, withEntropy ? " entropy" : "");
+          checkTokenLogprobs(checks, candidate, reference, logits, temperature, withEntropy, ++seed, detail.c_str());
+        }
+      }
+    }
+  }
+}
+
+inline void backwardSuite(Checks& checks, Backend& candidate, Backend& reference, const std::vector<Shape>& shapes) {
+  uint64_t seed = 200;
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    for (const Shape& shape : shapes) {
+      ++seed;
+      const Logits logits =
+          makeLogits(dtype, shape.rows, shape.vocab, seed % 2 ? Pattern::NegInf : Pattern::Normal, seed, int(seed % 3));
+      checkBackward(checks, candidate, reference, logits, 1.0f, false, false, false, ++seed);
+      checkBackward(checks, candidate, reference, logits, 0.8f, true, true, false, ++seed);
+      checkBackward(checks, candidate, reference, logits, 1.3f, true, false, true, ++seed);
+      checkBackward(checks, candidate, reference, logits, 1.0f, false, false, true, ++seed);
+    }
+  }
+}
+
+inline void sampleSuite(Checks& checks, Backend& candidate, Backend& reference, const std::vector<Shape>& shapes) {
+  struct Mode {
+    const char* name;
+    float temperature;
+    int32_t topK;
+    float topP, minP;
+  };
+  const Mode modes[] = {
+      {"greedy", 0.0f, 0, 1.0f, 0.0f},         {"temperature 1", 1.0f, 0, 1.0f, 0.0f},
+      {"temperature 0.7", 0.7f, 0, 1.0f, 0.0f}, {"top-k 1", 1.0f, 1, 1.0f, 0.0f},
+      {"top-k 5", 0.9f, 5, 1.0f, 0.0f},         {"top-k 50", 1.0f, 50, 1.0f, 0.0f},
+      {"top-k 700", 1.0f, 700, 1.0f, 0.0f},     {"top-p 0.9", 1.0f, 0, 0.9f, 0.0f},
+      {"top-p 0.5", 0.8f, 0, 0.5f, 0.0f},       {"min-p 0.1", 1.0f, 0, 1.0f, 0.1f},
+      {"top-k 50 top-p 0.9", 1.0f, 50, 0.9f, 0.0f}, {"top-k 20 top-p 0.8 min-p 0.05", 0.7f, 20, 0.8f, 0.05f},
+      {"top-p 0.95 min-p 0.02", 1.2f, 0, 0.95f, 0.02f},
+  };
+  const Pattern patterns[] = {Pattern::Peaked, Pattern::Normal, Pattern::Ties, Pattern::NegInf, Pattern::Flat};
+  uint64_t seed = 300;
+  int p = 0;
+  for (const Shape& shape : shapes) {
+    for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+      const Pattern pattern = patterns[p++ % 5];
+      ++seed;
+      const Logits logits = makeLogits(dtype, shape.rows, shape.vocab, pattern, seed, int(seed % 2));
+      for (const Mode& mode : modes) {
+        SampleOptions options;
+        options.temperature = {mode.temperature};
+        options.topK = {mode.topK};
+        options.topP = {mode.topP};
+        options.minP = {mode.minP};
+        options.seed = seed * 7919;
+        options.offset = seed;
+        checkSample(checks, candidate, reference, logits, options,
+                    format("%s %s", patternName(pattern), mode.name).c_str());
+      }
+      // One value per row: greedy rows beside sampled ones, each with its own filters.
+      SampleOptions mixed;
+      mixed.temperature.clear();
+      mixed.topK.clear();
+      mixed.topP.clear();
+      mixed.minP.clear();
+      for (int64_t r = 0; r < shape.rows; ++r) {
+        const Mode& mode = modes[size_t(r) % (sizeof modes / sizeof modes[0])];
+        mixed.temperature.push_back(mode.temperature);
+        mixed.topK.push_back(mode.topK);
+        mixed.topP.push_back(mode.topP);
+        mixed.minP.push_back(mode.minP);
+      }
+      checkSample(checks, candidate, reference, logits, mixed, format("%s per-row modes", patternName(pattern)).c_str());
+    }
+  }
+}
+
+inline void advantagesSuite(Checks& checks, Backend& candidate, Backend& reference) {
+  struct Grouping {
+    const char* name;
+    std::vector<int32_t> offsets;
+  };
+  const Grouping groupings[] = {
+      {"one sample", {0, 1}},
+      {"groups of 1", {0, 1, 2, 3}},
+      {"groups of 2", {0, 2, 4, 6, 8}},
+      {"groups of 5", {0, 5, 10, 15}},
+      {"ragged", {0, 3, 4, 11, 12, 40, 41, 97}},
+      {"one group of 70", {0, 70}},
+  };
+  uint64_t seed = 400;
+  for (const Grouping& grouping : groupings) {
+    for (napo_advantage_scale scale : {NAPO_SCALE_GROUP, NAPO_SCALE_BATCH, NAPO_SCALE_NONE}) {
+      for (napo_advantage_estimator estimator : {NAPO_ESTIMATOR_GRPO, NAPO_ESTIMATOR_RLOO}) {
+        AdvantageInputs in;
+        in.offsets = grouping.offsets;
+        in.rewards = randomNormal(size_t(grouping.offsets.back()), ++seed);
+        // Binary rewards in half the cases: whole groups tie, so std = 0 and eps matters.
+        if (seed % 2) {
+          for (float& r : in.rewards) r = r > 0.3f ? 1.0f : 0.0f;
+        }
+        in.scale = scale;
+        in.estimator = estimator;
+        in.eps = seed % 3 ? 1e-4f : 0.5f;
+        checkAdvantages(checks, candidate, reference, in,
+                        format("groupAdvantages %s scale=%d estimator=%d eps=%g", grouping.name, int(scale),
+                               int(estimator), in.eps));
+      }
+    }
+  }
+}
+
+inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& reference) {
+  struct Dims {
+    int64_t sequences, steps;
+  };
+  const Dims dims[] = {{1, 1}, {4, 7}, {8, 33}, {3, 300}, {2, 1025}};
+  uint64_t seed = 500;
+  for (const Dims& d : dims) {
+    for (napo_loss_type lossType : {NAPO_LOSS_GRPO, NAPO_LOSS_BNPO, NAPO_LOSS_DR_GRPO, NAPO_LOSS_DAPO}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        PolicyLossInputs in;
+        in.sequences = d.sequences;
+        in.steps = d.steps;
+        const size_t count = size_t(d.sequences * d.steps);
+        in.logprobs = randomNormal(count, ++seed, 0.5f);
+        in.oldLogprobs = in.logprobs;
+        const std::vector<float> drift = randomNormal(count, ++seed, 0.3f);
+        for (size_t i = 0; i < count; ++i) in.oldLogprobs[i] += drift[i];
+        in.advantages = randomNormal(size_t(d.sequences), ++seed);
+        in.mask.assign(count, 1.0f);
+        std::mt19937_64 rng(++seed);
+        for (int64_t s = 0; s < d.sequences; ++s) {
+          // Ragged completions: padding at the end holds -Inf log-probs, which must not leak.
+          const int64_t length = d.steps - int64_t(rng() % uint64_t(d.steps));
+          for (int64_t t = length; t < d.steps; ++t) {
+            in.mask[size_t(s * d.steps + t)] = 0.0f;
+            in.logprobs[size_t(s * d.steps + t)] = -INFINITY;
+          }
+        }
+        in.options.loss_type = lossType;
+        if (variant >= 1) {
+          in.refLogprobs = in.logprobs;
+          const std::vector<float> refDrift = randomNormal(count, ++seed, 0.2f);
+          for (size_t i = 0; i < count; ++i) in.refLogprobs[i] += refDrift[i];
+        }
+        if (variant == 2) {
+          in.options.beta = 0.04f;
+          in.options.eps_high = 0.28f;
+          in.options.max_completion_length = d.steps + 5;
+          in.options.num_items_in_batch = 17.0;
+        }
+        checkPolicyLoss(checks, candidate, reference, in,
+                        format("policyLoss [%lld, %lld] type=%d variant=%d", (long long)d.sequences,
+                               (long long)d.steps, int(lossType), variant));
+      }
+    }
+  }
+}
+
+inline void errorSuite(Checks& checks, Backend& candidate, Backend& reference) {
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    struct Poison {
+      const char* name;
+      int64_t row, column;
+      float value;
+      float temperature;
+    };
+    const Poison poisons[] = {
+        {"NaN", 3, 17, NAN, 1.0f},
+        {"+Inf", 1, 0, INFINITY, 1.0f},
+        {"overflow at temperature", 4, 39, 3.0e38f, 0.5f},
+        {"two bad rows", 2, 5, NAN, 1.0f},
+    };
+    for (const Poison& poison : poisons) {
+      Logits logits = makeLogits(dtype, 5, 40, Pattern::Normal, 600);
+      logits.set(poison.row, poison.column, poison.value);
+      if (std::string(poison.name) == "two bad rows") {
+        logits.set(4, 1, NAN);
+        logits.set(2, 30, INFINITY);
+      }
+      const std::string what = caseName("errors", logits, poison.name);
+      checkTokenLogprobs(checks, candidate, reference, logits, poison.temperature, true, 601, (what + " forward").c_str());
+      SampleOptions options;
+      options.temperature = {poison.temperature};
+      checkSample(checks, candidate, reference, logits, options, (what + " sample").c_str());
+      options.temperature = {0.0f};
+      if (poison.value != 3.0e38f) checkSample(checks, candidate, reference, logits, options, (what + " greedy").c_str());
+      checkBackward(checks, candidate, reference, logits, 1.0f, true, false, false, 602);
+    }
+    Logits noFinite = makeLogits(dtype, 4, 9, Pattern::Normal, 603);
+    for (int64_t c = 0; c < 9; ++c) noFinite.set(2, c, -INFINITY);
+    checkTokenLogprobs(checks, candidate, reference, noFinite, 1.0f, false, 604, "row of -Inf");
+    checkSample(checks, candidate, reference, noFinite, SampleOptions{}, "row of -Inf");
+
+    // Out-of-range tokens, also beside a NaN (the token is reported first, as the CPU validates
+    // tokens before it reads a logit).
+    Logits logits = makeLogits(dtype, 6, 33, Pattern::Normal, 605);
+    for (int32_t bad : {33, -1, 1 << 30}) {
+      std::vector<int32_t> tokens = randomTokens(6, 33, 606);
+      tokens[4] = bad;
+      tokens[5] = 40;
+      for (bool poisoned : {false, true}) {
+        Logits input = logits;
+        if (poisoned) input.set(1, 3, NAN);
+        const std::string what = format("errors tokens[4] = %d%s", bad, poisoned ? " beside NaN" : "");
+        LogprobsResult want, got;
+        bothRun(checks, what + " forward", [&](bool ref) {
+          return (ref ? reference : candidate).tokenLogprobs(input, tokens, 1.0f, false, ref ? want : got);
+        });
+        BackwardInputs in;
+        in.tokens = tokens;
+        in.lse.assign(6, 1.0f);
+        in.gradLogprobs.assign(6, 1.0f);
+        Logits gradWant = input, gradGot = input;
+        bothRun(checks, what + " backward", [&](bool ref) {
+          return (ref ? reference : candidate).tokenLogprobsBackward(input, in, ref ? gradWant : gradGot);
+        });
+      }
+    }
+  }
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    AdvantageInputs in;
+    in.offsets = {0, 4, 8};
+    in.rewards = randomNormal(8, 607);
+    in.rewards[5] = bad;
+    in.rewards[7] = NAN;
+    checkAdvantages(checks, candidate, reference, in, format("errors groupAdvantages rewards[5] = %g", bad));
+  }
+}
+
+// Every suite on small shapes: what the host emulation harness runs in CI, and the first part
+// of the GPU tests.
+inline void runSmallSuites(Checks& checks, Backend& candidate, Backend& reference) {
+  tokenLogprobsSuite(checks, candidate, reference,
+                     {{1, 1}, {3, 7}, {5, 33}, {2, 100}, {4, 1000}, {3, 4097}, {2, 10007}, {2, 40000}});
+  backwardSuite(checks, candidate, reference, {{1, 1}, {3, 9}, {4, 1000}, {2, 5003}, {2, 33000}});
+  sampleSuite(checks, candidate, reference, {{1, 1}, {1, 5}, {8, 7}, {16, 100}, {24, 1000}, {6, 5003}, {3, 20000}});
+  advantagesSuite(checks, candidate, reference);
+  policyLossSuite(checks, candidate, reference);
+  errorSuite(checks, candidate, reference);
+}
+
+// The closing line and exit status every test binary shares.
+inline int report(const char* suite, const Checks& checks) {
+  int failed = checks.failed();
+  int passed = checks.passed();
+  if (checks.sampledRows() > 0) {
+    const double agreement = double(checks.agreeingRows()) / double(checks.sampledRows());
+    const bool ok = agreement >= 0.999;
+    std::printf("%s: sample drew the CPU's token in %lld of %lld rows (%.4f%%; >= 99.9%% required)\n", suite,
+                (long long)checks.agreeingRows(), (long long)checks.sampledRows(), 100.0 * agreement);
+    ok ? ++passed : ++failed;
+  }
+  std::printf("%s: %d passed, %d failed\n", suite, passed, failed);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace napo_tests
