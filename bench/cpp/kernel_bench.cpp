@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "napo/napo.h"
 
 #if defined(NAPO_BENCH_CUDA)
@@ -169,16 +170,6 @@ std::vector<unsigned char> logitPattern(napo_dtype dtype, int64_t vocab, int64_t
   return bytes;
 }
 
-napo_tensor tensor(void* data, napo_dtype dtype, std::initializer_list<int64_t> shape, napo_device device) {
-  napo_tensor t{};
-  t.data = data;
-  t.dtype = dtype;
-  t.ndim = int32_t(shape.size());
-  int i = 0;
-  for (int64_t extent : shape) t.shape[i++] = extent;
-  t.device = device;
-  return t;
-}
 
 struct Result {
   std::string op, shape, dtype;
@@ -207,12 +198,12 @@ class Bench {
     std::vector<float> ones(size_t(rows), 1.0f);
     device_.upload(grad, ones.data(), size_t(rows) * 4);
 
-    napo_tensor l = tensor(logits, dtype, {rows, vocab}, dev);
-    napo_tensor t = tensor(tokens, NAPO_INT32, {rows}, dev);
-    napo_tensor lp = tensor(logprobs, NAPO_FLOAT32, {rows}, dev);
-    napo_tensor ent = tensor(entropy, NAPO_FLOAT32, {rows}, dev);
-    napo_tensor ls = tensor(lse, NAPO_FLOAT32, {rows}, dev);
-    napo_tensor g = tensor(grad, NAPO_FLOAT32, {rows}, dev);
+    napo_tensor l = napo::tensorView(logits, dtype, {rows, vocab}, dev);
+    napo_tensor t = napo::tensorView(tokens, NAPO_INT32, {rows}, dev);
+    napo_tensor lp = napo::tensorView(logprobs, NAPO_FLOAT32, {rows}, dev);
+    napo_tensor ent = napo::tensorView(entropy, NAPO_FLOAT32, {rows}, dev);
+    napo_tensor ls = napo::tensorView(lse, NAPO_FLOAT32, {rows}, dev);
+    napo_tensor g = napo::tensorView(grad, NAPO_FLOAT32, {rows}, dev);
     const std::string shape = "[" + std::to_string(rows) + ", " + std::to_string(vocab) + "]";
     const std::string type = dtype == NAPO_BFLOAT16 ? "bfloat16" : "float32";
     const int warmup = 2, iterations = quick_ ? 3 : 10;
@@ -262,13 +253,13 @@ class Bench {
       return p;
     };
     std::vector<float> maskHost(count, 1.0f);
-    napo_tensor lp = tensor(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
-    napo_tensor old = tensor(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
-    napo_tensor ref = tensor(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
-    napo_tensor mask = tensor(make(count, maskHost.data()), NAPO_FLOAT32, {sequences, steps}, dev);
-    napo_tensor grad = tensor(make(count, nullptr), NAPO_FLOAT32, {sequences, steps}, dev);
-    napo_tensor adv = tensor(make(size_t(sequences), host.data()), NAPO_FLOAT32, {sequences}, dev);
-    napo_tensor advOut = tensor(make(size_t(sequences), nullptr), NAPO_FLOAT32, {sequences}, dev);
+    napo_tensor lp = napo::tensorView(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
+    napo_tensor old = napo::tensorView(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
+    napo_tensor ref = napo::tensorView(make(count, host.data()), NAPO_FLOAT32, {sequences, steps}, dev);
+    napo_tensor mask = napo::tensorView(make(count, maskHost.data()), NAPO_FLOAT32, {sequences, steps}, dev);
+    napo_tensor grad = napo::tensorView(make(count, nullptr), NAPO_FLOAT32, {sequences, steps}, dev);
+    napo_tensor adv = napo::tensorView(make(size_t(sequences), host.data()), NAPO_FLOAT32, {sequences}, dev);
+    napo_tensor advOut = napo::tensorView(make(size_t(sequences), nullptr), NAPO_FLOAT32, {sequences}, dev);
     const napo_policy_loss_options options{0.2f, 0.2f, 0.04f, NAPO_LOSS_GRPO, 0, 0.0};
     napo_policy_loss_stats stats;
     const int iterations = quick_ ? 5 : 20;

@@ -2,8 +2,6 @@
 
 namespace napo::addon {
 
-namespace {
-
 const char* statusCode(napo_status status) {
   switch (status) {
     case NAPO_ERR_TYPE: return "NAPO_TYPE";
@@ -14,8 +12,6 @@ const char* statusCode(napo_status status) {
     default: return "NAPO_INTERNAL";
   }
 }
-
-}  // namespace
 
 void throwStatus(Napi::Env env, napo_status status) {
   const std::string message = napo_last_error();

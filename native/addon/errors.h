@@ -10,6 +10,9 @@
 
 namespace napo::addon {
 
+// The `code` a JS error carries for a status, e.g. NAPO_OUT_OF_MEMORY.
+const char* statusCode(napo_status status);
+
 [[noreturn]] void throwStatus(Napi::Env env, napo_status status);
 
 inline void check(Napi::Env env, napo_status status) {

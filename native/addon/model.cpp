@@ -12,23 +12,15 @@
 
 #include "args.h"
 #include "errors.h"
+#include "core/tensor.h"
 #include "napo/model.h"
 #include "tensor.h"
 
 namespace napo::addon {
 
-namespace {
+using napo::tensorView;
 
-const char* statusCode(napo_status status) {
-  switch (status) {
-    case NAPO_ERR_TYPE: return "NAPO_TYPE";
-    case NAPO_ERR_RANGE: return "NAPO_RANGE";
-    case NAPO_ERR_OUT_OF_MEMORY: return "NAPO_OUT_OF_MEMORY";
-    case NAPO_ERR_UNAVAILABLE: return "NAPO_UNAVAILABLE";
-    case NAPO_ERR_DEVICE: return "NAPO_DEVICE";
-    default: return "NAPO_INTERNAL";
-  }
-}
+namespace {
 
 Napi::Value statusError(Napi::Env env, napo_status status, const std::string& message) {
   Napi::Error error = status == NAPO_ERR_TYPE    ? Napi::TypeError::New(env, message)
@@ -51,16 +43,6 @@ std::vector<int32_t> copyInt32(Napi::Int32Array array) {
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }
 
-napo_tensor hostView(void* data, napo_dtype dtype, std::initializer_list<int64_t> shape) {
-  napo_tensor t{};
-  t.data = data;
-  t.dtype = dtype;
-  t.ndim = int32_t(shape.size());
-  int i = 0;
-  for (int64_t dim : shape) t.shape[i++] = dim;
-  t.device = {NAPO_CPU, 0};
-  return t;
-}
 
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
@@ -347,8 +329,8 @@ class BatchWorker : public ModelWorker {
 
  protected:
   napo_status run() override {
-    napo_tensor tokens = hostView(tokens_.data(), NAPO_INT32, {batch_, time_});
-    napo_tensor lengths = hostView(lengths_.data(), NAPO_INT32, {batch_});
+    napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {batch_, time_});
+    napo_tensor lengths = tensorView(lengths_.data(), NAPO_INT32, {batch_});
     return prefill_ ? napo_model_prefill(model(), &tokens, hasLengths_ ? &lengths : nullptr, &logitsView_)
                     : napo_model_forward(model(), &tokens, hasLengths_ ? &lengths : nullptr, &logitsView_);
   }
@@ -409,7 +391,7 @@ class DecodeWorker : public ModelWorker {
 
  protected:
   napo_status run() override {
-    napo_tensor tokens = hostView(tokens_.data(), NAPO_INT32, {int64_t(tokens_.size())});
+    napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {int64_t(tokens_.size())});
     return napo_model_decode_step(model(), &tokens, &logitsView_);
   }
   Napi::Value result(Napi::Env env) override { return logits_.Value(); }

@@ -69,11 +69,11 @@ class CudaBackend : public Backend {
     DeviceLogits l(logits);
     auto t = deviceCopy(tokens);
     DeviceBuffer lp(size_t(n) * 4), lse(size_t(n) * 4), ent(size_t(n) * 4);
-    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
-    napo_tensor tt = tensorOf(t->data(), NAPO_INT32, {n}, kCuda);
-    napo_tensor lpt = tensorOf(lp.data(), NAPO_FLOAT32, {n}, kCuda);
-    napo_tensor lset = tensorOf(lse.data(), NAPO_FLOAT32, {n}, kCuda);
-    napo_tensor entt = tensorOf(ent.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lt = tensorView(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor tt = tensorView(t->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lpt = tensorView(lp.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lset = tensorView(lse.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorView(ent.data(), NAPO_FLOAT32, {n}, kCuda);
     const napo_status status =
         napo_token_logprobs(&lt, &tt, temperature, &lpt, withEntropy ? &entt : nullptr, &lset, stream_);
     if (status != NAPO_OK) return status;
@@ -95,13 +95,13 @@ class CudaBackend : public Backend {
     auto ent = deviceCopy(in.entropy);
     auto glp = deviceCopy(in.gradLogprobs);
     auto gent = deviceCopy(in.gradEntropy);
-    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
-    napo_tensor gt = tensorOf(in.inPlace ? l.data() : g.data(), grad.dtype, {n, grad.vocab}, kCuda);
-    napo_tensor tt = tensorOf(t->data(), NAPO_INT32, {n}, kCuda);
-    napo_tensor lset = tensorOf(lse->data(), NAPO_FLOAT32, {n}, kCuda);
-    napo_tensor entt = tensorOf(ent->data(), NAPO_FLOAT32, {n}, kCuda);
-    napo_tensor glpt = tensorOf(glp->data(), NAPO_FLOAT32, {n}, kCuda);
-    napo_tensor gentt = tensorOf(gent->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lt = tensorView(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor gt = tensorView(in.inPlace ? l.data() : g.data(), grad.dtype, {n, grad.vocab}, kCuda);
+    napo_tensor tt = tensorView(t->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lset = tensorView(lse->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorView(ent->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor glpt = tensorView(glp->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor gentt = tensorView(gent->data(), NAPO_FLOAT32, {n}, kCuda);
     const napo_status status = napo_token_logprobs_backward(&lt, &tt, &lset, in.entropy.empty() ? nullptr : &entt,
                                                             &glpt, in.gradEntropy.empty() ? nullptr : &gentt,
                                                             in.temperature, &gt, stream_);
@@ -114,9 +114,9 @@ class CudaBackend : public Backend {
     const int64_t n = logits.rows;
     DeviceLogits l(logits);
     DeviceBuffer tokens(size_t(n) * 4), logprobs(size_t(n) * 4);
-    napo_tensor lt = tensorOf(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
-    napo_tensor tt = tensorOf(tokens.data(), NAPO_INT32, {n}, kCuda);
-    napo_tensor lpt = tensorOf(logprobs.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lt = tensorView(l.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor tt = tensorView(tokens.data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lpt = tensorView(logprobs.data(), NAPO_FLOAT32, {n}, kCuda);
     const napo_sample_options view = options.view();
     const napo_status status = napo_sample(&lt, &view, &tt, &lpt, stream_);
     if (status != NAPO_OK) return status;
@@ -131,8 +131,8 @@ class CudaBackend : public Backend {
     const int64_t s = int64_t(in.rewards.size());
     auto rewards = deviceCopy(in.rewards);
     DeviceBuffer advantages(size_t(s) * 4);
-    napo_tensor r = tensorOf(rewards->data(), NAPO_FLOAT32, {s}, kCuda);
-    napo_tensor a = tensorOf(advantages.data(), NAPO_FLOAT32, {s}, kCuda);
+    napo_tensor r = tensorView(rewards->data(), NAPO_FLOAT32, {s}, kCuda);
+    napo_tensor a = tensorView(advantages.data(), NAPO_FLOAT32, {s}, kCuda);
     const napo_advantage_options view = in.view();
     const napo_status status = napo_group_advantages(&r, &view, &a, stream_);
     if (status != NAPO_OK) return status;
@@ -146,12 +146,12 @@ class CudaBackend : public Backend {
     auto lp = deviceCopy(in.logprobs), old = deviceCopy(in.oldLogprobs), ref = deviceCopy(in.refLogprobs),
          adv = deviceCopy(in.advantages), mask = deviceCopy(in.mask);
     DeviceBuffer grad(size_t(s * t) * 4);
-    napo_tensor lpt = tensorOf(lp->data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor oldt = tensorOf(old->data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor reft = tensorOf(ref->data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor maskt = tensorOf(mask->data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor gradt = tensorOf(grad.data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor advt = tensorOf(adv->data(), NAPO_FLOAT32, {s}, kCuda);
+    napo_tensor lpt = tensorView(lp->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor oldt = tensorView(old->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor reft = tensorView(ref->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor maskt = tensorView(mask->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor gradt = tensorView(grad.data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor advt = tensorView(adv->data(), NAPO_FLOAT32, {s}, kCuda);
     const napo_status status = napo_policy_loss(&lpt, &oldt, in.refLogprobs.empty() ? nullptr : &reft, &advt, &maskt,
                                                 &in.options, &gradt, &out.stats, stream_);
     if (status != NAPO_OK) return status;

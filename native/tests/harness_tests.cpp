@@ -63,8 +63,8 @@ class EmulatedBackend : public Backend {
   napo_status tokenLogprobs(const Logits& logits, const std::vector<int32_t>& tokens, float temperature,
                             bool withEntropy, LogprobsResult& out) override {
     const int64_t n = logits.rows;
-    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
-    napo_tensor t = tensorOf(const_cast<int32_t*>(tokens.data()), NAPO_INT32, {n}, kDevice);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
+    napo_tensor t = tensorView(const_cast<int32_t*>(tokens.data()), NAPO_INT32, {n}, kDevice);
     NAPO_TRY(napo_token_logprobs_validate(&l, &t, temperature));
     out.logprobs.assign(size_t(n), 0.0f);
     out.lse.assign(size_t(n), 0.0f);
@@ -80,12 +80,12 @@ class EmulatedBackend : public Backend {
 
   napo_status tokenLogprobsBackward(const Logits& logits, const BackwardInputs& in, Logits& grad) override {
     const int64_t n = logits.rows;
-    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
-    napo_tensor t = tensorOf(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kDevice);
-    napo_tensor lse = tensorOf(const_cast<float*>(in.lse.data()), NAPO_FLOAT32, {n}, kDevice);
-    napo_tensor ent = tensorOf(const_cast<float*>(in.entropy.data()), NAPO_FLOAT32, {n}, kDevice);
-    napo_tensor glp = tensorOf(const_cast<float*>(in.gradLogprobs.data()), NAPO_FLOAT32, {n}, kDevice);
-    napo_tensor gent = tensorOf(const_cast<float*>(in.gradEntropy.data()), NAPO_FLOAT32, {n}, kDevice);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
+    napo_tensor t = tensorView(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kDevice);
+    napo_tensor lse = tensorView(const_cast<float*>(in.lse.data()), NAPO_FLOAT32, {n}, kDevice);
+    napo_tensor ent = tensorView(const_cast<float*>(in.entropy.data()), NAPO_FLOAT32, {n}, kDevice);
+    napo_tensor glp = tensorView(const_cast<float*>(in.gradLogprobs.data()), NAPO_FLOAT32, {n}, kDevice);
+    napo_tensor gent = tensorView(const_cast<float*>(in.gradEntropy.data()), NAPO_FLOAT32, {n}, kDevice);
     NAPO_TRY(napo_token_logprobs_backward_validate(&l, &t, &lse, in.entropy.empty() ? nullptr : &ent, &glp,
                                                    in.gradEntropy.empty() ? nullptr : &gent, in.temperature));
     kernels::KernelErrors errors = clearedErrors();
@@ -102,7 +102,7 @@ class EmulatedBackend : public Backend {
 
   napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) override {
     const int64_t n = logits.rows;
-    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
     const napo_sample_options view = options.view();
     NAPO_TRY(napo_sample_validate(&l, &view));
     out.tokens.assign(size_t(n), -1);
@@ -118,7 +118,7 @@ class EmulatedBackend : public Backend {
 
   napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) override {
     const int64_t s = int64_t(in.rewards.size());
-    napo_tensor r = tensorOf(const_cast<float*>(in.rewards.data()), NAPO_FLOAT32, {s}, kDevice);
+    napo_tensor r = tensorView(const_cast<float*>(in.rewards.data()), NAPO_FLOAT32, {s}, kDevice);
     const napo_advantage_options view = in.view();
     NAPO_TRY(napo_group_advantages_validate(&r, &view));
     out.assign(size_t(s), 0.0f);
@@ -135,11 +135,11 @@ class EmulatedBackend : public Backend {
   napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) override {
     const int64_t s = in.sequences, t = in.steps;
     auto tensor2 = [&](const std::vector<float>& v) {
-      return tensorOf(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kDevice);
+      return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kDevice);
     };
     napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
                 mask = tensor2(in.mask);
-    napo_tensor adv = tensorOf(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kDevice);
+    napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kDevice);
     NAPO_TRY(napo_policy_loss_validate(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options));
     out.grad.assign(size_t(s * t), 0.0f);
     double maskTotal = -1.0;

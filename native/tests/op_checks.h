@@ -16,9 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "napo/napo.h"
 
 namespace napo_tests {
+
+using napo::tensorView;
 
 inline std::string format(const char* text, ...) __attribute__((format(printf, 1, 2)));
 inline std::string format(const char* text, ...) {
@@ -106,16 +109,6 @@ struct Logits {
   }
 };
 
-inline napo_tensor tensorOf(void* data, napo_dtype dtype, std::initializer_list<int64_t> shape, napo_device device) {
-  napo_tensor t{};
-  t.data = data;
-  t.dtype = dtype;
-  t.ndim = int32_t(shape.size());
-  int i = 0;
-  for (int64_t extent : shape) t.shape[i++] = extent;
-  t.device = device;
-  return t;
-}
 
 enum class Pattern { Normal, Peaked, Ties, NegInf, Flat, Huge };
 
@@ -252,24 +245,24 @@ class CpuBackend : public Backend {
     out.logprobs.assign(size_t(n), 0.0f);
     out.lse.assign(size_t(n), 0.0f);
     out.entropy.assign(withEntropy ? size_t(n) : 0, 0.0f);
-    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
-    napo_tensor t = tensorOf(const_cast<int32_t*>(tokens.data()), NAPO_INT32, {n}, kCpu);
-    napo_tensor lp = tensorOf(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor lse = tensorOf(out.lse.data(), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor ent = tensorOf(out.entropy.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
+    napo_tensor t = tensorView(const_cast<int32_t*>(tokens.data()), NAPO_INT32, {n}, kCpu);
+    napo_tensor lp = tensorView(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor lse = tensorView(out.lse.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor ent = tensorView(out.entropy.data(), NAPO_FLOAT32, {n}, kCpu);
     return napo_token_logprobs(&l, &t, temperature, &lp, withEntropy ? &ent : nullptr, &lse, nullptr);
   }
 
   napo_status tokenLogprobsBackward(const Logits& logits, const BackwardInputs& in, Logits& grad) override {
     const int64_t n = logits.rows;
-    napo_tensor l = tensorOf(const_cast<void*>(in.inPlace ? grad.data() : logits.data()), logits.dtype,
+    napo_tensor l = tensorView(const_cast<void*>(in.inPlace ? grad.data() : logits.data()), logits.dtype,
                              {n, logits.vocab}, kCpu);
-    napo_tensor t = tensorOf(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kCpu);
-    napo_tensor lse = tensorOf(const_cast<float*>(in.lse.data()), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor ent = tensorOf(const_cast<float*>(in.entropy.data()), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor glp = tensorOf(const_cast<float*>(in.gradLogprobs.data()), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor gent = tensorOf(const_cast<float*>(in.gradEntropy.data()), NAPO_FLOAT32, {n}, kCpu);
-    napo_tensor g = tensorOf(grad.data(), grad.dtype, {n, grad.vocab}, kCpu);
+    napo_tensor t = tensorView(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kCpu);
+    napo_tensor lse = tensorView(const_cast<float*>(in.lse.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor ent = tensorView(const_cast<float*>(in.entropy.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor glp = tensorView(const_cast<float*>(in.gradLogprobs.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor gent = tensorView(const_cast<float*>(in.gradEntropy.data()), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor g = tensorView(grad.data(), grad.dtype, {n, grad.vocab}, kCpu);
     return napo_token_logprobs_backward(&l, &t, &lse, in.entropy.empty() ? nullptr : &ent, &glp,
                                         in.gradEntropy.empty() ? nullptr : &gent, in.temperature, &g, nullptr);
   }
@@ -278,9 +271,9 @@ class CpuBackend : public Backend {
     const int64_t n = logits.rows;
     out.tokens.assign(size_t(n), -1);
     out.logprobs.assign(size_t(n), 0.0f);
-    napo_tensor l = tensorOf(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
-    napo_tensor t = tensorOf(out.tokens.data(), NAPO_INT32, {n}, kCpu);
-    napo_tensor lp = tensorOf(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
+    napo_tensor t = tensorView(out.tokens.data(), NAPO_INT32, {n}, kCpu);
+    napo_tensor lp = tensorView(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
     const napo_sample_options view = options.view();
     return napo_sample(&l, &view, &t, &lp, nullptr);
   }
@@ -288,8 +281,8 @@ class CpuBackend : public Backend {
   napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) override {
     const int64_t s = int64_t(in.rewards.size());
     out.assign(size_t(s), 0.0f);
-    napo_tensor r = tensorOf(const_cast<float*>(in.rewards.data()), NAPO_FLOAT32, {s}, kCpu);
-    napo_tensor a = tensorOf(out.data(), NAPO_FLOAT32, {s}, kCpu);
+    napo_tensor r = tensorView(const_cast<float*>(in.rewards.data()), NAPO_FLOAT32, {s}, kCpu);
+    napo_tensor a = tensorView(out.data(), NAPO_FLOAT32, {s}, kCpu);
     const napo_advantage_options view = in.view();
     return napo_group_advantages(&r, &view, &a, nullptr);
   }
@@ -298,11 +291,11 @@ class CpuBackend : public Backend {
     const int64_t s = in.sequences, t = in.steps;
     out.grad.assign(size_t(s * t), 0.0f);
     auto tensor2 = [&](const std::vector<float>& v) {
-      return tensorOf(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kCpu);
+      return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kCpu);
     };
     napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
                 mask = tensor2(in.mask), grad = tensor2(out.grad);
-    napo_tensor adv = tensorOf(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
+    napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
     return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options, &grad,
                             &out.stats, nullptr);
   }

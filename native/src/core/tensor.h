@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "napo/napo.h"
@@ -35,6 +36,19 @@ std::string deviceText(napo_device device);
 
 inline bool sameDevice(napo_device a, napo_device b) {
   return a.kind == b.kind && (a.kind == NAPO_CPU || a.index == b.index);
+}
+
+// A view of `data` as a tensor of `shape` on `device`: how C++ callers describe their buffers.
+inline napo_tensor tensorView(void* data, napo_dtype dtype, std::initializer_list<int64_t> shape,
+                              napo_device device = {NAPO_CPU, 0}) {
+  napo_tensor t{};
+  t.data = data;
+  t.dtype = dtype;
+  t.ndim = int32_t(shape.size());
+  int i = 0;
+  for (int64_t extent : shape) t.shape[i++] = extent;
+  t.device = device;
+  return t;
 }
 
 template <typename T>
