@@ -19,15 +19,25 @@ export interface ScoredBatch {
   temperature: number;
 }
 
-export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number): Promise<ScoredBatch> {
+/** The training forward of a packed batch: logits [rows * width, V], activations kept for backward. */
+export async function forwardBatch(policy: Policy, batch: PackedBatch): Promise<Tensor<'float32'>> {
   const logits = await policy.forward(batch.sequences);
   const flat = logits.reshape([batch.rows * batch.width, policy.vocabSize]);
   logits.dispose();
+  return flat;
+}
+
+/** Per-token log-probs of the targets from the forward's logits, with what the backward needs. */
+export function batchLogprobs(batch: PackedBatch, logits: Tensor<'float32'>, temperature: number): ScoredBatch {
   const targets = tensor<'int32'>(batch.targets, [batch.targets.length]);
-  const result = tokenLogprobs(flat, targets, { temperature });
+  const result = tokenLogprobs(logits, targets, { temperature });
   const logprobs = result.logprobs.toArray();
   result.logprobs.dispose();
-  return { batch, logits: flat, targets, lse: result.lse, logprobs, temperature };
+  return { batch, logits, targets, lse: result.lse, logprobs, temperature };
+}
+
+export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number): Promise<ScoredBatch> {
+  return batchLogprobs(batch, await forwardBatch(policy, batch), temperature);
 }
 
 /** Log-probs of a batch under a model that is not trained (the frozen reference). */

@@ -6,10 +6,11 @@
  *   explain   ExP-GRPO: a self-explanation per prompt, sampled with the answer in the prompt
  *             (GRPO+SFT: the task's expert solution; ExP-DPO: chosen/rejected pairs)
  *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint)
- *   logprobs  per-token log-probs, advantages, the clipped loss and the auxiliary term
+ *   logprobs  per-token log-probs (and the frozen reference's, for KL or DPO)
+ *   loss      advantages, the clipped loss and the auxiliary term, as d loss / d log-probs
  *   backward  d loss / d log-probs -> logits -> parameters
  *   optimizer AdamW
- * Each phase's time and peak allocated memory are recorded.
+ * Each phase's time and peak allocated memory are recorded (records.ts lists them).
  */
 import {
   groupAdvantages,
@@ -25,7 +26,7 @@ import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.j
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
 import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
 import { Rng, type RngState } from './rng.js';
-import { backpropagate, referenceLogprobs, scoreBatch, type ScoredBatch } from './scoring.js';
+import { backpropagate, batchLogprobs, forwardBatch, referenceLogprobs, type ScoredBatch } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
 
@@ -136,8 +137,12 @@ export class Trainer {
       this.auxiliaryPairs(items, rollouts, explainSeed),
     );
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
-    const scored = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
-    const parts = await timed('logprobs', () => this.losses(scored, rollouts.rewards, auxiliary));
+    const logits = await timed('score', () => forwardBatch(this.policy, batch));
+    const { scored, refLogprobs } = await timed('logprobs', async () => ({
+      scored: batchLogprobs(batch, logits, config.temperature),
+      refLogprobs: this.needsReference() ? await referenceLogprobs(await this.referenceModel(), batch, config.temperature) : undefined,
+    }));
+    const parts = await timed('loss', async () => this.losses(scored, rollouts.rewards, auxiliary, refLogprobs));
     this.policy.zeroGrad();
     await timed('backward', () => backpropagate(this.policy, scored, parts.gradLogprobs));
     const learningRate = this.learningRate(this.stepCount);
@@ -269,14 +274,16 @@ export class Trainer {
     return this.reference;
   }
 
-  private async losses(scored: ScoredBatch, rewards: number[], auxiliary: AuxiliaryPair[]): Promise<LossParts> {
+  private needsReference(): boolean {
+    return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
+  }
+
+  private losses(scored: ScoredBatch, rewards: number[], auxiliary: AuxiliaryPair[], refLogprobs: Float32Array | undefined): LossParts {
     const { batch } = scored;
     const config = this.config;
     const grad = new Float32Array(batch.rows * batch.width);
     const rolloutRows = rewards.length;
     const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
-    const needsReference = config.klBeta > 0 || config.algorithm === 'expo-dpo';
-    const refLogprobs = needsReference ? await referenceLogprobs(await this.referenceModel(), batch, config.temperature) : undefined;
     if (config.algorithm !== 'expo-dpo') this.policyGradientLoss(scored, rewards, refLogprobs, parts);
     const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
     if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, scored.logprobs, auxiliaryRows, parts);
