@@ -1,54 +1,131 @@
 #!/usr/bin/env node
-/** `npm run bench -- <suite>`: runs a benchmark suite, prints a table, optionally writes JSON. */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+/**
+ * `npm run bench -- [all|kernels|trainer|policy|page] [--full] [--device cpu|cuda:0] [--out dir]`:
+ * runs suites, prints their tables, writes one JSON per run and the page comparing every run.
+ * The default (`all`, quick mode) fits in about 5 minutes on a 2-core machine.
+ */
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { defaultKernelBenchOptions, runKernelBench } from './kernels.js';
-import { runPolicyBench } from './policy.js';
-import { kernelTable } from './report.js';
+import { benchDevices, resultHeader } from './machine.js';
+import { writePage } from './page.js';
+import { kernelTable, trainerTable } from './report.js';
+import { writeResult, type BenchMode, type PolicyResult } from './results.js';
+import { kernelSuitePresets, runKernelSuiteOn, type KernelSuiteOptions } from './suites/kernels.js';
+import { runPolicyBench } from './suites/policy.js';
+import { runTrainerSuite, trainerSuitePresets } from './suites/trainer.js';
 
-function positiveInteger(value: string): number {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError('must be a positive integer');
+const defaultOut = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+
+interface CommonOptions {
+  full?: boolean;
+  smoke?: boolean;
+  device?: string;
+  out: string;
+}
+
+function positiveIntegers(value: string): number[] {
+  const parsed = value.split(',').map((part) => Number(part.trim()));
+  if (parsed.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError('must be positive integers, comma-separated');
   return parsed;
 }
 
-function writeJson(path: string | undefined, result: unknown): void {
-  if (!path) return;
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`wrote ${path}`);
+function modeOf(options: CommonOptions): BenchMode {
+  return options.smoke ? 'smoke' : options.full ? 'full' : 'quick';
 }
 
-const program = new Command('napo-bench').description('napo benchmarks: every figure a ratio measured in one run');
+const shown = (path: string) => relative(process.cwd(), path) || path;
 
-program
-  .command('kernels', { isDefault: true })
-  .description('tokenLogprobs and sample against read bandwidth, the unfused composition and the TS reference')
-  .option('--rows <n>', 'rows (tokens) N', positiveInteger, defaultKernelBenchOptions.rows)
-  .option('--vocab <n>', 'vocabulary V', positiveInteger, defaultKernelBenchOptions.vocab)
-  .option('--iterations <n>', 'timed calls per op (>= 5)', positiveInteger, defaultKernelBenchOptions.iterations)
-  .option('--json <file>', 'also write the result as JSON')
-  .action((options: { rows: number; vocab: number; iterations: number; json?: string }) => {
-    const result = runKernelBench({
-      ...defaultKernelBenchOptions,
-      rows: options.rows,
-      vocab: options.vocab,
-      iterations: Math.max(5, options.iterations),
-      referenceRows: Math.min(defaultKernelBenchOptions.referenceRows, options.rows),
-    });
+function note(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function kernels(options: CommonOptions & { rows?: number[]; vocab?: number[] }): Promise<void> {
+  const preset = kernelSuitePresets[modeOf(options)];
+  const suite: KernelSuiteOptions = { ...preset, ...(options.rows ? { rows: options.rows } : {}), ...(options.vocab ? { vocabs: options.vocab } : {}) };
+  for (const device of benchDevices(options.device)) {
+    note(`kernels (${suite.mode}) on ${device}: N ${suite.rows.join(', ')} x V ${suite.vocabs.join(', ')}, ${suite.dtypes.join(' and ')}`);
+    const started = performance.now();
+    const result = runKernelSuiteOn(device, suite, (entry) => note(`  ${entry.op} ${entry.variant} ${entry.dtype} ${entry.shape.join('x')}: ${entry.timing.medianMs.toFixed(3)} ms`));
     console.log(kernelTable(result));
-    writeJson(options.json, result);
+    console.log(`wrote ${shown(writeResult(options.out, result))} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+  }
+}
+
+async function trainer(options: CommonOptions): Promise<void> {
+  const suite = trainerSuitePresets[modeOf(options)];
+  note(`trainer (${suite.mode}): ${suite.algorithms.join(', ')}, ${suite.steps} steps each`);
+  const started = performance.now();
+  const result = await runTrainerSuite(suite, {
+    onWarmup: (step, total) => {
+      if (step === 1 || step === total || step % 100 === 0) note(`  warm-up ${step}/${total}`);
+    },
+    onStep: (algorithm, record) => note(`  ${algorithm} step ${record.step}/${suite.steps}: ${record.stepSeconds.toFixed(2)} s`),
   });
+  console.log(trainerTable(result));
+  console.log(`wrote ${shown(writeResult(options.out, result))} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
+}
+
+async function policy(options: CommonOptions): Promise<void> {
+  const figures = await runPolicyBench(undefined, true);
+  const result: PolicyResult = { ...resultHeader('policy', modeOf(options), 'cpu'), figures };
+  console.log(`wrote ${shown(writeResult(options.out, result))}\n`);
+}
+
+function page(options: Pick<CommonOptions, 'out'>): void {
+  console.log(`page: ${shown(writePage(options.out))}`);
+}
+
+const program = new Command('napo-bench').description('napo benchmarks: every figure a ratio measured in one run, one JSON per run, one page for all');
+
+function withCommon(command: Command): Command {
+  return command
+    .option('--full', 'the full grid and 200 trainer steps (default: quick)')
+    .addOption(new Option('--smoke', 'one tiny shape per op, 2 trainer steps (CI)').hideHelp())
+    .option('--device <name>', 'cpu or cuda:N (default: every device present)')
+    .option('--out <dir>', 'results folder', defaultOut);
+}
+
+withCommon(program.command('all', { isDefault: true }).description('every suite (quick unless --full), then the page')).action(async (options: CommonOptions) => {
+  const started = performance.now();
+  await kernels(options);
+  await trainer(options);
+  await policy(options);
+  page(options);
+  note(`all suites: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+});
+
+withCommon(program.command('kernels').description('every op and backward over N x V x dtype, against bandwidth, the unfused composition and the TS reference'))
+  .option('--rows <list>', 'override N, e.g. 256,2048', positiveIntegers)
+  .option('--vocab <list>', 'override V, e.g. 32000,151936', positiveIntegers)
+  .action(async (options: CommonOptions & { rows?: number[]; vocab?: number[] }) => {
+    await kernels(options);
+    page(options);
+  });
+
+withCommon(program.command('trainer').description('GRPO vs GRPO+SFT vs ExP-GRPO: throughput, time and peak memory per phase, allocated bytes per step')).action(
+  async (options: CommonOptions) => {
+    await trainer(options);
+    page(options);
+  },
+);
+
+withCommon(program.command('policy').description('TinyGPT forward+backward and decode tokens/s on 1 and 2 threads, matmul GFLOP/s against measured peak FMA')).action(
+  async (options: CommonOptions) => {
+    await policy(options);
+    page(options);
+  },
+);
 
 program
-  .command('policy')
-  .description('TinyGPT forward+backward and decode tokens/s on 1 and 2 threads, matmul GFLOP/s against measured peak FMA')
-  .option('--json <file>', 'also write the result as JSON')
-  .action(async (options: { json?: string }) => {
-    writeJson(options.json, await runPolicyBench());
-  });
+  .command('page')
+  .description('render the page from every JSON in the results folder')
+  .option('--out <dir>', 'results folder', defaultOut)
+  .action((options: { out: string }) => page({ out: resolve(options.out) }));
 
-await program.parseAsync();
+program.parseAsync().catch((error: unknown) => {
+  console.error(error instanceof Error ? `napo-bench: ${error.message}` : error);
+  process.exitCode = 1;
+});

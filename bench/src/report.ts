@@ -1,31 +1,92 @@
-/** Readable tables of bench results. */
+/** Readable tables of bench results, for stdout. */
 import Table from 'cli-table3';
 
-import type { KernelBenchResult } from './kernels.js';
+import { describeLine } from './machine.js';
+import type { KernelEntry, KernelsResult, TrainerResult } from './results.js';
 
 const gigabytes = (bytesPerSecond: number) => (bytesPerSecond / 1e9).toFixed(1);
+const mebibytes = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const ratio = (value: number) => `${value.toFixed(value < 10 ? 2 : 1)}x`;
+const milliseconds = (ms: number) => (ms < 0.1 ? ms.toFixed(4) : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
-export function kernelTable(result: KernelBenchResult): string {
+export function entryName(entry: Pick<KernelEntry, 'op' | 'variant'>): string {
+  return entry.variant ? `${entry.op} ${entry.variant}` : entry.op;
+}
+
+function comparisonCell(entry: KernelEntry, kind: 'unfused' | 'reference'): string {
+  const comparison = entry.comparisons.find((c) => c.kind === kind);
+  if (!comparison) return '-';
+  const scaled = comparison.scaledFromRows ? ` (from ${comparison.scaledFromRows} rows)` : '';
+  return `${ratio(comparison.speedup)}${kind === 'unfused' ? ` vs ${comparison.name}` : ''}${scaled}`;
+}
+
+export function kernelTable(result: KernelsResult): string {
   const table = new Table({
-    head: ['op', 'dtype', 'median ms (min-max)', 'GB/s', 'of read BW', 'vs unfused', 'vs TS ref'],
+    head: ['op', 'dtype', 'shape', 'median ms (min-max)', 'GB/s', 'of BW', 'vs unfused', 'vs TS ref'],
     style: { head: [], border: [] },
   });
-  for (const f of result.figures) {
+  for (const entry of result.entries) {
+    const { medianMs, minMs, maxMs } = entry.timing;
     table.push([
-      f.op,
-      f.dtype,
-      `${f.timing.medianMs.toFixed(2)} (${f.timing.minMs.toFixed(2)}-${f.timing.maxMs.toFixed(2)})`,
-      gigabytes(f.bytesPerSecond),
-      `${(100 * f.fractionOfBandwidth).toFixed(0)}%`,
-      `${ratio(f.baseline.speedup)} (${f.baseline.name}: ${f.baseline.medianMs.toFixed(1)} ms)`,
-      ratio(f.reference.speedup),
+      entryName(entry),
+      entry.dtype,
+      entry.shape.join('x'),
+      `${milliseconds(medianMs)} (${milliseconds(minMs)}-${milliseconds(maxMs)})`,
+      gigabytes(entry.bytesPerSecond),
+      entry.fractionOfBandwidth === undefined ? '-' : `${(100 * entry.fractionOfBandwidth).toFixed(0)}%`,
+      comparisonCell(entry, 'unfused'),
+      comparisonCell(entry, 'reference'),
     ]);
   }
-  const { machine, options } = result;
-  const header = [
-    `napo kernels on ${machine.cpuModel} (${machine.threads} threads, ${machine.isa}), N = ${options.rows}, V = ${options.vocab}`,
-    `measured read bandwidth: ${gigabytes(result.readBandwidthBytesPerSecond)} GB/s; CUDA: ${machine.cuda.available ? 'available' : `unavailable (${machine.cuda.reason ?? 'no reason given'})`}`,
+  const bandwidth = result.bandwidth ? `measured read bandwidth ${gigabytes(result.bandwidth.bytesPerSecond)} GB/s` : 'no bandwidth probe on this device';
+  return [
+    `napo kernels (${result.mode}) on ${result.device.name}: ${describeLine(result.device)}`,
+    `${bandwidth}; repetitions per op >= ${Math.min(...result.entries.map((e) => e.timing.repetitions))}; napo ${result.napoCommit}`,
+    table.toString(),
+  ].join('\n');
+}
+
+export function trainerTable(result: TrainerResult): string {
+  const phaseNames = result.runs[0]?.phases.map((p) => p.phase) ?? [];
+  const throughput = new Table({
+    head: ['method', 'steps/s', 'step s', 'gen tok/s', 'trained tok/s', ...phaseNames.map((p) => `${p} s`), 'peak MiB'],
+    style: { head: [], border: [] },
+  });
+  const memory = new Table({
+    head: ['method', ...phaseNames.map((p) => `${p} MiB`), `allocated after (steps ${result.config.excludedSteps + 1}..${result.config.steps})`, 'leak?'],
+    style: { head: [], border: [] },
+  });
+  for (const run of result.runs) {
+    throughput.push([
+      run.label,
+      run.stepsPerSecond.toFixed(3),
+      run.meanStepSeconds.toFixed(3),
+      run.generatedTokensPerSecond.toFixed(0),
+      run.trainedTokensPerSecond.toFixed(0),
+      ...run.phases.map((p) => p.meanSeconds.toFixed(3)),
+      mebibytes(run.peakAllocatedBytesPerStep),
+    ]);
+    const { leak } = run;
+    memory.push([
+      run.label,
+      ...run.phases.map((p) => mebibytes(p.peakAllocatedBytes)),
+      `${mebibytes(leak.firstBytes)} -> ${mebibytes(leak.lastBytes)} MiB (${leak.slopeBytesPerStep.toFixed(0)} B/step)`,
+      leak.growing ? 'GROWING' : 'flat',
+    ]);
+  }
+  const { cost, config } = result;
+  const lines = [
+    `napo trainer (${result.mode}) on ${describeLine(result.device)}; napo ${result.napoCommit}`,
+    `TinyGPT ${JSON.stringify(config.model)}; ${config.train.promptsPerStep ?? '?'} prompts x G = ${config.train.groupSize ?? '?'}, ${config.train.maxNewTokens ?? '?'} new tokens; ${config.steps} steps per method, throughput over the last ${config.steps - config.excludedSteps}`,
+    throughput.toString(),
+    `peak allocated MiB per phase (max over steps) and allocated MiB after each step (leak check over ${result.runs[0]?.leak.steps ?? 0} steps)`,
+    memory.toString(),
   ];
-  return `${header.join('\n')}\n${table.toString()}`;
+  if (cost.expoOverGrpo !== undefined) {
+    const verdict = cost.withinTarget ? `within the ${cost.target}x target` : `above the ${cost.target}x target`;
+    const top = cost.expoExtraSecondsByPhase.filter((p) => p.seconds > 0).slice(0, 3).map((p) => `${p.phase} +${p.seconds.toFixed(3)} s`);
+    lines.push(`ExP-GRPO / GRPO step time: ${ratio(cost.expoOverGrpo)} (${verdict}); extra cost by phase: ${top.join(', ') || 'none'}`);
+  }
+  if (cost.sftOverGrpo !== undefined) lines.push(`GRPO+SFT / GRPO step time: ${ratio(cost.sftOverGrpo)}`);
+  return lines.join('\n');
 }

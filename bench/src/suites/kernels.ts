@@ -1,163 +1,440 @@
 /**
- * The kernel benchmark: tokenLogprobs and sample at a training-sized shape, each as a ratio to
- * this machine's measured read bandwidth, to the unfused composition and to the TS reference,
- * all measured in one run.
+ * The kernel suite: every op and its backward over a grid of N x V, float32 and bfloat16, on every
+ * device present. Each entry: median and min-max over >= 5 timed calls after warm-up, GB/s of its
+ * compulsory traffic (bytes.ts), and, measured in the same run, the ratio to the device's read
+ * bandwidth, to the unfused composition and (CPU) to the TS reference.
  */
-import { reference, sample, tensor, tokenLogprobs, type Tensor } from '@napo/kernels';
+import {
+  groupAdvantages,
+  policyLoss,
+  reference,
+  sample,
+  tensor,
+  tokenLogprobs,
+  tokenLogprobsBackward,
+  type AdvantageEstimator,
+  type AdvantageScale,
+  type DeviceName,
+  type LossType,
+  type SampleOptions,
+  type Tensor,
+} from '@napo/kernels';
 
-import { describeMachine, type MachineDescription } from './machine.js';
-import { readBandwidth, sortedSample, unfusedLogprobs } from './probes.js';
-import { timeCall, type Timing } from './timing.js';
+import { resultHeader } from '../machine.js';
+import { readBandwidth, sortedSample, unfusedLogprobs } from '../probes.js';
+import type { BenchMode, Comparison, KernelEntry, KernelsResult } from '../results.js';
+import { timeCall } from '../timing.js';
+import {
+  groupAdvantagesBytes,
+  policyLossBytes,
+  sampleBytes,
+  tokenLogprobsBackwardBytes,
+  tokenLogprobsBytes,
+  type LogitsDType,
+} from './bytes.js';
+import { unfusedTokenLogprobsBackward, type HostLogits } from './unfused.js';
 
-export interface KernelBenchOptions {
-  rows: number;
-  vocab: number;
-  /** Timed calls per fused op. */
+export interface KernelSuiteOptions {
+  mode: BenchMode;
+  rows: number[];
+  vocabs: number[];
+  dtypes: LogitsDType[];
+  /** Timed calls per op (at least 5). */
   iterations: number;
-  /** Rows the TS reference runs on (it is ~100x slower); its time is scaled to `rows`. */
+  warmup: number;
+  /** Rows the slow baselines (sort-based sampler, TS compositions) run on; scaled to N. */
+  baselineRows: number;
+  /** Rows the TS reference runs on (it is ~10-100x slower); scaled to N. */
   referenceRows: number;
-  /** Size of the buffer the read-bandwidth probe streams: far larger than the caches. */
+  /** Buffer the read-bandwidth probe streams: far larger than the caches. */
   bandwidthBytes: number;
+  /** Sequence length T of policyLoss's [S, T] inputs (S = N / T). */
+  completionLength: number;
+  /** Samples per group for groupAdvantages. */
+  groupSize: number;
 }
 
-export const defaultKernelBenchOptions: KernelBenchOptions = {
-  rows: 256,
-  vocab: 151_936,
-  iterations: 10,
-  referenceRows: 4,
-  bandwidthBytes: 1 << 30,
+const baseOptions = { dtypes: ['float32', 'bfloat16'] as LogitsDType[], warmup: 2, referenceRows: 4, completionLength: 128, groupSize: 8 };
+
+export const kernelSuitePresets: Record<BenchMode, KernelSuiteOptions> = {
+  smoke: { ...baseOptions, mode: 'smoke', rows: [8], vocabs: [1000], iterations: 5, warmup: 1, baselineRows: 4, referenceRows: 2, bandwidthBytes: 64 << 20, completionLength: 4 },
+  quick: { ...baseOptions, mode: 'quick', rows: [256], vocabs: [32_000, 151_936], iterations: 5, baselineRows: 32, bandwidthBytes: 1 << 30 },
+  full: { ...baseOptions, mode: 'full', rows: [256, 2_048, 8_192], vocabs: [32_000, 151_936], iterations: 10, baselineRows: 256, bandwidthBytes: 1 << 30 },
 };
 
-export interface KernelFigure {
+/** The sampler's modes: each filter alone, the common pair, and greedy. */
+/** One scalar per filter: every row sampled the same way. */
+interface SampleMode extends SampleOptions {
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+}
+
+export const sampleModes: { variant: string; options: SampleMode }[] = [
+  { variant: 'greedy', options: { temperature: 0 } },
+  { variant: 'temperature 0.7', options: { temperature: 0.7 } },
+  { variant: 'top-k 50', options: { topK: 50 } },
+  { variant: 'top-p 0.9', options: { topP: 0.9 } },
+  { variant: 'top-k 50 + top-p 0.9', options: { topK: 50, topP: 0.9 } },
+  { variant: 'min-p 0.05', options: { minP: 0.05 } },
+];
+
+const scales: AdvantageScale[] = ['group', 'batch', 'none'];
+const estimators: AdvantageEstimator[] = ['grpo', 'rloo'];
+const lossTypes: LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
+
+/** A way to compute the same thing, timed on `rows` rows (scaled to the entry's rows). */
+interface Baseline {
+  name: string;
+  rows: number;
+  run: () => void;
+}
+
+/** One op call to time, with what it is compared with. */
+interface Case {
   op: string;
-  dtype: 'float32' | 'bfloat16';
-  shape: [number, number];
-  timing: Timing;
-  /** Logits bytes read per second by the fused op. */
-  bytesPerSecond: number;
-  /** bytesPerSecond / the machine's measured read bandwidth. */
-  fractionOfBandwidth: number;
-  /** What the fused op is compared with, and its time per call. */
-  baseline: { name: string; medianMs: number; speedup: number };
-  /** The TS reference's time per call, scaled from referenceRows rows. */
-  reference: { medianMs: number; speedup: number };
+  variant: string;
+  dtype: LogitsDType;
+  rows: number;
+  vocab?: number;
+  shape: number[];
+  bytesMoved: number;
+  run: () => void;
+  /** Extra repetitions for microsecond ops, whose single calls are mostly timer noise. */
+  iterations?: number;
+  unfused?: Baseline;
+  reference?: Baseline;
 }
 
-export interface KernelBenchResult {
-  kind: 'napo-kernel-bench';
-  date: string;
-  device: 'cpu';
-  machine: MachineDescription;
-  readBandwidthBytesPerSecond: number;
-  options: KernelBenchOptions;
-  figures: KernelFigure[];
+/** Cases that share inputs, and how to free those inputs once they are all measured. */
+interface CaseGroup {
+  cases: Case[];
+  release: () => void;
 }
 
-/** Logits spread like a language model's: a few large, most small (normal around 0, sd 3). */
-function randomLogits(count: number, seed: number): Float32Array {
-  const values = new Float32Array(count);
+interface DeviceContext {
+  device: DeviceName;
+  options: KernelSuiteOptions;
+  bandwidth?: number;
+}
+
+/** A small xorshift: the same logits on every run and machine. */
+function uniforms(seed: number): () => number {
   let state = seed >>> 0 || 1;
-  const next = () => {
+  return () => {
     state ^= state << 13;
     state ^= state >>> 17;
     state ^= state << 5;
     return (state >>> 0) / 4294967296;
   };
+}
+
+function normals(count: number, seed: number, sd: number, mean = 0): Float32Array {
+  const next = uniforms(seed);
+  const values = new Float32Array(count);
   for (let i = 0; i < count; i += 2) {
-    // Box-Muller: two normals per pair of uniforms.
-    const radius = Math.sqrt(-2 * Math.log(next() + 1e-12)) * 3;
+    const radius = Math.sqrt(-2 * Math.log(next() + 1e-12)) * sd;
     const angle = 2 * Math.PI * next();
-    values[i] = radius * Math.cos(angle);
-    if (i + 1 < count) values[i + 1] = radius * Math.sin(angle);
+    values[i] = mean + radius * Math.cos(angle);
+    if (i + 1 < count) values[i + 1] = mean + radius * Math.sin(angle);
   }
   return values;
 }
 
-function logitsTensor(values: Float32Array, rows: number, vocab: number, dtype: 'float32' | 'bfloat16'): Tensor {
-  return dtype === 'float32'
-    ? tensor(values, [rows, vocab])
-    : tensor(Uint16Array.from(values, reference.float32ToBf16), [rows, vocab], { dtype: 'bfloat16' });
+/**
+ * Logits spread like a language model's (normal, sd 3: a few large, most small). A block of up to
+ * 64 distinct rows is tiled to N rows: drawing 10^9 normals would take longer than the benchmark.
+ */
+function hostLogits(rows: number, vocab: number, dtype: LogitsDType): HostLogits {
+  const blockRows = Math.min(rows, 64);
+  const block = normals(blockRows * vocab, 2024 + vocab, 3);
+  const data = dtype === 'float32' ? new Float32Array(rows * vocab) : new Uint16Array(rows * vocab);
+  const converted = dtype === 'float32' ? block : Uint16Array.from(block, reference.float32ToBf16);
+  for (let start = 0; start < rows; start += blockRows) {
+    const count = Math.min(blockRows, rows - start);
+    data.set(converted.subarray(0, count * vocab), start * vocab);
+  }
+  return { dtype, rows, vocab, data };
 }
 
-/** Times `call`, disposing what each call returns so the allocator reuses its blocks. */
-function timeOp(name: string, call: () => Tensor[], iterations: number, warmup = 2): Timing {
-  return timeCall(name, () => call().forEach((t) => t.dispose()), { iterations, warmup });
+function copyRows(host: HostLogits, rows: number): HostLogits {
+  return { ...host, rows, data: host.data.slice(0, rows * host.vocab) };
 }
 
-function figure(
-  op: string,
-  dtype: 'float32' | 'bfloat16',
-  options: KernelBenchOptions,
-  bandwidth: number,
-  timing: Timing,
-  baseline: { name: string; timing: Timing },
-  referenceMs: number,
-): KernelFigure {
-  const bytes = options.rows * options.vocab * (dtype === 'float32' ? 4 : 2);
-  const bytesPerSecond = bytes / (timing.medianMs / 1000);
+function sliceLogits(host: HostLogits, rows: number): HostLogits {
+  return { ...host, rows, data: host.data.subarray(0, rows * host.vocab) };
+}
+
+function toTensor(host: HostLogits, device: DeviceName): Tensor {
+  const shape = [host.rows, host.vocab];
+  return host.dtype === 'float32' ? tensor(host.data as Float32Array, shape, { device }) : tensor(host.data as Uint16Array, shape, { dtype: 'bfloat16', device });
+}
+
+function asReference(host: HostLogits): reference.LogitsTensor {
+  return host.dtype === 'float32'
+    ? { dtype: 'float32', shape: [host.rows, host.vocab], data: host.data as Float32Array }
+    : { dtype: 'bfloat16', shape: [host.rows, host.vocab], data: host.data as Uint16Array };
+}
+
+const disposeAll = (...tensors: (Tensor | undefined)[]) => tensors.forEach((t) => t?.dispose());
+
+function timeBaseline(baseline: Baseline, entryRows: number, entryMs: number, kind: Comparison['kind']): Comparison {
+  const timing = timeCall(baseline.name, baseline.run, { iterations: 5, warmup: 1 });
+  const medianMs = timing.medianMs * (entryRows / baseline.rows);
   return {
-    op,
-    dtype,
-    shape: [options.rows, options.vocab],
-    timing,
-    bytesPerSecond,
-    fractionOfBandwidth: bytesPerSecond / bandwidth,
-    baseline: {
-      name: baseline.name,
-      medianMs: baseline.timing.medianMs,
-      speedup: baseline.timing.medianMs / timing.medianMs,
-    },
-    reference: { medianMs: referenceMs, speedup: referenceMs / timing.medianMs },
+    name: baseline.name,
+    kind,
+    medianMs,
+    speedup: medianMs / entryMs,
+    ...(baseline.rows !== entryRows ? { scaledFromRows: baseline.rows } : {}),
   };
 }
 
-function referenceTime(options: KernelBenchOptions, call: () => void): number {
-  const timing = timeCall('reference', call, { iterations: 3, warmup: 1 });
-  return timing.medianMs * (options.rows / options.referenceRows);
-}
-
-function benchDtype(dtype: 'float32' | 'bfloat16', values: Float32Array, options: KernelBenchOptions, bandwidth: number): KernelFigure[] {
-  const { rows, vocab, iterations } = options;
-  const logits = logitsTensor(values, rows, vocab, dtype);
-  const tokens = tensor<'int32'>(Int32Array.from({ length: rows }, (_, r) => (r * 7919) % vocab));
-  const host = logits.toHost();
-  const hostRows = {
-    dtype: host.dtype,
-    shape: [options.referenceRows, vocab],
-    data: host.data.subarray(0, options.referenceRows * vocab),
-  } as Parameters<typeof reference.tokenLogprobs>[0];
-  const hostTokens = tokens.toArray().subarray(0, options.referenceRows);
-
-  const unfused = { name: 'log_softmax [N,V] + gather', timing: timeOp('unfused', () => [unfusedLogprobs(logits, tokens)], Math.max(5, iterations / 2)) };
-  const logprobsOnly = timeOp('tokenLogprobs', () => Object.values(tokenLogprobs(logits, tokens)), iterations);
-  const withEntropy = timeOp('tokenLogprobs+entropy', () => Object.values(tokenLogprobs(logits, tokens, { entropy: true })), iterations);
-  const referenceLogprobs = referenceTime(options, () => reference.tokenLogprobs(hostRows, hostTokens));
-  const referenceEntropy = referenceTime(options, () => reference.tokenLogprobs(hostRows, hostTokens, { entropy: true }));
-
-  const samplerOptions = { topK: 50, topP: 0.9, seed: 1 };
-  const sorted = { name: 'softmax + full sort + masks', timing: timeOp('sorted', () => [sortedSample(logits, 50, 0.9, 1n)], 3, 1) };
-  const fusedSample = timeOp('sample', () => Object.values(sample(logits, samplerOptions)), iterations);
-  const referenceSample = referenceTime(options, () => reference.sample(hostRows, samplerOptions));
-  logits.dispose();
-  tokens.dispose();
-  return [
-    figure('tokenLogprobs', dtype, options, bandwidth, logprobsOnly, unfused, referenceLogprobs),
-    figure('tokenLogprobs+entropy', dtype, options, bandwidth, withEntropy, unfused, referenceEntropy),
-    figure('sample top-k 50 top-p 0.9', dtype, options, bandwidth, fusedSample, sorted, referenceSample),
-  ];
-}
-
-export function runKernelBench(options: KernelBenchOptions = defaultKernelBenchOptions): KernelBenchResult {
-  const bandwidth = readBandwidth(options.bandwidthBytes);
-  const values = randomLogits(options.rows * options.vocab, 2024);
-  const figures = (['float32', 'bfloat16'] as const).flatMap((dtype) => benchDtype(dtype, values, options, bandwidth));
+function measure(item: Case, context: DeviceContext): KernelEntry {
+  const { options, device, bandwidth } = context;
+  const timing = timeCall(`${item.op} ${item.variant}`, item.run, { iterations: item.iterations ?? options.iterations, warmup: options.warmup, device });
+  const bytesPerSecond = item.bytesMoved / (timing.medianMs / 1000);
+  const comparisons: Comparison[] = [];
+  if (item.unfused) comparisons.push(timeBaseline(item.unfused, item.rows, timing.medianMs, 'unfused'));
+  if (item.reference) comparisons.push(timeBaseline(item.reference, item.rows, timing.medianMs, 'reference'));
   return {
-    kind: 'napo-kernel-bench',
-    date: new Date().toISOString(),
-    device: 'cpu',
-    machine: describeMachine(),
-    readBandwidthBytesPerSecond: bandwidth,
-    options,
-    figures,
+    op: item.op,
+    variant: item.variant,
+    implementation: 'napo',
+    dtype: item.dtype,
+    rows: item.rows,
+    ...(item.vocab !== undefined ? { vocab: item.vocab } : {}),
+    shape: item.shape,
+    timing,
+    bytesMoved: item.bytesMoved,
+    bytesPerSecond,
+    ...(bandwidth ? { fractionOfBandwidth: bytesPerSecond / bandwidth } : {}),
+    comparisons,
+  };
+}
+
+/** What the native probes can compare on this device (they run on CPU tensors only). */
+const probesAvailable = (device: DeviceName) => device === 'cpu';
+
+function sampleCases(logits: Tensor, host: HostLogits, context: DeviceContext): CaseGroup {
+  const rows = logits.shape[0] as number;
+  const { vocab, dtype } = host;
+  const cpu = probesAvailable(context.device);
+  const baselineLogits = cpu ? toTensor(sliceLogits(host, Math.min(rows, context.options.baselineRows)), 'cpu') : undefined;
+  const referenceLogits = asReference(sliceLogits(host, Math.min(rows, context.options.referenceRows)));
+  const temperatureTokens = cpu ? tensor<'int32'>(new Int32Array(rows)) : undefined;
+  const cases = sampleModes.map(({ variant, options }): Case => {
+    const seeded = { ...options, seed: 1 };
+    const filtered = options.topK !== undefined || options.topP !== undefined;
+    let unfused: Baseline | undefined;
+    if (cpu && filtered && baselineLogits) {
+      const slice = baselineLogits;
+      unfused = { name: 'softmax [N,V] + full sort + masks + draw', rows: slice.shape[0] as number, run: () => sortedSample(slice, options.topK ?? 0, options.topP ?? 1, 1n).dispose() };
+    } else if (temperatureTokens && variant !== 'greedy') {
+      // An eager sampler's first step is the [N, V] softmax; timing only that makes the ratio a lower bound.
+      const tokens = temperatureTokens;
+      unfused = { name: 'softmax [N,V] materialised (lower bound)', rows, run: () => unfusedLogprobs(logits, tokens).dispose() };
+    }
+    return {
+      op: 'sample',
+      variant,
+      dtype,
+      rows,
+      vocab,
+      shape: [rows, vocab],
+      bytesMoved: sampleBytes(rows, vocab, dtype),
+      run: () => {
+        const result = sample(logits, seeded);
+        disposeAll(result.tokens, result.logprobs);
+      },
+      ...(unfused ? { unfused } : {}),
+      ...(cpu ? { reference: { name: 'TS reference', rows: referenceLogits.shape[0] as number, run: () => void reference.sample(referenceLogits, seeded) } } : {}),
+    };
+  });
+  return { cases, release: () => disposeAll(baselineLogits, temperatureTokens) };
+}
+
+function logprobCases(logits: Tensor, host: HostLogits, context: DeviceContext): CaseGroup {
+  const rows = logits.shape[0] as number;
+  const { vocab, dtype } = host;
+  const cpu = probesAvailable(context.device);
+  const device = context.device;
+  const tokenIds = Int32Array.from({ length: rows }, (_, r) => (r * 7919) % vocab);
+  const tokens = tensor<'int32'>(tokenIds, [rows], { device });
+  const referenceRows = Math.min(rows, context.options.referenceRows);
+  const referenceLogits = asReference(sliceLogits(host, referenceRows));
+  const referenceTokens = tokenIds.subarray(0, referenceRows);
+  const forward = tokenLogprobs(logits, tokens, { entropy: true });
+  const entropy = forward.entropy as Tensor<'float32'>;
+  const gradLogprobs = tensor<'float32'>(new Float32Array(rows).fill(-1 / rows), [rows], { device });
+  const gradEntropy = tensor<'float32'>(new Float32Array(rows).fill(0.01), [rows], { device });
+  const hostLse = forward.lse.toArray();
+  const hostGradLogprobs = gradLogprobs.toArray();
+  const hostGradEntropy = gradEntropy.toArray();
+  const baselineRows = Math.min(rows, context.options.baselineRows);
+  const baselineLogits = sliceLogits(host, baselineRows);
+  const unfusedForward: Baseline | undefined = cpu ? { name: 'log_softmax [N,V] + gather', rows, run: () => unfusedLogprobs(logits, tokens).dispose() } : undefined;
+
+  const forwardCase = (withEntropy: boolean): Case => ({
+    op: 'tokenLogprobs',
+    variant: withEntropy ? 'entropy' : '',
+    dtype,
+    rows,
+    vocab,
+    shape: [rows, vocab],
+    bytesMoved: tokenLogprobsBytes(rows, vocab, dtype, withEntropy),
+    run: () => {
+      const result = tokenLogprobs(logits, tokens, { entropy: withEntropy });
+      disposeAll(result.logprobs, result.lse, result.entropy);
+    },
+    ...(unfusedForward ? { unfused: { ...unfusedForward, name: withEntropy ? 'log_softmax [N,V] + gather (no entropy pass: lower bound)' : unfusedForward.name } } : {}),
+    ...(cpu ? { reference: { name: 'TS reference', rows: referenceRows, run: () => void reference.tokenLogprobs(referenceLogits, referenceTokens, { entropy: withEntropy }) } } : {}),
+  });
+
+  const backwardCase = (withEntropy: boolean): Case => ({
+    op: 'tokenLogprobsBackward',
+    variant: withEntropy ? 'entropy' : '',
+    dtype,
+    rows,
+    vocab,
+    shape: [rows, vocab],
+    bytesMoved: tokenLogprobsBackwardBytes(rows, vocab, dtype, withEntropy),
+    run: () => tokenLogprobsBackward(logits, tokens, forward.lse, gradLogprobs, withEntropy ? { gradEntropy, entropy } : {}).dispose(),
+    ...(cpu
+      ? {
+          unfused: {
+            name: 'TS: softmax [N,V] materialised, then one-hot - p',
+            rows: baselineRows,
+            run: () =>
+              void unfusedTokenLogprobsBackward(
+                baselineLogits,
+                tokenIds.subarray(0, baselineRows),
+                hostGradLogprobs.subarray(0, baselineRows),
+                withEntropy ? hostGradEntropy.subarray(0, baselineRows) : undefined,
+              ),
+          },
+          reference: {
+            name: 'TS reference',
+            rows: referenceRows,
+            run: () =>
+              void reference.tokenLogprobsBackward(
+                referenceLogits,
+                referenceTokens,
+                hostLse.subarray(0, referenceRows),
+                hostGradLogprobs.subarray(0, referenceRows),
+                withEntropy ? hostGradEntropy.subarray(0, referenceRows) : undefined,
+              ),
+          },
+        }
+      : {}),
+  });
+
+  return {
+    cases: [forwardCase(false), forwardCase(true), backwardCase(false), backwardCase(true)],
+    release: () => disposeAll(tokens, forward.logprobs, forward.lse, entropy, gradLogprobs, gradEntropy),
+  };
+}
+
+function advantageCases(samples: number, context: DeviceContext): CaseGroup {
+  const { device, options } = context;
+  const groupSize = Math.min(options.groupSize, samples);
+  const hostRewards = Float32Array.from(normals(samples, 7, 1), (r) => (r > 0 ? 1 : 0));
+  const rewards = tensor<'float32'>(hostRewards, [samples], { device });
+  const cases = scales.flatMap((scale) =>
+    estimators.map((estimator): Case => ({
+      op: 'groupAdvantages',
+      variant: `${scale}/${estimator}`,
+      dtype: 'float32',
+      rows: samples,
+      shape: [samples],
+      bytesMoved: groupAdvantagesBytes(samples),
+      iterations: 50,
+      run: () => groupAdvantages(rewards, { groupSize, scale, estimator }).dispose(),
+      // No eager composition worth a name: the TS reference is the baseline.
+      ...(probesAvailable(device) ? { reference: { name: 'TS reference', rows: samples, run: () => void reference.groupAdvantages(hostRewards, { groupSize, scale, estimator }) } } : {}),
+    })),
+  );
+  return { cases, release: () => rewards.dispose() };
+}
+
+function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
+  const { device, options } = context;
+  const length = Math.min(options.completionLength, tokens);
+  const sequences = Math.max(1, Math.floor(tokens / length));
+  const shape = [sequences, length];
+  const count = sequences * length;
+  const logprobs = normals(count, 11, 0.5, -1.5);
+  const old = Float32Array.from(logprobs, (lp, i) => lp + 0.1 * Math.sin(i));
+  const ref = Float32Array.from(logprobs, (lp, i) => lp + 0.05 * Math.cos(i));
+  const mask = Float32Array.from({ length: count }, (_, i) => (i % length < length - (Math.floor(i / length) % (length / 2 + 1)) ? 1 : 0));
+  const advantages = normals(sequences, 13, 1);
+  const host = (data: Float32Array) => ({ dtype: 'float32' as const, shape, data });
+  const inputs = {
+    logprobs: tensor<'float32'>(logprobs, shape, { device }),
+    oldLogprobs: tensor<'float32'>(old, shape, { device }),
+    refLogprobs: tensor<'float32'>(ref, shape, { device }),
+    advantages: tensor<'float32'>(advantages, [sequences], { device }),
+    mask: tensor<'float32'>(mask, shape, { device }),
+  };
+  const referenceInputs = { logprobs: host(logprobs), oldLogprobs: host(old), refLogprobs: host(ref), advantages, mask: host(mask) };
+  const cases = lossTypes.map((lossType): Case => ({
+    op: 'policyLoss',
+    variant: lossType,
+    dtype: 'float32',
+    rows: count,
+    shape,
+    bytesMoved: policyLossBytes(sequences, length),
+    iterations: 50,
+    run: () => policyLoss(inputs, { lossType, beta: 0.04 }).gradLogprobs.dispose(),
+    ...(probesAvailable(device) ? { reference: { name: 'TS reference', rows: count, run: () => void reference.policyLoss(referenceInputs, { lossType, beta: 0.04 }) } } : {}),
+  }));
+  return { cases, release: () => Object.values(inputs).forEach((t) => t.dispose()) };
+}
+
+function measureAll(group: CaseGroup, context: DeviceContext, onEntry: (entry: KernelEntry) => void): KernelEntry[] {
+  try {
+    return group.cases.map((item) => {
+      const entry = measure(item, context);
+      onEntry(entry);
+      return entry;
+    });
+  } finally {
+    group.release();
+  }
+}
+
+function logitsEntries(rows: number, vocab: number, dtype: LogitsDType, context: DeviceContext, onEntry: (entry: KernelEntry) => void): KernelEntry[] {
+  const full = hostLogits(rows, vocab, dtype);
+  const logits = toTensor(full, context.device);
+  // Only the rows the baselines and the reference read stay on the host: at 8,192 x 151,936 a
+  // second full copy would be 5 GB beside the tensor, the backward's output and the unfused scratch.
+  const { baselineRows, referenceRows } = context.options;
+  const host = copyRows(full, Math.min(rows, Math.max(baselineRows, referenceRows)));
+  try {
+    return [...measureAll(sampleCases(logits, host, context), context, onEntry), ...measureAll(logprobCases(logits, host, context), context, onEntry)];
+  } finally {
+    logits.dispose();
+  }
+}
+
+export function runKernelSuiteOn(device: DeviceName, options: KernelSuiteOptions, onEntry: (entry: KernelEntry) => void = () => {}): KernelsResult {
+  // The read-bandwidth probe runs on CPU memory; a CUDA device's bandwidth comes from bench/cpp or the peer kit.
+  const bandwidth = device === 'cpu' ? readBandwidth(options.bandwidthBytes) : undefined;
+  const context: DeviceContext = { device, options, ...(bandwidth ? { bandwidth } : {}) };
+  const entries: KernelEntry[] = [];
+  for (const dtype of options.dtypes) {
+    for (const vocab of options.vocabs) {
+      for (const rows of options.rows) entries.push(...logitsEntries(rows, vocab, dtype, context, onEntry));
+    }
+  }
+  for (const rows of options.rows) {
+    entries.push(...measureAll(advantageCases(rows, context), context, onEntry));
+    entries.push(...measureAll(policyLossCases(rows, context), context, onEntry));
+  }
+  return {
+    ...resultHeader('kernels', options.mode, device),
+    ...(bandwidth ? { bandwidth: { bytesPerSecond: bandwidth, method: `read of a ${options.bandwidthBytes >> 20} MiB buffer on napo's CPU threads, best of 5` } } : {}),
+    entries,
   };
 }

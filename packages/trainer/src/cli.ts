@@ -3,7 +3,8 @@
  * The `napo` command: train one algorithm, evaluate a checkpoint, or compare GRPO, GRPO + expert
  * SFT and ExP-GRPO from the same warm-up (what `npm start` runs with the quick preset).
  */
-import { join, resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CharTokenizer, TinyGPT } from '@napo/policy';
@@ -13,6 +14,7 @@ import { algorithms, type Algorithm } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
+import { formatProfileTable, runProfile } from './profile.js';
 import { presets } from './presets.js';
 import { createProgress, describeRecord } from './progress.js';
 import { AdditionTask } from './tasks/addition.js';
@@ -138,6 +140,42 @@ program
     const scores = await evaluate(model, tokenizer, task, heldOutItems(task, options.items, evaluation.itemSeed), evaluation);
     for (const score of scores) console.log(`level ${score.level}: pass@1 ${(100 * score.pass1).toFixed(1)}%  pass@${options.k} ${(100 * score.passK).toFixed(1)}%`);
     model.dispose();
+  });
+
+program
+  .command('profile')
+  .description('per-phase time and peak allocated memory of N steps of one algorithm, from the preset\'s cached warm-up')
+  .addOption(new Option('--algo <name>', 'algorithm').choices([...algorithms]).default('expo'))
+  .addOption(presetOption)
+  .option('--steps <n>', 'steps to profile', positiveInteger, 10)
+  .option('--seed <n>', 'seed', nonNegativeInteger, 0)
+  .option('--json <file>', 'also write the summary as JSON')
+  .addOption(cacheOption)
+  .action(async (options: { algo: Algorithm; preset: 'quick' | 'full'; steps: number; seed: number; json?: string; cache: string }) => {
+    const progress = createProgress();
+    const label = methodLabels[options.algo];
+    const result = await runProfile({
+      algorithm: options.algo,
+      steps: options.steps,
+      preset: presets[options.preset],
+      seed: options.seed,
+      cacheDir: options.cache,
+      onWarmup: (step, total) => {
+        if (step.step === 1) progress.start('warm-up', total);
+        progress.update('warm-up', step.step, `loss ${step.loss.toFixed(4)}`);
+      },
+      onStep: (record) => {
+        if (record.step === 1) progress.start(label, options.steps);
+        progress.update(label, record.step, describeRecord(record));
+      },
+    });
+    progress.stop();
+    console.log(`\n${formatProfileTable(result)}`);
+    if (options.json) {
+      mkdirSync(dirname(resolve(options.json)), { recursive: true });
+      writeFileSync(options.json, `${JSON.stringify(result, null, 2)}\n`);
+      console.log(`wrote ${options.json}`);
+    }
   });
 
 program.parseAsync().catch((error: unknown) => {

@@ -8,7 +8,24 @@ export type { ParsedCompletion, Task, TaskItem } from './task.js';
 export { Rng, type RngState } from './rng.js';
 export { Trainer, type AuxiliaryPair, type TrainerOptions, type TrainerState } from './trainer.js';
 export { evaluate, heldOutItems, defaultEvaluationOptions, type EvaluationOptions } from './evaluate.js';
-export { warmup, supervisedStep, warmupConfigSchema, type WarmupConfig, type WarmupTask } from './warmup.js';
+export {
+  hasCachedWarmup,
+  supervisedStep,
+  warmup,
+  warmupCachePath,
+  warmupConfigSchema,
+  type WarmupConfig,
+  type WarmupTask,
+} from './warmup.js';
+export {
+  formatProfileTable,
+  runProfile,
+  summariseSteps,
+  warmedUpPolicy,
+  type PhaseProfile,
+  type ProfileOptions,
+  type ProfileResult,
+} from './profile.js';
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint } from './checkpoint.js';
 export { runComparison, methodLabels, type CompareOptions } from './compare.js';
 export { presets, type Preset } from './presets.js';
