@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/math.h"
 #include "core/tensor.h"
 #include "napo/napo.h"
 
@@ -144,13 +145,6 @@ class Device {
   void* stream_ = nullptr;  // a cudaStream_t on a GPU
 };
 
-uint16_t toBf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return uint16_t(bits >> 16);
-}
-
 // A block of rows of peaked, LLM-like logits, repeated to fill [rows, vocab].
 std::vector<unsigned char> logitPattern(napo_dtype dtype, int64_t vocab, int64_t rows) {
   std::mt19937_64 rng(7);
@@ -161,7 +155,7 @@ std::vector<unsigned char> logitPattern(napo_dtype dtype, int64_t vocab, int64_t
   for (size_t i = 0; i < count; ++i) {
     const float value = normal(rng) + (unit(rng) < 0.002f ? 10.0f * unit(rng) : 0.0f);
     if (dtype == NAPO_BFLOAT16) {
-      const uint16_t bits = toBf16(value);
+      const uint16_t bits = napo::floatToBf16(value);
       std::memcpy(bytes.data() + 2 * i, &bits, 2);
     } else {
       std::memcpy(bytes.data() + 4 * i, &value, 4);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/math.h"
 #include "core/tensor.h"
 #include "napo/napo.h"
 
@@ -63,21 +64,6 @@ class Checks {
 
 // ---- inputs ---------------------------------------------------------------------------------------
 
-inline uint16_t toBf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return uint16_t(bits >> 16);
-}
-
-inline float fromBf16(uint16_t bits) {
-  const uint32_t wide = uint32_t(bits) << 16;
-  float value;
-  std::memcpy(&value, &wide, sizeof value);
-  return value;
-}
-
 // Logits [rows, vocab] in host memory. `offset` elements of padding come first, so the rows sit
 // off the alignment an allocator would give them.
 struct Logits {
@@ -96,13 +82,13 @@ struct Logits {
   const void* data() const { return bytes.data() + size_t(offset) * elementSize(); }
   float get(int64_t r, int64_t c) const {
     const size_t at = size_t(r * vocab + c);
-    if (dtype == NAPO_BFLOAT16) return fromBf16(static_cast<const uint16_t*>(data())[at]);
+    if (dtype == NAPO_BFLOAT16) return napo::bf16ToFloat(static_cast<const uint16_t*>(data())[at]);
     return static_cast<const float*>(data())[at];
   }
   void set(int64_t r, int64_t c, float value) {
     const size_t at = size_t(r * vocab + c);
     if (dtype == NAPO_BFLOAT16) {
-      static_cast<uint16_t*>(data())[at] = toBf16(value);
+      static_cast<uint16_t*>(data())[at] = napo::floatToBf16(value);
     } else {
       static_cast<float*>(data())[at] = value;
     }

@@ -5,16 +5,13 @@
 #include <cmath>
 #include <vector>
 
+#include "../core/policy_loss_stats.h"
 #include "../core/thread_pool.h"
 #include "ops.h"
 
 namespace napo::cpu {
 
 namespace {
-
-struct RowSums {
-  double loss = 0.0, tokens = 0.0, clipLow = 0.0, clipHigh = 0.0, kl = 0.0, ratio = 0.0;
-};
 
 double maskSum(const float* mask, int64_t count) {
   double sum = 0.0;
@@ -55,14 +52,14 @@ void policyLoss(const float* logprobs, const float* oldLogprobs, const float* re
                 const napo_policy_loss_options& options, float* gradLogprobs,
                 napo_policy_loss_stats* stats) {
   const std::vector<double> weights = sequenceWeights(mask, sequences, steps, options);
-  std::vector<RowSums> rows(static_cast<size_t>(sequences));
+  std::vector<PolicyLossSums> rows(static_cast<size_t>(sequences));
   const bool withKl = refLogprobs && options.beta != 0.0f;
   const float low = 1.0f - options.eps_low, high = 1.0f + options.eps_high;
   parallelFor(sequences, std::max<int64_t>(1, 4096 / std::max<int64_t>(steps, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       const float advantage = advantages[s];
       const float weight = float(weights[size_t(s)]);
-      RowSums sums;
+      PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
         const float m = mask[t];
         if (m == 0.0f) {
@@ -98,23 +95,7 @@ void policyLoss(const float* logprobs, const float* oldLogprobs, const float* re
       rows[size_t(s)] = sums;
     }
   });
-  RowSums total;
-  for (const RowSums& row : rows) {
-    total.loss += row.loss;
-    total.tokens += row.tokens;
-    total.clipLow += row.clipLow;
-    total.clipHigh += row.clipHigh;
-    total.kl += row.kl;
-    total.ratio += row.ratio;
-  }
-  const double tokens = std::max(1.0, total.tokens);
-  stats->loss = total.loss;
-  stats->clip_low_fraction = total.clipLow / tokens;
-  stats->clip_high_fraction = total.clipHigh / tokens;
-  stats->clip_fraction = (total.clipLow + total.clipHigh) / tokens;
-  stats->mean_kl = total.kl / tokens;
-  stats->mean_ratio = total.ratio / tokens;
-  stats->token_count = total.tokens;
+  policyLossStats(rows.data(), sequences, stats);
 }
 
 }  // namespace napo::cpu

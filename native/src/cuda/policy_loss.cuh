@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../core/policy_loss_stats.h"
 #include "device_math.cuh"
 #include "napo/napo.h"
 
@@ -16,6 +17,8 @@ namespace napo::cuda {
 struct SequenceSums {
   double loss, tokens, clipLow, clipHigh, kl, ratio;
 };
+
+using napo::policyLossStats;
 
 __device__ __forceinline__ SequenceSums shuffleXor(SequenceSums s, int laneMask) {
   return {__shfl_xor_sync(kFullMask, s.loss, laneMask),    __shfl_xor_sync(kFullMask, s.tokens, laneMask),
@@ -136,27 +139,6 @@ void launchPolicyLoss(Launch&& launch, const PolicyLossArgs& args) {
     launch(maskSumKernel, dim3(1), dim3(kMaskSumThreads), args.mask, args.sequences * args.steps, args.maskTotal);
   }
   launch(policyLossKernel, dim3(unsigned(args.sequences)), dim3(kPolicyLossThreads), args);
-}
-
-// The host's share: the loss and the stats from the per-sequence sums, added in sequence order.
-inline void policyLossStats(const SequenceSums* sums, int64_t sequences, napo_policy_loss_stats* stats) {
-  SequenceSums total{0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  for (int64_t s = 0; s < sequences; ++s) {
-    total.loss += sums[s].loss;
-    total.tokens += sums[s].tokens;
-    total.clipLow += sums[s].clipLow;
-    total.clipHigh += sums[s].clipHigh;
-    total.kl += sums[s].kl;
-    total.ratio += sums[s].ratio;
-  }
-  const double tokens = total.tokens > 1.0 ? total.tokens : 1.0;
-  stats->loss = total.loss;
-  stats->clip_low_fraction = total.clipLow / tokens;
-  stats->clip_high_fraction = total.clipHigh / tokens;
-  stats->clip_fraction = (total.clipLow + total.clipHigh) / tokens;
-  stats->mean_kl = total.kl / tokens;
-  stats->mean_ratio = total.ratio / tokens;
-  stats->token_count = total.tokens;
 }
 
 }  // namespace napo::cuda

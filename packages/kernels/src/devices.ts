@@ -1,25 +1,12 @@
 /** Backends, devices, threads and memory counters (torch.cuda.memory_* conventions). */
-import { addon, type NativeBackendInfo, type NativeDeviceProperties } from './native.js';
+import { addon, type NativeBackendInfo, type NativeDeviceProperties, type NativeMemoryStats } from './native.js';
 import type { DeviceName } from './types.js';
 
 export type BackendInfo = NativeBackendInfo;
 export type DeviceProperties = NativeDeviceProperties;
 
-export interface MemoryStats {
-  /** Bytes held by live tensors (rounded to the allocator's blocks). */
-  allocatedBytes: number;
-  /** Bytes the caching allocator holds from the system: allocated + cached. */
-  reservedBytes: number;
-  /** Highest allocatedBytes since start or the last resetPeakMemoryStats. */
-  peakAllocatedBytes: number;
-  peakReservedBytes: number;
-  /** Live allocations. */
-  allocations: number;
-  /** Free device memory as the driver reports it (CUDA only). */
-  freeBytes?: number;
-  /** Device memory in all (CUDA only). */
-  totalBytes?: number;
-}
+/** Counters of a device's caching allocator, in torch.cuda.memory_* conventions. */
+export type MemoryStats = NativeMemoryStats;
 
 /** Whether CUDA was compiled and usable (with the reason when not), and the CPU backend's threads. */
 export function backendInfo(): BackendInfo {

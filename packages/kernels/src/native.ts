@@ -37,12 +37,18 @@ export interface NativeBackendInfo {
 }
 
 export interface NativeMemoryStats {
+  /** Bytes held by live tensors (rounded to the allocator's blocks). */
   allocatedBytes: number;
+  /** Bytes the caching allocator holds from the system: allocated + cached. */
   reservedBytes: number;
+  /** Highest allocatedBytes since start or the last resetPeakMemoryStats. */
   peakAllocatedBytes: number;
   peakReservedBytes: number;
+  /** Live allocations. */
   allocations: number;
+  /** Free device memory as the driver reports it (CUDA only). */
   freeBytes?: number;
+  /** Device memory in all (CUDA only). */
   totalBytes?: number;
 }
 
