@@ -9,7 +9,9 @@
 #   build       plain CMake, -DNAPO_BUILD_ADDON=OFF, for this GPU's architecture
 #   cuda-tests  CUDA against CPU for every op and shape class, token agreement at trainer sizes
 #   bench       the C++ kernel bench (kernel_bench.json), copy bandwidth measured in the same run
-#   torch-peer  bench/peers/torch_peer.py through libnapo.so on the same device buffers
+#   torch-peer  bench/peers/torch_peer.py through libnapo.so on the same device buffers; also writes
+#               torch_peer.kernels.json, the same figures in the bench result schema (source
+#               "pytorch"), to drop into bench/results/ under the name the summary gives
 #   memcheck    compute-sanitizer memcheck on the quick CUDA tests
 #   racecheck   compute-sanitizer racecheck on the quick CUDA tests
 #   harness     the host emulation harness (what CI runs without a GPU)
@@ -57,7 +59,8 @@ if run build 300 bash -c "cmake -S $(printf %q "$root") -B $(printf %q "$build")
     -DNAPO_BUILD_ADDON=OFF -DNAPO_CUDA_ARCHS='$arch' && cmake --build $(printf %q "$build") -j $jobs"; then
   run cuda-tests 150 "$tests/napo_cuda_tests"
   run bench 120 "$tests/napo_kernel_bench" --out "$out/kernel_bench.json"
-  run torch-peer 240 python3 "$root/bench/peers/torch_peer.py" --lib "$build/libnapo.so" --out "$out/torch_peer.json"
+  run torch-peer 240 python3 "$root/bench/peers/torch_peer.py" --lib "$build/libnapo.so" --out "$out/torch_peer.json" \
+    --schema-out "$out/torch_peer.kernels.json"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   run memcheck 120 "$sanitizer" --tool memcheck --error-exitcode 1 "$tests/napo_cuda_tests" --quick
   run racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$tests/napo_cuda_tests" --quick
@@ -91,6 +94,19 @@ except OSError:
     device = "unknown"
 
 bench, peer = load("kernel_bench.json"), load("torch_peer.json")
+peer_kernels = load("torch_peer.kernels.json")
+
+def results_name(result):
+    """bench/src/results.ts's resultFileName, for copying the peer file into bench/results/."""
+    import re
+    try:
+        slug = lambda t: re.sub(r"[^a-z0-9]+", "-", re.sub(r"\(r\)|\(tm\)", "", t.lower())).strip("-")[:40]
+        device = result["device"]
+        where = device["gpu"]["name"] if device.get("gpu") else device["cpuModel"]
+        date = re.sub(r"\.\d+Z$", "Z", result["createdAt"].replace(":", ""))
+        return f"{date}-{result['kind']}-{slug(result['source'])}-{slug(device['name'])}-{slug(where)}.json"
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 def bench_op(name, shape="[8192, 151936]", dtype="bfloat16"):
     for op in bench.get("ops", []):
@@ -117,6 +133,10 @@ summary = {
     "targets": targets,
     "kernelBench": bench,
     "torchPeer": peer,
+    # The peer's figures in the bench result schema: torch_peer.kernels.json in this folder, to copy
+    # into bench/results/ as resultsName.
+    "torchPeerKernels": {"file": "torch_peer.kernels.json", "resultsName": results_name(peer_kernels),
+                         "entries": len(peer_kernels.get("entries", [])), "missing": peer_kernels.get("missing")},
 }
 with open(os.path.join(out, "gpu-check.json"), "w") as f:
     json.dump(summary, f, indent=2)

@@ -7,18 +7,32 @@ stream, so both sides read the same bytes. Peers:
                   entropy_from_logits); torch.compile of log_softmax + gather (+ entropy)
   sample          torch's sort-based top-k / top-p sampling (the HF / vLLM reference path)
   groupAdvantages TRL's grouped mean / std
-The device copy bandwidth is measured in the same run. Writes one JSON document.
+The device copy bandwidth is measured in the same run. Writes two JSON documents: its own summary
+(--out) and the same measurements in the bench result schema (bench/README.md, bench/src/results.ts:
+schemaVersion 1, kind "kernels", source "pytorch"), one entry per (op, variant, implementation),
+napo's CUDA kernels as implementation "napo-cuda" (--schema-out, default torch_peer.kernels.json
+next to --out), so bench/src/page.ts renders it beside napo's own runs.
 
-  python3 torch_peer.py --lib build/libnapo.so --out peers.json [--quick]
+  python3 torch_peer.py --lib build/libnapo.so --out peers.json [--schema-out kernels.json] [--quick]
+
+Needs PyTorch with CUDA to measure; the schema writer below needs only the standard library.
 """
 import argparse
 import ctypes
+import datetime
 import json
+import os
+import platform
+import re
 import statistics
+import subprocess
 import sys
 import traceback
 
-import torch
+try:
+    import torch
+except ImportError:  # --help and the schema writer work without it; measuring does not
+    torch = None
 
 NAPO_CUDA = 1
 NAPO_FLOAT32, NAPO_BFLOAT16, NAPO_INT32 = 0, 1, 2
@@ -109,8 +123,8 @@ class Napo:
                                                   self.stream), "napo_group_advantages")
 
 
-def time_ms(fn, warmup=2, iterations=10):
-    """Median milliseconds of fn() between CUDA events on the current stream."""
+def time_samples(fn, warmup=2, iterations=10):
+    """Milliseconds of each timed fn() call between CUDA events on the current stream, after warm-up."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -122,7 +136,12 @@ def time_ms(fn, warmup=2, iterations=10):
         stop.record()
         stop.synchronize()
         samples.append(start.elapsed_time(stop))
-    return statistics.median(samples)
+    return samples
+
+
+def time_ms(fn, warmup=2, iterations=10):
+    """Median milliseconds of fn() between CUDA events on the current stream."""
+    return statistics.median(time_samples(fn, warmup, iterations))
 
 
 # ---- the peers, as their projects write them -------------------------------------------------------
@@ -188,12 +207,229 @@ def copy_bandwidth(bytes_=1 << 30):
     return 2 * bytes_ / (ms * 1e6)
 
 
+# ---- the bench result schema (bench/README.md, bench/src/results.ts) -------------------------------
+
+SCHEMA_VERSION = 1
+NAPO_IMPLEMENTATION = "napo"
+SCHEMA_FILE_NAME = "torch_peer.kernels.json"
+BANDWIDTH_METHOD = "device-to-device copy of 1 GiB (torch copy_), 2 x bytes / median time"
+
+# Bytes moved per op: ported from bench/src/suites/bytes.ts, which defines them; keep the two equal.
+FLOAT32_BYTES = 4
+INT32_BYTES = 4
+
+
+def element_bytes(dtype):
+    return 4 if dtype == "float32" else 2
+
+
+def sample_bytes(rows, vocab, dtype):
+    """sample: logits [N, V] read; tokens (int32) and logprobs (float32) [N] written."""
+    return rows * vocab * element_bytes(dtype) + rows * (INT32_BYTES + FLOAT32_BYTES)
+
+
+def token_logprobs_bytes(rows, vocab, dtype, entropy):
+    """tokenLogprobs: logits [N, V] and tokens [N] read; logprobs, lse (and entropy) [N] written."""
+    return rows * vocab * element_bytes(dtype) + rows * (INT32_BYTES + (3 if entropy else 2) * FLOAT32_BYTES)
+
+
+def token_logprobs_backward_bytes(rows, vocab, dtype, entropy):
+    """tokenLogprobsBackward (out of place): logits read, gradLogits written [N, V]; tokens, lse,
+    gradLogprobs (and entropy, gradEntropy) [N] read."""
+    return 2 * rows * vocab * element_bytes(dtype) + rows * (INT32_BYTES + (4 if entropy else 2) * FLOAT32_BYTES)
+
+
+def group_advantages_bytes(samples):
+    """groupAdvantages: rewards [S] read, advantages [S] written (the offsets are negligible)."""
+    return 2 * samples * FLOAT32_BYTES
+
+
+def policy_loss_bytes(sequences, length):
+    """policyLoss with a reference: logprobs, oldLogprobs, refLogprobs, mask [S, T] and advantages [S]
+    read, gradLogprobs [S, T] written."""
+    return 5 * sequences * length * FLOAT32_BYTES + sequences * FLOAT32_BYTES
+
+
+def op_bytes(op, variant, dtype, rows, vocab=None):
+    """bytesMoved of one call of `op` as bench/src/suites/bytes.ts counts it (policyLoss: see above)."""
+    if op == "sample":
+        return sample_bytes(rows, vocab, dtype)
+    if op == "tokenLogprobs":
+        return token_logprobs_bytes(rows, vocab, dtype, variant == "entropy")
+    if op == "tokenLogprobsBackward":
+        return token_logprobs_backward_bytes(rows, vocab, dtype, variant == "entropy")
+    if op == "groupAdvantages":
+        return group_advantages_bytes(rows)
+    raise ValueError(f"no bytes formula for op {op!r}")
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def nvidia_smi_driver(index):
+    try:
+        lines = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
+        return lines[index].strip() if len(lines) > index else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def napo_commit():
+    """`git rev-parse --short HEAD` of the checkout this script is in; $NAPO_COMMIT, else 'unknown'."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                                capture_output=True, text=True, timeout=20).stdout.strip()
+        if commit:
+            return commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("NAPO_COMMIT", "unknown")
+
+
+def describe_host():
+    host = {"cpuModel": cpu_model(), "cores": os.cpu_count() or 1}
+    memory = host_memory_bytes()
+    if memory:
+        host["memoryBytes"] = memory
+    return host
+
+
+def describe_cuda_device(index):
+    """BenchDevice for torch's cuda:index (needs torch)."""
+    properties = torch.cuda.get_device_properties(index)
+    driver = nvidia_smi_driver(index) or f"cuda {torch.version.cuda}"
+    return {
+        "name": f"cuda:{index}",
+        "kind": "cuda",
+        **describe_host(),
+        "gpu": {
+            "name": torch.cuda.get_device_name(index),
+            "driver": driver,
+            "memoryBytes": properties.total_memory,
+            "computeCapability": f"{properties.major}.{properties.minor}",
+        },
+    }
+
+
+def iso_now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Which peer stands for "the unfused composition" of an op (bench/README.md's baselines), if any;
+# every other peer measured on the same case is a comparison of kind "peer".
+UNFUSED_PEERS = {("tokenLogprobs", ""): "pytorch-eager", ("sample", "top-k 50 + top-p 0.9"): "torch-sort-sampling"}
+
+
+def kernel_entry(measurement, bandwidth_bytes_per_second=None):
+    """One KernelEntry from a measurement: op, variant, implementation, dtype, rows, vocab (or None),
+    shape, samples (milliseconds of each timed call)."""
+    samples = measurement["samples"]
+    median = statistics.median(samples)
+    rows, vocab = measurement["rows"], measurement.get("vocab")
+    bytes_moved = op_bytes(measurement["op"], measurement["variant"], measurement["dtype"], rows, vocab)
+    entry = {
+        "op": measurement["op"],
+        "variant": measurement["variant"],
+        "implementation": measurement["implementation"],
+        "dtype": measurement["dtype"],
+        "rows": rows,
+    }
+    if vocab is not None:
+        entry["vocab"] = vocab
+    entry["shape"] = list(measurement["shape"])
+    entry["timing"] = {"medianMs": median, "minMs": min(samples), "maxMs": max(samples), "repetitions": len(samples)}
+    entry["bytesMoved"] = bytes_moved
+    entry["bytesPerSecond"] = bytes_moved / (median * 1e-3)
+    if bandwidth_bytes_per_second:
+        entry["fractionOfBandwidth"] = entry["bytesPerSecond"] / bandwidth_bytes_per_second
+    entry["comparisons"] = []
+    return entry
+
+
+def kernels_result(measurements, device, mode, runtime, commit, bandwidth_bytes_per_second=None, created_at=None):
+    """The KernelsResult document (source 'pytorch') for these measurements. napo-cuda entries get
+    every peer measured on the same (op, variant, dtype, shape) as comparisons: speedup = peer / napo."""
+    entries = [kernel_entry(m, bandwidth_bytes_per_second) for m in measurements]
+    case = lambda e: (e["op"], e["variant"], e["dtype"], tuple(e["shape"]))
+    for entry in entries:
+        if entry["implementation"] != NAPO_IMPLEMENTATION:
+            continue
+        for peer in entries:
+            if peer["implementation"] == NAPO_IMPLEMENTATION or case(peer) != case(entry):
+                continue
+            unfused = UNFUSED_PEERS.get((entry["op"], entry["variant"])) == peer["implementation"]
+            entry["comparisons"].append({
+                "name": peer["implementation"],
+                "kind": "unfused" if unfused else "peer",
+                "medianMs": peer["timing"]["medianMs"],
+                "speedup": peer["timing"]["medianMs"] / entry["timing"]["medianMs"],
+            })
+    result = {
+        "schemaVersion": SCHEMA_VERSION,
+        "kind": "kernels",
+        "source": "pytorch",
+        "createdAt": created_at or iso_now(),
+        "mode": mode,
+        "device": device,
+        "napoCommit": commit,
+        "runtime": runtime,
+    }
+    if bandwidth_bytes_per_second:
+        result["bandwidth"] = {"bytesPerSecond": bandwidth_bytes_per_second, "method": BANDWIDTH_METHOD}
+    result["entries"] = entries
+    return result
+
+
+def _slug(text):
+    text = re.sub(r"\(r\)|\(tm\)", "", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40]
+
+
+def result_file_name(result):
+    """bench/src/results.ts's resultFileName: the name to give the file in bench/results/."""
+    date = re.sub(r"\.\d+Z$", "Z", result["createdAt"].replace(":", ""))
+    device = result["device"]
+    where = device["gpu"]["name"] if device.get("gpu") else device["cpuModel"]
+    tag = "" if result["source"] == "napo" else f"-{_slug(result['source'])}"
+    return f"{date}-{result['kind']}{tag}-{_slug(device['name'])}-{_slug(where)}.json"
+
+
+def write_kernels_result(path, result):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as file:
+        json.dump(result, file, indent=2)
+        file.write("\n")
+    return path
+
+
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--lib", required=True)
-    parser.add_argument("--out", required=True)
+    parser = argparse.ArgumentParser(description="napo's CUDA kernels against PyTorch peers on one GPU.")
+    parser.add_argument("--lib", required=True, help="path to libnapo.so")
+    parser.add_argument("--out", required=True, help="this script's own summary JSON")
+    parser.add_argument("--schema-out", help="the same measurements in the bench result schema (kind 'kernels', "
+                        f"source 'pytorch'); default: {SCHEMA_FILE_NAME} next to --out")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if torch is None or not torch.cuda.is_available():
+        sys.exit("torch_peer.py: needs PyTorch with a CUDA device to measure")
+    schema_out = args.schema_out or os.path.join(os.path.dirname(os.path.abspath(args.out)), SCHEMA_FILE_NAME)
 
     torch.manual_seed(0)
     # A stream of our own: torch's default is the legacy NULL stream, which napo would read as
@@ -212,11 +448,17 @@ def main():
         "errors": {},
     }
     ops = results["ops"]
+    measurements = []  # for the schema file: one per timed (op, variant, implementation)
 
-    def record(name, fn, bytes_moved=None, **timing):
+    def record(name, fn, bytes_moved=None, schema=None, **timing):
+        """Times fn; `schema` (op, variant, implementation, dtype, rows, vocab, shape) also puts it in
+        the schema file."""
         try:
-            ms = time_ms(fn, **timing)
+            samples = time_samples(fn, **timing)
+            ms = statistics.median(samples)
             ops[name] = {"ms": ms}
+            if schema is not None:
+                measurements.append({**schema, "samples": samples})
             if bytes_moved:
                 ops[name]["GBps"] = bytes_moved / (ms * 1e6)
                 ops[name]["fractionOfCopyBandwidth"] = ops[name]["GBps"] / results["copyBandwidthGBps"]
@@ -233,6 +475,10 @@ def main():
     entropy = torch.empty(rows, device="cuda")
     logit_bytes = logits.numel() * logits.element_size()
 
+    def logit_case(op, variant, implementation):
+        return {"op": op, "variant": variant, "implementation": implementation, "dtype": "bfloat16", "rows": rows,
+                "vocab": vocab, "shape": [rows, vocab]}
+
     # Agreement on the same bytes, before timing anything.
     napo.token_logprobs(logits, tokens, logprobs, lse, entropy)
     want_lp, want_entropy = logprobs_and_entropy(logits[:256], tokens[:256])
@@ -242,33 +488,49 @@ def main():
     }
     del want_lp, want_entropy
 
-    record("napo tokenLogprobs", lambda: napo.token_logprobs(logits, tokens, logprobs, lse), logit_bytes)
+    record("napo tokenLogprobs", lambda: napo.token_logprobs(logits, tokens, logprobs, lse), logit_bytes,
+           schema=logit_case("tokenLogprobs", "", NAPO_IMPLEMENTATION))
     record("napo tokenLogprobs+entropy", lambda: napo.token_logprobs(logits, tokens, logprobs, lse, entropy),
-           logit_bytes)
-    record("torch eager log_softmax+gather", lambda: eager_logprobs(logits, tokens), logit_bytes)
+           logit_bytes, schema=logit_case("tokenLogprobs", "entropy", NAPO_IMPLEMENTATION))
+    record("torch eager log_softmax+gather", lambda: eager_logprobs(logits, tokens), logit_bytes,
+           schema=logit_case("tokenLogprobs", "", "pytorch-eager"))
     record("TRL selective_log_softmax+entropy",
            lambda: (trl_selective_log_softmax(logits, tokens.long()), trl_entropy_from_logits(logits)),
-           logit_bytes, warmup=1, iterations=3)
+           logit_bytes, schema=logit_case("tokenLogprobs", "entropy", "trl-selective_log_softmax"),
+           warmup=1, iterations=3)
     try:
         compiled = torch.compile(lambda l, t: eager_logprobs(l, t))
         compiled_entropy = torch.compile(logprobs_and_entropy)
-        record("torch.compile log_softmax+gather", lambda: compiled(logits, tokens), logit_bytes, warmup=3)
+        record("torch.compile log_softmax+gather", lambda: compiled(logits, tokens), logit_bytes,
+               schema=logit_case("tokenLogprobs", "", "torch.compile"), warmup=3)
         record("torch.compile log_softmax+gather+entropy", lambda: compiled_entropy(logits, tokens), logit_bytes,
-               warmup=3)
+               schema=logit_case("tokenLogprobs", "entropy", "torch.compile"), warmup=3)
     except Exception as error:
         results["errors"]["torch.compile"] = f"{type(error).__name__}: {error}"
 
     sampled = torch.empty(rows, device="cuda", dtype=torch.int32)
     generator = torch.Generator(device="cuda").manual_seed(0)
-    record("napo sample top-k 50 top-p 0.9", lambda: napo.sample(logits, sampled, logprobs, 50, 0.9, 7), logit_bytes)
+    # The variant as napo's kernel suite names it (bench/src/suites/kernels.ts sampleModes).
+    record("napo sample top-k 50 top-p 0.9", lambda: napo.sample(logits, sampled, logprobs, 50, 0.9, 7), logit_bytes,
+           schema=logit_case("sample", "top-k 50 + top-p 0.9", NAPO_IMPLEMENTATION))
     record("torch sort sample top-k 50 top-p 0.9", lambda: torch_sort_sample(logits, 50, 0.9, generator),
-           logit_bytes, warmup=1, iterations=5)
+           logit_bytes, schema=logit_case("sample", "top-k 50 + top-p 0.9", "torch-sort-sampling"),
+           warmup=1, iterations=5)
 
     group = 16
     rewards = torch.randn(1024 * group, device="cuda")
     advantages = torch.empty_like(rewards)
-    record("napo groupAdvantages", lambda: napo.group_advantages(rewards, advantages, group), iterations=50)
-    record("TRL group advantages", lambda: trl_group_advantages(rewards, group), iterations=50)
+    # scale group (0), estimator grpo (0): napo's variant "group/grpo", TRL's default.
+    reward_count = rewards.numel()
+
+    def advantage_case(implementation):
+        return {"op": "groupAdvantages", "variant": "group/grpo", "implementation": implementation,
+                "dtype": "float32", "rows": reward_count, "vocab": None, "shape": [reward_count]}
+
+    record("napo groupAdvantages", lambda: napo.group_advantages(rewards, advantages, group),
+           schema=advantage_case(NAPO_IMPLEMENTATION), iterations=50)
+    record("TRL group advantages", lambda: trl_group_advantages(rewards, group),
+           schema=advantage_case("trl-advantages"), iterations=50)
     napo.group_advantages(rewards, advantages, group)
     results["agreement"]["advantagesMaxAbsDiff"] = (advantages - trl_group_advantages(rewards, group)).abs().max().item()
 
@@ -289,6 +551,16 @@ def main():
     with open(args.out, "w") as file:
         json.dump(results, file, indent=2)
     print(json.dumps(results["speedups"], indent=2), file=sys.stderr)
+
+    index = torch.cuda.current_device()
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    document = kernels_result(
+        measurements, describe_cuda_device(index), "quick" if args.quick else "full",
+        f"python {python} torch {torch.__version__} cuda {torch.version.cuda}", napo_commit(),
+        results["copyBandwidthGBps"] * 1e9)
+    write_kernels_result(schema_out, document)
+    print(f"{len(document['entries'])} entries in the bench schema: {schema_out} "
+          f"(in bench/results/ as {result_file_name(document)})", file=sys.stderr)
 
 
 if __name__ == "__main__":
