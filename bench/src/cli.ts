@@ -62,7 +62,12 @@ async function trainer(options: CommonOptions): Promise<void> {
     onWarmup: (step, total) => {
       if (step === 1 || step === total || step % 100 === 0) note(`  warm-up ${step}/${total}`);
     },
-    onStep: (algorithm, record) => note(`  ${algorithm} step ${record.step}/${suite.steps}: ${record.stepSeconds.toFixed(2)} s`),
+    onStep: (algorithm, record) => {
+      // A line per tenth of the run: enough to see it move, few enough to read the table.
+      if (record.step % Math.max(1, Math.round(suite.steps / 10)) === 0) {
+        note(`  ${algorithm} step ${record.step}/${suite.steps}: ${record.stepSeconds.toFixed(2)} s`);
+      }
+    },
   });
   console.log(trainerTable(result));
   console.log(`wrote ${shown(writeResult(options.out, result))} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
