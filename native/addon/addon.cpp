@@ -27,6 +27,8 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("threads", backend.cpu_threads);
   cpu.Set("isa", backend.cpu_isa);
+  cpu.Set("isaSupported", backend.cpu_isa_supported);
+  if (backend.cpu_note[0]) cpu.Set("note", backend.cpu_note);
   Napi::Object result = Napi::Object::New(env);
   result.Set("cuda", cuda);
   result.Set("cpu", cpu);

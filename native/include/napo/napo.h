@@ -33,7 +33,14 @@ typedef enum napo_status {
   NAPO_ERR_INTERNAL = 6
 } napo_status;
 
-typedef enum napo_dtype { NAPO_FLOAT32 = 0, NAPO_BFLOAT16 = 1, NAPO_INT32 = 2 } napo_dtype;
+/* uint8 and bool (one byte holding 0 or 1) are for masks. */
+typedef enum napo_dtype {
+  NAPO_FLOAT32 = 0,
+  NAPO_BFLOAT16 = 1,
+  NAPO_INT32 = 2,
+  NAPO_UINT8 = 3,
+  NAPO_BOOL = 4
+} napo_dtype;
 
 typedef enum napo_device_kind { NAPO_CPU = 0, NAPO_CUDA = 1 } napo_device_kind;
 
@@ -66,7 +73,9 @@ typedef struct napo_backend_info {
   int32_t cuda_driver_version;   /* 0 when no driver */
   char cuda_unavailable_reason[256]; /* e.g. "cudaErrorInsufficientDriver: ..."; "" when usable */
   int32_t cpu_threads;
-  char cpu_isa[64];           /* instruction set the CPU kernels were compiled for */
+  char cpu_isa[64];           /* the copy of the CPU kernels in use: "avx512", "avx2" or "generic" */
+  char cpu_isa_supported[64]; /* the copies this machine can run, best first: "avx512,avx2,generic" */
+  char cpu_note[256];         /* why NAPO_CPU_ISA or NAPO_NUM_THREADS was not followed; "" when it was */
 } napo_backend_info;
 
 NAPO_API napo_status napo_backend_info_get(napo_backend_info* out);

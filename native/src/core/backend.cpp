@@ -2,30 +2,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "../cpu/backend.h"
 #include "allocator.h"
 #include "error.h"
 #include "runtime.h"
 #include "thread_pool.h"
 
 using namespace napo;
-
-namespace {
-
-const char* cpuInstructionSet() {
-#if defined(__AVX512F__)
-  return "avx512";
-#elif defined(__AVX2__)
-  return "avx2";
-#elif defined(__SSE4_2__)
-  return "sse4.2";
-#elif defined(__ARM_NEON)
-  return "neon";
-#else
-  return "generic";
-#endif
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -34,7 +17,10 @@ napo_status napo_backend_info_get(napo_backend_info* out) {
   std::memset(out, 0, sizeof *out);
   cudaBackendInfo(out);
   out->cpu_threads = threadCount();
-  std::snprintf(out->cpu_isa, sizeof out->cpu_isa, "%s", cpuInstructionSet());
+  std::snprintf(out->cpu_isa, sizeof out->cpu_isa, "%s", cpuBackend().isa);
+  std::snprintf(out->cpu_isa_supported, sizeof out->cpu_isa_supported, "%s", cpuIsaSupported());
+  std::snprintf(out->cpu_note, sizeof out->cpu_note, "%s%s%s", cpuIsaNote(),
+                *cpuIsaNote() && *threadCountNote() ? "; " : "", threadCountNote());
   return NAPO_OK;
 }
 
@@ -46,8 +32,8 @@ napo_status napo_cuda_device_properties(int32_t index, napo_device_properties* o
 int32_t napo_cpu_threads(void) { return threadCount(); }
 
 napo_status napo_set_cpu_threads(int32_t threads) {
-  if (threads < 1 || threads > 1024) {
-    return fail(NAPO_ERR_RANGE, "setCpuThreads: threads = %d must be in [1, 1024]", threads);
+  if (threads < 1 || threads > kMaxThreads) {
+    return fail(NAPO_ERR_RANGE, "setCpuThreads: threads = %d must be in [1, %d]", threads, kMaxThreads);
   }
   setThreadCount(threads);
   return NAPO_OK;

@@ -2,7 +2,7 @@
 // device the tensors live on. No math here.
 #include <cmath>
 
-#include "../cpu/ops.h"
+#include "../cpu/backend.h"
 #include "cuda_ops.h"
 #include "error.h"
 #include "tensor.h"
@@ -63,7 +63,7 @@ napo_status napo_sample(const napo_tensor* logits, const napo_sample_options* op
   NAPO_TRY(checkSameDevice("sample", "tokens", tokens, logits->device));
   NAPO_TRY(checkSameDevice("sample", "logprobs", logprobs, logits->device));
   if (onCuda(logits)) return cuda::sample(*logits, *options, *tokens, *logprobs, stream);
-  return cpu::sample(*logits, *options, dataAs<int32_t>(*tokens), dataAs<float>(*logprobs));
+  return cpuBackend().sample(*logits, *options, dataAs<int32_t>(*tokens), dataAs<float>(*logprobs));
 }
 
 napo_status napo_token_logprobs_validate(const napo_tensor* logits, const napo_tensor* tokens, float temperature) {
@@ -94,7 +94,7 @@ napo_status napo_token_logprobs(const napo_tensor* logits, const napo_tensor* to
   if (entropy) NAPO_TRY(checkTensor(op, "entropy", entropy, NAPO_FLOAT32, 1, rows));
   for (const napo_tensor* out : {logprobs, lse, entropy}) NAPO_TRY(checkSameDevice(op, "output", out, logits->device));
   if (onCuda(logits)) return cuda::tokenLogprobs(*logits, *tokens, temperature, *logprobs, entropy, *lse, stream);
-  return cpu::tokenLogprobs(*logits, dataAs<const int32_t>(*tokens), temperature, dataAs<float>(*logprobs),
+  return cpuBackend().tokenLogprobs(*logits, dataAs<const int32_t>(*tokens), temperature, dataAs<float>(*logprobs),
                             entropy ? dataAs<float>(*entropy) : nullptr, dataAs<float>(*lse));
 }
 
@@ -131,7 +131,7 @@ napo_status napo_token_logprobs_backward(const napo_tensor* logits, const napo_t
     return cuda::tokenLogprobsBackward(*logits, *tokens, *lse, entropy, *gradLogprobs, gradEntropy, temperature,
                                        *gradLogits, stream);
   }
-  return cpu::tokenLogprobsBackward(*logits, dataAs<const int32_t>(*tokens), dataAs<const float>(*lse),
+  return cpuBackend().tokenLogprobsBackward(*logits, dataAs<const int32_t>(*tokens), dataAs<const float>(*lse),
                                     entropy ? dataAs<const float>(*entropy) : nullptr,
                                     dataAs<const float>(*gradLogprobs),
                                     gradEntropy ? dataAs<const float>(*gradEntropy) : nullptr, temperature,
@@ -185,7 +185,7 @@ napo_status napo_group_advantages(const napo_tensor* rewards, const napo_advanta
   NAPO_TRY(checkTensor("groupAdvantages", "advantages", advantages, NAPO_FLOAT32, 1, rewards->shape));
   NAPO_TRY(checkSameDevice("groupAdvantages", "advantages", advantages, rewards->device));
   if (onCuda(rewards)) return cuda::groupAdvantages(*rewards, *options, *advantages, stream);
-  cpu::groupAdvantages(dataAs<const float>(*rewards), rewards->shape[0], *options, dataAs<float>(*advantages));
+  cpuBackend().groupAdvantages(dataAs<const float>(*rewards), rewards->shape[0], *options, dataAs<float>(*advantages));
   return NAPO_OK;
 }
 
@@ -239,10 +239,10 @@ napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* old
     return cuda::policyLoss(*logprobs, *oldLogprobs, refLogprobs, *advantages, *mask, *options, *gradLogprobs, stats,
                             stream);
   }
-  cpu::policyLoss(dataAs<const float>(*logprobs), dataAs<const float>(*oldLogprobs),
-                  refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr, dataAs<const float>(*advantages),
-                  dataAs<const float>(*mask), logprobs->shape[0], logprobs->shape[1], *options,
-                  dataAs<float>(*gradLogprobs), stats);
+  cpuBackend().policyLoss(dataAs<const float>(*logprobs), dataAs<const float>(*oldLogprobs),
+                          refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr, dataAs<const float>(*advantages),
+                          *mask, logprobs->shape[0], logprobs->shape[1], *options, dataAs<float>(*gradLogprobs),
+                          stats);
   return NAPO_OK;
 }
 

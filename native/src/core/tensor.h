@@ -9,13 +9,22 @@
 
 namespace napo {
 
-inline size_t dtypeSize(napo_dtype dtype) { return dtype == NAPO_BFLOAT16 ? 2 : 4; }
+inline size_t dtypeSize(napo_dtype dtype) {
+  switch (dtype) {
+    case NAPO_BFLOAT16: return 2;
+    case NAPO_UINT8:
+    case NAPO_BOOL: return 1;
+    default: return 4;
+  }
+}
 
 inline const char* dtypeName(napo_dtype dtype) {
   switch (dtype) {
     case NAPO_FLOAT32: return "float32";
     case NAPO_BFLOAT16: return "bfloat16";
     case NAPO_INT32: return "int32";
+    case NAPO_UINT8: return "uint8";
+    case NAPO_BOOL: return "bool";
   }
   return "unknown";
 }

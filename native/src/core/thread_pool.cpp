@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -15,13 +17,26 @@ namespace {
 
 thread_local bool insideParallelBody = false;
 
+std::mutex noteMutex;
+std::string note;
+
+void setNote(std::string text) {
+  std::lock_guard<std::mutex> lock(noteMutex);
+  note = std::move(text);
+}
+
+// NAPO_NUM_THREADS when it is an integer in [1, kMaxThreads], else the cores (and a note saying so).
 int defaultThreadCount() {
-  if (const char* env = std::getenv("NAPO_NUM_THREADS")) {
-    const int fromEnv = std::atoi(env);
-    if (fromEnv > 0) return fromEnv;
-  }
   const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 ? int(cores) : 1;
+  const int fallback = cores > 0 ? int(std::min<unsigned>(cores, kMaxThreads)) : 1;
+  const char* env = std::getenv("NAPO_NUM_THREADS");
+  if (!env || !*env) return fallback;
+  char* end = nullptr;
+  const long fromEnv = std::strtol(env, &end, 10);
+  if (*end == '\0' && fromEnv >= 1 && fromEnv <= kMaxThreads) return int(fromEnv);
+  setNote("NAPO_NUM_THREADS=" + std::string(env) + " is not an integer in [1, " + std::to_string(kMaxThreads) +
+          "]; using " + std::to_string(fallback));
+  return fallback;
 }
 
 // Workers sleep on a condition variable between jobs; a job is a range split into chunks that
@@ -40,7 +55,12 @@ class ThreadPool {
     std::lock_guard<std::mutex> lock(callMutex_);
     stopWorkers();
     stopping_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
+    try {
+      for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
+    } catch (const std::system_error& error) {
+      setNote("asked for " + std::to_string(threads) + " CPU threads, the system allowed " +
+              std::to_string(workers_.size() + 1) + " (" + error.what() + ")");
+    }
   }
 
   void run(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
@@ -141,6 +161,16 @@ void parallelFor(int64_t count, int64_t grain, const std::function<void(int64_t,
 
 int threadCount() { return pool().size(); }
 
-void setThreadCount(int threads) { pool().resize(std::max(1, threads)); }
+void setThreadCount(int threads) {
+  setNote("");
+  pool().resize(std::clamp(threads, 1, kMaxThreads));
+}
+
+const char* threadCountNote() {
+  static thread_local std::string copy;
+  std::lock_guard<std::mutex> lock(noteMutex);
+  copy = note;
+  return copy.c_str();
+}
 
 }  // namespace napo

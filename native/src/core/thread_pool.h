@@ -12,7 +12,12 @@ namespace napo {
 // (calls are serialised) and from inside a body (the nested call runs inline).
 void parallelFor(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
 
+constexpr int kMaxThreads = 1024;
+
 int threadCount();
+// 1 <= threads <= kMaxThreads. Where the system refuses a thread, the pool keeps those it got.
 void setThreadCount(int threads);
+// Why the pool does not have the threads NAPO_NUM_THREADS or setThreadCount asked for ("" when it does).
+const char* threadCountNote();
 
 }  // namespace napo

@@ -2,9 +2,10 @@
 // one gets 0). A few thousand rewards at most: one thread, exact double sums.
 #include <cmath>
 
-#include "ops.h"
+#include "kernels.h"
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -51,4 +52,5 @@ void groupAdvantages(const float* rewards, int64_t count, const napo_advantage_o
   }
 }
 
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu

@@ -10,10 +10,11 @@
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "../core/thread_pool.h"
-#include "ops.h"
+#include "kernels.h"
 #include "row_softmax.h"
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -127,4 +128,5 @@ napo_status tokenLogprobsBackward(const napo_tensor& logits, const int32_t* toke
   return backward<float>(logits, tokens, lse, entropy, gradLogprobs, gradEntropy, temperature, gradLogits);
 }
 
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu

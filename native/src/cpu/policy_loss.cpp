@@ -6,21 +6,26 @@
 #include <vector>
 
 #include "../core/policy_loss_stats.h"
+#include "../core/tensor.h"
 #include "../core/thread_pool.h"
-#include "ops.h"
+#include "kernels.h"
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
-double maskSum(const float* mask, int64_t count) {
+// Masks come as float32, int32, uint8 or bool (one byte), holding 0 or 1 (validated).
+template <typename Mask>
+double maskSum(const Mask* mask, int64_t count) {
   double sum = 0.0;
-  for (int64_t i = 0; i < count; ++i) sum += mask[i];
+  for (int64_t i = 0; i < count; ++i) sum += double(mask[i]);
   return sum;
 }
 
 // The weight each sequence's masked token sum gets in the loss.
-std::vector<double> sequenceWeights(const float* mask, int64_t sequences, int64_t steps,
+template <typename Mask>
+std::vector<double> sequenceWeights(const Mask* mask, int64_t sequences, int64_t steps,
                                     const napo_policy_loss_options& options) {
   std::vector<double> weights(static_cast<size_t>(sequences));
   const double allTokens = maskSum(mask, sequences * steps);
@@ -45,12 +50,11 @@ std::vector<double> sequenceWeights(const float* mask, int64_t sequences, int64_
   return weights;
 }
 
-}  // namespace
-
-void policyLoss(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
-                const float* advantages, const float* mask, int64_t sequences, int64_t steps,
-                const napo_policy_loss_options& options, float* gradLogprobs,
-                napo_policy_loss_stats* stats) {
+template <typename Mask>
+void policyLossRows(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
+                    const float* advantages, const Mask* mask, int64_t sequences, int64_t steps,
+                    const napo_policy_loss_options& options, float* gradLogprobs,
+                    napo_policy_loss_stats* stats) {
   const std::vector<double> weights = sequenceWeights(mask, sequences, steps, options);
   std::vector<PolicyLossSums> rows(static_cast<size_t>(sequences));
   const bool withKl = refLogprobs && options.beta != 0.0f;
@@ -61,7 +65,7 @@ void policyLoss(const float* logprobs, const float* oldLogprobs, const float* re
       const float weight = float(weights[size_t(s)]);
       PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
-        const float m = mask[t];
+        const float m = float(mask[t]);
         if (m == 0.0f) {
           // Padding may hold any value (even -Inf log-probs); it must not reach the sums.
           gradLogprobs[t] = 0.0f;
@@ -98,4 +102,25 @@ void policyLoss(const float* logprobs, const float* oldLogprobs, const float* re
   policyLossStats(rows.data(), sequences, stats);
 }
 
+}  // namespace
+
+void policyLoss(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
+                const float* advantages, const napo_tensor& mask, int64_t sequences, int64_t steps,
+                const napo_policy_loss_options& options, float* gradLogprobs,
+                napo_policy_loss_stats* stats) {
+  switch (mask.dtype) {
+    case NAPO_INT32:
+      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const int32_t>(mask), sequences,
+                            steps, options, gradLogprobs, stats);
+    case NAPO_UINT8:
+    case NAPO_BOOL:
+      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const uint8_t>(mask), sequences,
+                            steps, options, gradLogprobs, stats);
+    default:
+      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const float>(mask), sequences,
+                            steps, options, gradLogprobs, stats);
+  }
+}
+
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu

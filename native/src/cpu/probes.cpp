@@ -7,14 +7,14 @@
 #include <numeric>
 #include <vector>
 
-#include "../core/error.h"
 #include "../core/philox.h"
 #include "../core/tensor.h"
 #include "../core/thread_pool.h"
-#include "../core/validate.h"
+#include "kernels.h"
 #include "row_softmax.h"
 
-using namespace napo;
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -31,14 +31,14 @@ float streamSum(const float* data, int64_t count) {
 template <typename Logit>
 void unfusedRows(const Logit* logits, const int32_t* tokens, int64_t rows, int64_t vocab, float* scratch, float* out) {
   parallelFor(rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> chunk(cpu::kRowChunk);
+    std::vector<float> chunk(kRowChunk);
     for (int64_t r = begin; r < end; ++r) {
       const Logit* row = logits + r * vocab;
-      const cpu::RowSoftmax stats = cpu::rowSoftmax(row, vocab, 1.0f, false, chunk.data());
+      const RowSoftmax stats = rowSoftmax(row, vocab, 1.0f, false, chunk.data());
       const float lse = stats.logSumExp();
       float* logSoftmax = scratch + r * vocab;
 #pragma omp simd
-      for (int64_t i = 0; i < vocab; ++i) logSoftmax[i] = cpu::widen(row[i]) - lse;
+      for (int64_t i = 0; i < vocab; ++i) logSoftmax[i] = widen(row[i]) - lse;
     }
   });
   parallelFor(rows, 64, [&](int64_t begin, int64_t end) {
@@ -52,13 +52,13 @@ template <typename Logit>
 void sortedSampleRows(const Logit* logits, int64_t rows, int64_t vocab, int32_t topK, float topP, uint64_t seed,
                       float* scratch, int32_t* tokens) {
   parallelFor(rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> chunk(cpu::kRowChunk);
+    std::vector<float> chunk(kRowChunk);
     std::vector<int32_t> order(static_cast<size_t>(vocab));
     for (int64_t r = begin; r < end; ++r) {
       const Logit* row = logits + r * vocab;
-      const cpu::RowSoftmax stats = cpu::rowSoftmax(row, vocab, 1.0f, false, chunk.data());
+      const RowSoftmax stats = rowSoftmax(row, vocab, 1.0f, false, chunk.data());
       float* probs = scratch + r * vocab;
-      for (int64_t i = 0; i < vocab; ++i) probs[i] = std::exp(cpu::widen(row[i]) - stats.logSumExp());
+      for (int64_t i = 0; i < vocab; ++i) probs[i] = std::exp(widen(row[i]) - stats.logSumExp());
       std::iota(order.begin(), order.end(), 0);
       std::sort(order.begin(), order.end(), [probs](int32_t a, int32_t b) { return probs[a] > probs[b]; });
       const int64_t keepK = topK > 0 ? std::min<int64_t>(topK, vocab) : vocab;
@@ -84,16 +84,7 @@ void sortedSampleRows(const Logit* logits, int64_t rows, int64_t vocab, int32_t 
 
 }  // namespace
 
-extern "C" {
-
-napo_status napo_probe_read_bandwidth(size_t bytes, int32_t repeats, double* bytesPerSecond) {
-  if (!bytesPerSecond) return fail(NAPO_ERR_TYPE, "probeReadBandwidth: out is missing");
-  if (bytes < (1u << 20) || repeats < 1) {
-    return fail(NAPO_ERR_RANGE, "probeReadBandwidth: needs >= 1 MiB and >= 1 repeat, got %zu bytes, %d", bytes, repeats);
-  }
-  const int64_t count = int64_t(bytes / sizeof(float));
-  float* data = static_cast<float*>(std::aligned_alloc(64, size_t(count) * sizeof(float)));
-  if (!data) return fail(NAPO_ERR_OUT_OF_MEMORY, "probeReadBandwidth: could not allocate %zu bytes", bytes);
+double probeReadBandwidth(float* data, int64_t count, int32_t repeats) {
   // Touch every page with real values first, so the timed reads see resident memory.
   parallelFor(count, 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) data[i] = float(i & 1023);
@@ -115,50 +106,27 @@ napo_status napo_probe_read_bandwidth(size_t bytes, int32_t repeats, double* byt
     for (float s : sums) sink = sink + s;
     best = std::max(best, double(count) * sizeof(float) / seconds);
   }
-  std::free(data);
-  *bytesPerSecond = best;
-  return NAPO_OK;
+  return best;
 }
 
-napo_status napo_probe_unfused_logprobs(const napo_tensor* logits, const napo_tensor* tokens, napo_tensor* scratch,
-                                        napo_tensor* logprobs) {
-  constexpr const char* op = "probeUnfusedLogprobs";
-  NAPO_TRY(napo_token_logprobs_validate(logits, tokens, 1.0f));
-  if (logits->device.kind != NAPO_CPU) return fail(NAPO_ERR_UNAVAILABLE, "%s: CPU tensors only", op);
-  NAPO_TRY(checkTensor(op, "scratch", scratch, NAPO_FLOAT32, 2, logits->shape));
-  const int64_t rows[1] = {logits->shape[0]};
-  NAPO_TRY(checkTensor(op, "logprobs", logprobs, NAPO_FLOAT32, 1, rows));
-  const int64_t n = logits->shape[0], v = logits->shape[1];
-  if (logits->dtype == NAPO_BFLOAT16) {
-    unfusedRows(dataAs<const uint16_t>(*logits), dataAs<const int32_t>(*tokens), n, v, dataAs<float>(*scratch),
-                dataAs<float>(*logprobs));
+void probeUnfusedLogprobs(const napo_tensor& logits, const int32_t* tokens, float* scratch, float* logprobs) {
+  const int64_t n = logits.shape[0], v = logits.shape[1];
+  if (logits.dtype == NAPO_BFLOAT16) {
+    unfusedRows(dataAs<const uint16_t>(logits), tokens, n, v, scratch, logprobs);
   } else {
-    unfusedRows(dataAs<const float>(*logits), dataAs<const int32_t>(*tokens), n, v, dataAs<float>(*scratch),
-                dataAs<float>(*logprobs));
+    unfusedRows(dataAs<const float>(logits), tokens, n, v, scratch, logprobs);
   }
-  return NAPO_OK;
 }
 
-napo_status napo_probe_sorted_sample(const napo_tensor* logits, int32_t topK, float topP, uint64_t seed,
-                                     napo_tensor* scratch, napo_tensor* tokens) {
-  constexpr const char* op = "probeSortedSample";
-  NAPO_TRY(checkLogits(op, logits));
-  if (logits->device.kind != NAPO_CPU) return fail(NAPO_ERR_UNAVAILABLE, "%s: CPU tensors only", op);
-  if (topK < 0 || !(topP > 0.0f && topP <= 1.0f)) {
-    return fail(NAPO_ERR_RANGE, "%s: topK = %d, topP = %g out of range", op, topK, topP);
-  }
-  NAPO_TRY(checkTensor(op, "scratch", scratch, NAPO_FLOAT32, 2, logits->shape));
-  const int64_t rows[1] = {logits->shape[0]};
-  NAPO_TRY(checkTensor(op, "tokens", tokens, NAPO_INT32, 1, rows));
-  const int64_t n = logits->shape[0], v = logits->shape[1];
-  if (logits->dtype == NAPO_BFLOAT16) {
-    sortedSampleRows(dataAs<const uint16_t>(*logits), n, v, topK, topP, seed, dataAs<float>(*scratch),
-                     dataAs<int32_t>(*tokens));
+void probeSortedSample(const napo_tensor& logits, int32_t topK, float topP, uint64_t seed, float* scratch,
+                       int32_t* tokens) {
+  const int64_t n = logits.shape[0], v = logits.shape[1];
+  if (logits.dtype == NAPO_BFLOAT16) {
+    sortedSampleRows(dataAs<const uint16_t>(logits), n, v, topK, topP, seed, scratch, tokens);
   } else {
-    sortedSampleRows(dataAs<const float>(*logits), n, v, topK, topP, seed, dataAs<float>(*scratch),
-                     dataAs<int32_t>(*tokens));
+    sortedSampleRows(dataAs<const float>(logits), n, v, topK, topP, seed, scratch, tokens);
   }
-  return NAPO_OK;
 }
 
-}  // extern "C"
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

@@ -13,9 +13,11 @@
 #include "../core/error.h"
 #include "../core/math.h"
 #include "../core/tensor.h"
+#include "isa.h"
 #include "simd_exp.h"
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 struct RowSoftmax {
   float max = -std::numeric_limits<float>::infinity();
@@ -223,4 +225,5 @@ inline napo_status badLogitError(const char* op, const napo_tensor& logits, int6
               (long long)row, (long long)column, value, temperature);
 }
 
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu

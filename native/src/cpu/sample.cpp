@@ -8,10 +8,11 @@
 
 #include "../core/philox.h"
 #include "../core/thread_pool.h"
-#include "ops.h"
+#include "kernels.h"
 #include "row_softmax.h"
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -201,4 +202,5 @@ napo_status sample(const napo_tensor& logits, const napo_sample_options& options
   return sampleRows<float>(logits, options, tokens, logprobs);
 }
 
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu

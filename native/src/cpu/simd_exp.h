@@ -6,9 +6,12 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include "isa.h"
+
 #include <cstdint>
 
 namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 // e = exp(max(z - max, -88)), flushed to exactly 0 below -87 so -Inf logits contribute nothing;
 // also returns the clamped shift (the entropy moment needs it). ~2 ulp, as expNonPositive.
@@ -37,6 +40,7 @@ inline __m512 load16(const uint16_t* x) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(widened, 16));
 }
 
+NAPO_CPU_ISA_END
 }  // namespace napo::cpu
 
 #endif

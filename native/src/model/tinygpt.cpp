@@ -249,31 +249,32 @@ napo_status TinyGPT::trunk(int64_t B, int64_t T) {
   actTime_ = T;
   const float* P = params_.data();
   const int32_t* len = lengths_.data();
-  NAPO_TRY(embeddingForward(device_, B, T, D, tokens_.data(), len, P + wte_, P + wpe_, layerBase(0, a) + a.resid));
+  cpuBackend().embeddingForward(B, T, D, tokens_.data(), len, P + wte_, P + wpe_, layerBase(0, a) + a.resid);
   for (int64_t l = 0; l < L; ++l) {
     const LayerOffsets& o = layers_[size_t(l)];
     float* base = layerBase(l, a);
     float* out = l + 1 < L ? layerBase(l + 1, a) + a.resid : acts_.data() + L * a.size;
-    NAPO_TRY(layerNormForward(device_, rows, D, base + a.resid, P + o.ln1w, P + o.ln1b, base + a.ln1, base + a.ln1Mean, base + a.ln1Rstd));
-    NAPO_TRY(matmul(device_, false, false, rows, 3 * D, D, 1.0f, base + a.ln1, D, P + o.qkvw, 3 * D, 0.0f, base + a.qkv, 3 * D));
-    NAPO_TRY(addBias(device_, rows, 3 * D, P + o.qkvb, base + a.qkv));
-    NAPO_TRY(attentionForward(device_, B, T, D, H, len, base + a.qkv, base + a.probs, base + a.att));
+    cpuBackend().layerNormForward(rows, D, base + a.resid, P + o.ln1w, P + o.ln1b, base + a.ln1, base + a.ln1Mean, base + a.ln1Rstd);
+    cpuBackend().matmul(false, false, rows, 3 * D, D, 1.0f, base + a.ln1, D, P + o.qkvw, 3 * D, 0.0f, base + a.qkv, 3 * D);
+    cpuBackend().addBias(rows, 3 * D, P + o.qkvb, base + a.qkv);
+    cpuBackend().attentionForward(B, T, D, H, len, base + a.qkv, base + a.probs, base + a.att);
     std::memcpy(base + a.mid, base + a.resid, sizeof(float) * size_t(rows * D));
-    NAPO_TRY(matmul(device_, false, false, rows, D, D, 1.0f, base + a.att, D, P + o.projw, D, 1.0f, base + a.mid, D));
-    NAPO_TRY(addBias(device_, rows, D, P + o.projb, base + a.mid));
-    NAPO_TRY(layerNormForward(device_, rows, D, base + a.mid, P + o.ln2w, P + o.ln2b, base + a.ln2, base + a.ln2Mean, base + a.ln2Rstd));
-    NAPO_TRY(matmul(device_, false, false, rows, 4 * D, D, 1.0f, base + a.ln2, D, P + o.fcw, 4 * D, 0.0f, base + a.fc, 4 * D));
-    NAPO_TRY(addBias(device_, rows, 4 * D, P + o.fcb, base + a.fc));
-    NAPO_TRY(geluForward(device_, rows * 4 * D, base + a.fc, base + a.gelu));
+    cpuBackend().matmul(false, false, rows, D, D, 1.0f, base + a.att, D, P + o.projw, D, 1.0f, base + a.mid, D);
+    cpuBackend().addBias(rows, D, P + o.projb, base + a.mid);
+    cpuBackend().layerNormForward(rows, D, base + a.mid, P + o.ln2w, P + o.ln2b, base + a.ln2, base + a.ln2Mean, base + a.ln2Rstd);
+    cpuBackend().matmul(false, false, rows, 4 * D, D, 1.0f, base + a.ln2, D, P + o.fcw, 4 * D, 0.0f, base + a.fc, 4 * D);
+    cpuBackend().addBias(rows, 4 * D, P + o.fcb, base + a.fc);
+    cpuBackend().geluForward(rows * 4 * D, base + a.fc, base + a.gelu);
     std::memcpy(out, base + a.mid, sizeof(float) * size_t(rows * D));
-    NAPO_TRY(matmul(device_, false, false, rows, D, 4 * D, 1.0f, base + a.gelu, 4 * D, P + o.fc2w, D, 1.0f, out, D));
-    NAPO_TRY(addBias(device_, rows, D, P + o.fc2b, out));
+    cpuBackend().matmul(false, false, rows, D, 4 * D, 1.0f, base + a.gelu, 4 * D, P + o.fc2w, D, 1.0f, out, D);
+    cpuBackend().addBias(rows, D, P + o.fc2b, out);
   }
   float* fin = acts_.data() + L * a.size;
   float* lnf = fin + rows * D;
   float* mean = lnf + rows * D;
   float* rstd = mean + (rows + 15) / 16 * 16;
-  return layerNormForward(device_, rows, D, fin, P + lnfw_, P + lnfb_, lnf, mean, rstd);
+  cpuBackend().layerNormForward(rows, D, fin, P + lnfw_, P + lnfb_, lnf, mean, rstd);
+  return NAPO_OK;
 }
 
 napo_status TinyGPT::forward(const napo_tensor* tokens, const napo_tensor* lengths, napo_tensor* logits) {
@@ -288,7 +289,7 @@ napo_status TinyGPT::forward(const napo_tensor* tokens, const napo_tensor* lengt
   const LayerActs a = layerActs(rows, B, T);
   const float* lnf = acts_.data() + config_.n_layers * a.size + rows * D;
   float* out = dataAs<float>(*logits);
-  NAPO_TRY(matmul(device_, false, true, rows, V, D, 1.0f, lnf, D, params_.data() + wte_, D, 0.0f, out, V));
+  cpuBackend().matmul(false, true, rows, V, D, 1.0f, lnf, D, params_.data() + wte_, D, 0.0f, out, V);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t len = lengths_.data()[b];
     if (len < T) std::memset(out + (b * T + len) * V, 0, sizeof(float) * size_t((T - len) * V));
@@ -332,34 +333,35 @@ napo_status TinyGPT::backward(const napo_tensor* gradLogits) {
   float* mean = lnf + rows * D;
   float* rstd = mean + (rows + 15) / 16 * 16;
   // logits = lnf wte^T
-  NAPO_TRY(matmul(device_, true, false, V, D, rows, 1.0f, dlogits, V, lnf, D, 1.0f, G + wte_, D));
-  NAPO_TRY(matmul(device_, false, false, rows, D, V, 1.0f, dlogits, V, P + wte_, D, 0.0f, dtmp, D));
-  NAPO_TRY(layerNormBackward(device_, rows, D, fin, P + lnfw_, mean, rstd, dtmp, dresid, G + lnfw_, G + lnfb_, false));
+  cpuBackend().matmul(true, false, V, D, rows, 1.0f, dlogits, V, lnf, D, 1.0f, G + wte_, D);
+  cpuBackend().matmul(false, false, rows, D, V, 1.0f, dlogits, V, P + wte_, D, 0.0f, dtmp, D);
+  cpuBackend().layerNormBackward(rows, D, fin, P + lnfw_, mean, rstd, dtmp, dresid, G + lnfw_, G + lnfb_, false);
   for (int64_t l = L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[size_t(l)];
     float* base = layerBase(l, a);
     // out = mid + gelu W2 + b2
-    NAPO_TRY(matmul(device_, true, false, 4 * D, D, rows, 1.0f, base + a.gelu, 4 * D, dresid, D, 1.0f, G + o.fc2w, D));
-    NAPO_TRY(biasBackward(device_, rows, D, dresid, G + o.fc2b));
-    NAPO_TRY(matmul(device_, false, true, rows, 4 * D, D, 1.0f, dresid, D, P + o.fc2w, D, 0.0f, dbig, 4 * D));
-    NAPO_TRY(geluBackward(device_, rows * 4 * D, base + a.fc, dbig, dbig));
-    NAPO_TRY(matmul(device_, true, false, D, 4 * D, rows, 1.0f, base + a.ln2, D, dbig, 4 * D, 1.0f, G + o.fcw, 4 * D));
-    NAPO_TRY(biasBackward(device_, rows, 4 * D, dbig, G + o.fcb));
-    NAPO_TRY(matmul(device_, false, true, rows, D, 4 * D, 1.0f, dbig, 4 * D, P + o.fcw, 4 * D, 0.0f, dtmp, D));
-    NAPO_TRY(layerNormBackward(device_, rows, D, base + a.mid, P + o.ln2w, base + a.ln2Mean, base + a.ln2Rstd, dtmp, dresid,
-                               G + o.ln2w, G + o.ln2b, true));
+    cpuBackend().matmul(true, false, 4 * D, D, rows, 1.0f, base + a.gelu, 4 * D, dresid, D, 1.0f, G + o.fc2w, D);
+    cpuBackend().biasBackward(rows, D, dresid, G + o.fc2b);
+    cpuBackend().matmul(false, true, rows, 4 * D, D, 1.0f, dresid, D, P + o.fc2w, D, 0.0f, dbig, 4 * D);
+    cpuBackend().geluBackward(rows * 4 * D, base + a.fc, dbig, dbig);
+    cpuBackend().matmul(true, false, D, 4 * D, rows, 1.0f, base + a.ln2, D, dbig, 4 * D, 1.0f, G + o.fcw, 4 * D);
+    cpuBackend().biasBackward(rows, 4 * D, dbig, G + o.fcb);
+    cpuBackend().matmul(false, true, rows, D, 4 * D, 1.0f, dbig, 4 * D, P + o.fcw, 4 * D, 0.0f, dtmp, D);
+    cpuBackend().layerNormBackward(rows, D, base + a.mid, P + o.ln2w, base + a.ln2Mean, base + a.ln2Rstd, dtmp, dresid,
+                               G + o.ln2w, G + o.ln2b, true);
     // mid = resid + att Wp + bp
-    NAPO_TRY(matmul(device_, true, false, D, D, rows, 1.0f, base + a.att, D, dresid, D, 1.0f, G + o.projw, D));
-    NAPO_TRY(biasBackward(device_, rows, D, dresid, G + o.projb));
-    NAPO_TRY(matmul(device_, false, true, rows, D, D, 1.0f, dresid, D, P + o.projw, D, 0.0f, dtmp, D));
-    NAPO_TRY(attentionBackward(device_, B, T, D, H, len, base + a.qkv, base + a.probs, dtmp, dqkv));
-    NAPO_TRY(matmul(device_, true, false, D, 3 * D, rows, 1.0f, base + a.ln1, D, dqkv, 3 * D, 1.0f, G + o.qkvw, 3 * D));
-    NAPO_TRY(biasBackward(device_, rows, 3 * D, dqkv, G + o.qkvb));
-    NAPO_TRY(matmul(device_, false, true, rows, D, 3 * D, 1.0f, dqkv, 3 * D, P + o.qkvw, 3 * D, 0.0f, dtmp, D));
-    NAPO_TRY(layerNormBackward(device_, rows, D, base + a.resid, P + o.ln1w, base + a.ln1Mean, base + a.ln1Rstd, dtmp, dresid,
-                               G + o.ln1w, G + o.ln1b, true));
+    cpuBackend().matmul(true, false, D, D, rows, 1.0f, base + a.att, D, dresid, D, 1.0f, G + o.projw, D);
+    cpuBackend().biasBackward(rows, D, dresid, G + o.projb);
+    cpuBackend().matmul(false, true, rows, D, D, 1.0f, dresid, D, P + o.projw, D, 0.0f, dtmp, D);
+    cpuBackend().attentionBackward(B, T, D, H, len, base + a.qkv, base + a.probs, dtmp, dqkv);
+    cpuBackend().matmul(true, false, D, 3 * D, rows, 1.0f, base + a.ln1, D, dqkv, 3 * D, 1.0f, G + o.qkvw, 3 * D);
+    cpuBackend().biasBackward(rows, 3 * D, dqkv, G + o.qkvb);
+    cpuBackend().matmul(false, true, rows, D, 3 * D, 1.0f, dqkv, 3 * D, P + o.qkvw, 3 * D, 0.0f, dtmp, D);
+    cpuBackend().layerNormBackward(rows, D, base + a.resid, P + o.ln1w, base + a.ln1Mean, base + a.ln1Rstd, dtmp, dresid,
+                               G + o.ln1w, G + o.ln1b, true);
   }
-  return embeddingBackward(device_, B, T, D, tokens_.data(), len, dresid, G + wte_, G + wpe_);
+  cpuBackend().embeddingBackward(B, T, D, tokens_.data(), len, dresid, G + wte_, G + wpe_);
+  return NAPO_OK;
 }
 
 napo_status TinyGPT::zeroGrad() {
@@ -379,17 +381,15 @@ napo_status TinyGPT::step(const napo_adamw_options& o, napo_adamw_result* result
   NAPO_TRY(ensureGrads());
   if (m_.empty()) NAPO_TRY(m_.reserve(device_, size_t(paramCount_), true));
   if (v_.empty()) NAPO_TRY(v_.reserve(device_, size_t(paramCount_), true));
-  double squares = 0.0;
-  NAPO_TRY(sumSquares(device_, paramCount_, grads_.data(), &squares));
-  const double norm = std::sqrt(squares);
+  const double norm = std::sqrt(cpuBackend().sumSquares(paramCount_, grads_.data()));
   if (!std::isfinite(norm)) return fail(NAPO_ERR_RANGE, "%s: the gradient norm is %g; the step was skipped", op, norm);
   double scale = 1.0;
   if (o.max_grad_norm > 0.0f && norm > double(o.max_grad_norm)) scale = double(o.max_grad_norm) / (norm + 1e-6);
-  std::vector<AdamWRange> ranges;
+  std::vector<cpu::AdamWRange> ranges;
   for (const ParamSpec& s : specs_) ranges.push_back({s.offset, s.numel, s.decay});
   ++steps_;
-  NAPO_TRY(adamwStep(device_, params_.data(), grads_.data(), m_.data(), v_.data(), ranges.data(), int64_t(ranges.size()),
-                     steps_, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, float(scale)));
+  cpuBackend().adamwStep(params_.data(), grads_.data(), m_.data(), v_.data(), ranges.data(), int64_t(ranges.size()),
+                     steps_, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, float(scale));
   if (result) {
     result->grad_norm = norm;
     result->clip_scale = scale;
@@ -436,7 +436,8 @@ napo_status TinyGPT::prefill(const napo_tensor* tokens, const napo_tensor* lengt
   NAPO_TRY(work_.reserve(device_, size_t(B * D)));
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(work_.data() + b * D, lnf + (b * T + len[b] - 1) * D, sizeof(float) * size_t(D));
-  return matmul(device_, false, true, B, V, D, 1.0f, work_.data(), D, params_.data() + wte_, D, 0.0f, dataAs<float>(*logits), V);
+  cpuBackend().matmul(false, true, B, V, D, 1.0f, work_.data(), D, params_.data() + wte_, D, 0.0f, dataAs<float>(*logits), V);
+  return NAPO_OK;
 }
 
 napo_status TinyGPT::decodeStep(const napo_tensor* tokens, napo_tensor* logits) {
@@ -484,9 +485,9 @@ napo_status TinyGPT::decodeStep(const napo_tensor* tokens, napo_tensor* logits) 
   const int64_t perLayer = 2 * B * H * C * hd;
   for (int64_t l = 0; l < L; ++l) {
     const LayerOffsets& o = layers_[size_t(l)];
-    NAPO_TRY(layerNormForward(device_, B, D, x, P + o.ln1w, P + o.ln1b, ln, nullptr, nullptr));
-    NAPO_TRY(matmul(device_, false, false, B, 3 * D, D, 1.0f, ln, D, P + o.qkvw, 3 * D, 0.0f, qkv, 3 * D));
-    NAPO_TRY(addBias(device_, B, 3 * D, P + o.qkvb, qkv));
+    cpuBackend().layerNormForward(B, D, x, P + o.ln1w, P + o.ln1b, ln, nullptr, nullptr);
+    cpuBackend().matmul(false, false, B, 3 * D, D, 1.0f, ln, D, P + o.qkvw, 3 * D, 0.0f, qkv, 3 * D);
+    cpuBackend().addBias(B, 3 * D, P + o.qkvb, qkv);
     float* kc = kvCache_.data() + l * perLayer;
     float* vc = kc + B * H * C * hd;
     for (int64_t b = 0; b < B; ++b) {
@@ -497,19 +498,19 @@ napo_status TinyGPT::decodeStep(const napo_tensor* tokens, napo_tensor* logits) 
         std::memcpy(vc + ((b * H + h) * C + p) * hd, qkv + b * 3 * D + 2 * D + h * hd, sizeof(float) * size_t(hd));
       }
     }
-    NAPO_TRY(attentionDecode(device_, B, D, H, C, qkv, kc, vc, pos.data(), att));
-    NAPO_TRY(matmul(device_, false, false, B, D, D, 1.0f, att, D, P + o.projw, D, 1.0f, x, D));
-    NAPO_TRY(addBias(device_, B, D, P + o.projb, x));
-    NAPO_TRY(layerNormForward(device_, B, D, x, P + o.ln2w, P + o.ln2b, ln, nullptr, nullptr));
-    NAPO_TRY(matmul(device_, false, false, B, 4 * D, D, 1.0f, ln, D, P + o.fcw, 4 * D, 0.0f, big, 4 * D));
-    NAPO_TRY(addBias(device_, B, 4 * D, P + o.fcb, big));
-    NAPO_TRY(geluForward(device_, B * 4 * D, big, gel));
-    NAPO_TRY(matmul(device_, false, false, B, D, 4 * D, 1.0f, gel, 4 * D, P + o.fc2w, D, 1.0f, x, D));
-    NAPO_TRY(addBias(device_, B, D, P + o.fc2b, x));
+    cpuBackend().attentionDecode(B, D, H, C, qkv, kc, vc, pos.data(), att);
+    cpuBackend().matmul(false, false, B, D, D, 1.0f, att, D, P + o.projw, D, 1.0f, x, D);
+    cpuBackend().addBias(B, D, P + o.projb, x);
+    cpuBackend().layerNormForward(B, D, x, P + o.ln2w, P + o.ln2b, ln, nullptr, nullptr);
+    cpuBackend().matmul(false, false, B, 4 * D, D, 1.0f, ln, D, P + o.fcw, 4 * D, 0.0f, big, 4 * D);
+    cpuBackend().addBias(B, 4 * D, P + o.fcb, big);
+    cpuBackend().geluForward(B * 4 * D, big, gel);
+    cpuBackend().matmul(false, false, B, D, 4 * D, 1.0f, gel, 4 * D, P + o.fc2w, D, 1.0f, x, D);
+    cpuBackend().addBias(B, D, P + o.fc2b, x);
   }
-  NAPO_TRY(layerNormForward(device_, B, D, x, P + lnfw_, P + lnfb_, ln, nullptr, nullptr));
+  cpuBackend().layerNormForward(B, D, x, P + lnfw_, P + lnfb_, ln, nullptr, nullptr);
   float* out = dataAs<float>(*logits);
-  NAPO_TRY(matmul(device_, false, true, B, V, D, 1.0f, ln, D, P + wte_, D, 0.0f, out, V));
+  cpuBackend().matmul(false, true, B, V, D, 1.0f, ln, D, P + wte_, D, 0.0f, out, V);
   for (int64_t b = 0; b < B; ++b) {
     if (pos[size_t(b)] < 0) std::memset(out + b * V, 0, sizeof(float) * size_t(V));
     else ++positions_[size_t(b)];
@@ -555,7 +556,9 @@ napo_status napo_model_create(const napo_model_config* config, napo_model** out)
   if (!config || !out) return fail(NAPO_ERR_TYPE, "TinyGPT: config and out are required");
   *out = nullptr;
   NAPO_TRY(napo::model::validateConfig(*config));
-  if (config->device.kind == NAPO_CUDA) return napo::model::cudaModelUnavailable("TinyGPT");
+  if (config->device.kind == NAPO_CUDA) {
+    return fail(NAPO_ERR_UNAVAILABLE, "TinyGPT: the model has no CUDA kernels yet; create it on 'cpu'");
+  }
   if (config->device.kind != NAPO_CPU) return fail(NAPO_ERR_TYPE, "TinyGPT: unknown device kind %d", int(config->device.kind));
   return shielded("TinyGPT", [&]() -> napo_status {
     auto model = std::make_unique<napo_model>();

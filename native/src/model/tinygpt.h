@@ -9,7 +9,7 @@
 
 #include "buffer.h"
 #include "napo/model.h"
-#include "ops.h"
+#include "cpu/backend.h"
 
 namespace napo::model {
 

@@ -4,15 +4,15 @@
 #include <cmath>
 #include <vector>
 
-#include "core/thread_pool.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
-napo_status adamwStep(napo_device device, float* params, float* grads, float* m, float* v,
+void adamwStep(float* params, float* grads, float* m, float* v,
                       const AdamWRange* ranges, int64_t count, int64_t step, float lr, float beta1,
                       float beta2, float eps, float weightDecay, float gradScale) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("adamw");
   const float correction1 = 1.0f - float(std::pow(double(beta1), double(step)));
   const float correction2 = 1.0f - float(std::pow(double(beta2), double(step)));
   const float stepSize = lr / correction1;
@@ -35,11 +35,9 @@ napo_status adamwStep(napo_device device, float* params, float* grads, float* m,
       }
     });
   }
-  return NAPO_OK;
 }
 
-napo_status sumSquares(napo_device device, int64_t n, const float* x, double* out) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("sumSquares");
+double sumSquares(int64_t n, const float* x) {
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(size_t(blocks), 0.0);
@@ -54,8 +52,8 @@ napo_status sumSquares(napo_device device, int64_t n, const float* x, double* ou
   });
   double total = 0.0;
   for (double value : partial) total += value;
-  *out = total;
-  return NAPO_OK;
+  return total;
 }
 
-}  // namespace napo::model
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

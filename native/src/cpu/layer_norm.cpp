@@ -1,18 +1,18 @@
 // LayerNorm over the last dimension (eps 1e-5, biased variance, as torch.nn.LayerNorm).
 #include <cmath>
 
-#include "core/thread_pool.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 constexpr float kEps = 1e-5f;
 }
 
-napo_status layerNormForward(napo_device device, int64_t m, int64_t d, const float* x,
+void layerNormForward(int64_t m, int64_t d, const float* x,
                              const float* w, const float* b, float* y, float* mean, float* rstd) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("layerNorm");
   parallelFor(m, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* xi = x + i * d;
@@ -31,13 +31,11 @@ napo_status layerNormForward(napo_device device, int64_t m, int64_t d, const flo
       if (rstd) rstd[i] = r;
     }
   });
-  return NAPO_OK;
 }
 
-napo_status layerNormBackward(napo_device device, int64_t m, int64_t d, const float* x,
+void layerNormBackward(int64_t m, int64_t d, const float* x,
                               const float* w, const float* mean, const float* rstd, const float* dy,
                               float* dx, float* dw, float* db, bool accumulate) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("layerNormBackward");
   parallelFor(m, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* xi = x + i * d;
@@ -72,7 +70,7 @@ napo_status layerNormBackward(napo_device device, int64_t m, int64_t d, const fl
       }
     }
   });
-  return NAPO_OK;
 }
 
-}  // namespace napo::model
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

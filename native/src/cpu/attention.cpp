@@ -4,10 +4,11 @@
 #include <cstring>
 #include <vector>
 
-#include "core/thread_pool.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -25,10 +26,9 @@ inline void axpy(float alpha, const float* x, float* y, int64_t n) {
 
 }  // namespace
 
-napo_status attentionForward(napo_device device, int64_t batch, int64_t time, int64_t d,
+void attentionForward(int64_t batch, int64_t time, int64_t d,
                              int64_t heads, const int32_t* lengths, const float* qkv, float* probs,
                              float* out) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("attention");
   const int64_t hd = d / heads, stride = 3 * d;
   const float scale = 1.0f / std::sqrt(float(hd));
   parallelFor(batch * heads, 1, [&](int64_t begin, int64_t end) {
@@ -61,13 +61,11 @@ napo_status attentionForward(napo_device device, int64_t batch, int64_t time, in
       }
     }
   });
-  return NAPO_OK;
 }
 
-napo_status attentionBackward(napo_device device, int64_t batch, int64_t time, int64_t d,
+void attentionBackward(int64_t batch, int64_t time, int64_t d,
                               int64_t heads, const int32_t* lengths, const float* qkv,
                               const float* probs, const float* dout, float* dqkv) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("attentionBackward");
   const int64_t hd = d / heads, stride = 3 * d;
   const float scale = 1.0f / std::sqrt(float(hd));
   parallelFor(batch * heads, 1, [&](int64_t begin, int64_t end) {
@@ -101,13 +99,11 @@ napo_status attentionBackward(napo_device device, int64_t batch, int64_t time, i
       }
     }
   });
-  return NAPO_OK;
 }
 
-napo_status attentionDecode(napo_device device, int64_t batch, int64_t d, int64_t heads,
+void attentionDecode(int64_t batch, int64_t d, int64_t heads,
                             int64_t capacity, const float* qkv, const float* kcache,
                             const float* vcache, const int32_t* positions, float* out) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("attentionDecode");
   const int64_t hd = d / heads;
   const float scale = 1.0f / std::sqrt(float(hd));
   // Small steps run inline: waking the pool costs more than a few thousand multiply-adds.
@@ -138,7 +134,7 @@ napo_status attentionDecode(napo_device device, int64_t batch, int64_t d, int64_
       for (int64_t s = 0; s <= pos; ++s) axpy(scores[size_t(s)] * inv, values + s * hd, o, hd);
     }
   });
-  return NAPO_OK;
 }
 
-}  // namespace napo::model
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

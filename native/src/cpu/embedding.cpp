@@ -3,15 +3,15 @@
 // is fixed.
 #include <cstring>
 
-#include "core/thread_pool.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
-napo_status embeddingForward(napo_device device, int64_t batch, int64_t time, int64_t d,
+void embeddingForward(int64_t batch, int64_t time, int64_t d,
                              const int32_t* tokens, const int32_t* lengths, const float* wte,
                              const float* wpe, float* x) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("embedding");
   parallelFor(batch * time, 32, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / time, t = row % time;
@@ -26,13 +26,11 @@ napo_status embeddingForward(napo_device device, int64_t batch, int64_t time, in
       for (int64_t j = 0; j < d; ++j) out[j] = te[j] + pe[j];
     }
   });
-  return NAPO_OK;
 }
 
-napo_status embeddingBackward(napo_device device, int64_t batch, int64_t time, int64_t d,
+void embeddingBackward(int64_t batch, int64_t time, int64_t d,
                               const int32_t* tokens, const int32_t* lengths, const float* dx,
                               float* dwte, float* dwpe) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("embeddingBackward");
   parallelFor(d, 32, [&](int64_t begin, int64_t end) {
     for (int64_t row = 0; row < batch * time; ++row) {
       const int64_t b = row / time, t = row % time;
@@ -47,7 +45,7 @@ napo_status embeddingBackward(napo_device device, int64_t batch, int64_t time, i
       }
     }
   });
-  return NAPO_OK;
 }
 
-}  // namespace napo::model
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

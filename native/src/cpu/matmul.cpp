@@ -3,18 +3,17 @@
 // register-tiled micro-kernel runs over the packed panels. Tasks are (MC rows x NC columns) tiles
 // spread with parallelFor; each element of C is computed by one task in a fixed order, so the
 // result does not depend on the thread count. The micro-kernel uses GCC vector types, which
-// compile to AVX-512 (zmm FMAs) with -march=native on this host and to AVX2/SSE elsewhere.
+// compile to AVX-512 (zmm FMAs), AVX2 or SSE by the instruction set this copy is built for.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
-#include "core/error.h"
-#include "core/thread_pool.h"
-#include "napo/model.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
@@ -189,22 +188,12 @@ void sgemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float a
 
 }  // namespace
 
-napo_status cudaModelUnavailable(const char* op) {
-  return fail(NAPO_ERR_UNAVAILABLE,
-              "%s: the CUDA backend of the model has no kernels yet; create the model on 'cpu'",
-              op);
-}
-
-napo_status matmul(napo_device device, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
-                   float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                   float beta, float* c, int64_t ldc) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("matmul");
+void matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   sgemmCpu(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return NAPO_OK;
 }
 
-napo_status addBias(napo_device device, int64_t m, int64_t n, const float* bias, float* y) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("addBias");
+void addBias(int64_t m, int64_t n, const float* bias, float* y) {
   parallelFor(m, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float* row = y + i * n;
@@ -212,11 +201,9 @@ napo_status addBias(napo_device device, int64_t m, int64_t n, const float* bias,
       for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
     }
   });
-  return NAPO_OK;
 }
 
-napo_status biasBackward(napo_device device, int64_t m, int64_t n, const float* dy, float* dbias) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("biasBackward");
+void biasBackward(int64_t m, int64_t n, const float* dy, float* dbias) {
   // Columns split across threads; each column sums its rows in order.
   parallelFor(n, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = 0; i < m; ++i) {
@@ -225,26 +212,7 @@ napo_status biasBackward(napo_device device, int64_t m, int64_t n, const float* 
       for (int64_t j = begin; j < end; ++j) dbias[j] += row[j];
     }
   });
-  return NAPO_OK;
 }
 
-}  // namespace napo::model
-
-using namespace napo;
-
-extern "C" napo_status napo_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n,
-                                  int64_t k, float alpha, const float* a, int64_t lda,
-                                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m < 0 || n < 0 || k < 0) {
-    return fail(NAPO_ERR_RANGE, "sgemm: sizes must be >= 0, got m = %lld, n = %lld, k = %lld",
-                (long long)m, (long long)n, (long long)k);
-  }
-  if ((m > 0 && n > 0 && k > 0 && (!a || !b)) || (m > 0 && n > 0 && !c)) {
-    return fail(NAPO_ERR_TYPE, "sgemm: a, b and c must not be NULL");
-  }
-  if (ldc < n || lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) {
-    return fail(NAPO_ERR_RANGE, "sgemm: a leading dimension is smaller than its row");
-  }
-  return model::matmul(napo_device{NAPO_CPU, 0}, trans_a != 0, trans_b != 0, m, n, k, alpha, a,
-                       lda, b, ldb, beta, c, ldc);
-}
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

@@ -2,29 +2,27 @@
 // gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 #include <cmath>
 
-#include "core/thread_pool.h"
-#include "ops.h"
+#include "../core/thread_pool.h"
+#include "kernels.h"
 
-namespace napo::model {
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kA = 0.044715f;
 }  // namespace
 
-napo_status geluForward(napo_device device, int64_t n, const float* x, float* y) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("gelu");
+void geluForward(int64_t n, const float* x, float* y) {
   parallelFor(n, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float v = x[i];
       y[i] = 0.5f * v * (1.0f + std::tanh(kC * (v + kA * v * v * v)));
     }
   });
-  return NAPO_OK;
 }
 
-napo_status geluBackward(napo_device device, int64_t n, const float* x, const float* dy, float* dx) {
-  if (device.kind == NAPO_CUDA) return cudaModelUnavailable("geluBackward");
+void geluBackward(int64_t n, const float* x, const float* dy, float* dx) {
   parallelFor(n, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float v = x[i];
@@ -33,7 +31,7 @@ napo_status geluBackward(napo_device device, int64_t n, const float* x, const fl
       dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
     }
   });
-  return NAPO_OK;
 }
 
-}  // namespace napo::model
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

@@ -1,49 +1,56 @@
 // The machine's peak float32 FMA throughput, measured: 16 independent accumulators of the widest
-// vector type the build targets, each updated by a fused multiply-add per iteration, on the
+// register this copy's instruction set has, each updated by a fused multiply-add per iteration, on the
 // calling thread. The matmul bench reports its GFLOP/s against this figure.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
-#include "core/error.h"
-#include "napo/model.h"
+#include "kernels.h"
+
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
 
 namespace {
 
-typedef float v16 __attribute__((vector_size(64)));
+// The widest register of this copy's instruction set.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#elif defined(__AVX__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+typedef float vreg __attribute__((vector_size(kLanes * sizeof(float))));
+constexpr int kAccumulators = 16;
 
 __attribute__((noinline)) double fmaLoop(int64_t iterations, float* sink) {
-  v16 acc[16];
-  for (int i = 0; i < 16; ++i) {
-    for (int j = 0; j < 16; ++j) acc[i][j] = float(i + j) * 1e-3f;
+  vreg acc[kAccumulators];
+  for (int i = 0; i < kAccumulators; ++i) {
+    for (int j = 0; j < kLanes; ++j) acc[i][j] = float(i + j) * 1e-3f;
   }
-  v16 x, y;
-  for (int j = 0; j < 16; ++j) {
+  vreg x, y;
+  for (int j = 0; j < kLanes; ++j) {
     x[j] = 0.999999f;
     y[j] = 1e-7f;
   }
   for (int64_t it = 0; it < iterations; ++it) {
     // Keeps x, y in registers and the loop from being folded.
-    __asm__ volatile("" : "+v"(x), "+v"(y));
+    __asm__ volatile("" : "+x"(x), "+x"(y));
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = acc[i] * x + y;
+    for (int i = 0; i < kAccumulators; ++i) acc[i] = acc[i] * x + y;
   }
-  v16 total = {};
-  for (int i = 0; i < 16; ++i) total += acc[i];
+  vreg total = {};
+  for (int i = 0; i < kAccumulators; ++i) total += acc[i];
   float out = 0.0f;
-  for (int j = 0; j < 16; ++j) out += total[j];
+  for (int j = 0; j < kLanes; ++j) out += total[j];
   *sink = out;
-  return double(iterations) * 16.0 * 16.0 * 2.0;
+  return double(iterations) * kAccumulators * kLanes * 2.0;
 }
 
 }  // namespace
 
-extern "C" napo_status napo_cpu_peak_gflops(double seconds, double* gflops) {
+double fmaPeakGflops(double seconds) {
   using Clock = std::chrono::steady_clock;
-  if (!gflops) return napo::fail(NAPO_ERR_TYPE, "cpuPeakGflops: out is missing");
-  if (!(seconds > 0.0) || seconds > 60.0) {
-    return napo::fail(NAPO_ERR_RANGE, "cpuPeakGflops: seconds = %g must be in (0, 60]", seconds);
-  }
   volatile float sink = 0.0f;
   float local = 0.0f;
   fmaLoop(1 << 16, &local);  // warm up (clocks, caches)
@@ -58,6 +65,8 @@ extern "C" napo_status napo_cpu_peak_gflops(double seconds, double* gflops) {
     if (elapsed > 0.0) best = std::max(best, flops / elapsed / 1e9);
     if (elapsed < 0.02) iterations *= 2;
   } while (Clock::now() < deadline);
-  *gflops = best;
-  return NAPO_OK;
+  return best;
 }
+
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu

@@ -1,0 +1,36 @@
+// This copy's table of kernels (backend.h), picked by cpuBackend() when this machine runs its
+// instruction set.
+#include "kernels.h"
+
+namespace napo::cpu {
+NAPO_CPU_ISA_BEGIN
+
+extern const CpuBackend backendTable = {
+    .isa = NAPO_CPU_ISA_NAME,
+    .sample = &sample,
+    .tokenLogprobs = &tokenLogprobs,
+    .tokenLogprobsBackward = &tokenLogprobsBackward,
+    .groupAdvantages = &groupAdvantages,
+    .policyLoss = &policyLoss,
+    .matmul = &matmul,
+    .addBias = &addBias,
+    .biasBackward = &biasBackward,
+    .layerNormForward = &layerNormForward,
+    .layerNormBackward = &layerNormBackward,
+    .geluForward = &geluForward,
+    .geluBackward = &geluBackward,
+    .embeddingForward = &embeddingForward,
+    .embeddingBackward = &embeddingBackward,
+    .attentionForward = &attentionForward,
+    .attentionBackward = &attentionBackward,
+    .attentionDecode = &attentionDecode,
+    .adamwStep = &adamwStep,
+    .sumSquares = &sumSquares,
+    .probeReadBandwidth = &probeReadBandwidth,
+    .probeUnfusedLogprobs = &probeUnfusedLogprobs,
+    .probeSortedSample = &probeSortedSample,
+    .fmaPeakGflops = &fmaPeakGflops,
+};
+
+NAPO_CPU_ISA_END
+}  // namespace napo::cpu
