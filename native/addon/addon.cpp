@@ -2,6 +2,9 @@
 // native/src.
 #include <napi.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "args.h"
 #include "errors.h"
 #include "model.h"
@@ -38,7 +41,8 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 Napi::Value CudaDeviceProperties(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   napo_device_properties props{};
-  check(env, napo_cuda_device_properties(int32_t(numberArg(env, info[0], "deviceProperties", "index")), &props));
+  const int64_t index = integerArg(env, info[0], "deviceProperties", "index");
+  check(env, napo_cuda_device_properties(int32_t(std::clamp<int64_t>(index, INT32_MIN, INT32_MAX)), &props));
   Napi::Object result = Napi::Object::New(env);
   result.Set("name", props.name);
   result.Set("totalBytes", double(props.total_bytes));
@@ -85,33 +89,25 @@ Napi::Value CpuThreads(const Napi::CallbackInfo& info) { return Napi::Number::Ne
 
 Napi::Value SetCpuThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  check(env, napo_set_cpu_threads(int32_t(numberArg(env, info[0], "setCpuThreads", "threads"))));
+  const int64_t threads = integerArg(env, info[0], "setCpuThreads", "threads");
+  check(env, napo_set_cpu_threads(int32_t(std::clamp<int64_t>(threads, INT32_MIN, INT32_MAX))));
   return env.Undefined();
 }
 
-// (dtype, shape: number[], device) -> an uninitialised tensor.
+// (dtype, shape: number[], device, op: the caller's name for messages) -> an uninitialised tensor.
 Napi::Value Empty(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  constexpr const char* op = "tensor";
+  const std::string name = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "tensor";
+  const char* op = name.c_str();
   const napo_dtype dtype = parseDtype(env, info[0], op);
-  if (!info[1].IsArray()) throwType(env, "tensor: shape must be an array of integers");
-  Napi::Array shapeArray = info[1].As<Napi::Array>();
-  if (shapeArray.Length() > NAPO_MAX_DIMS) throwRange(env, "tensor: at most 8 dimensions");
-  std::vector<int64_t> shape;
-  for (uint32_t i = 0; i < shapeArray.Length(); ++i) {
-    const double dim = numberArg(env, shapeArray.Get(i), op, "shape");
-    if (!(dim >= 0) || dim != double(int64_t(dim)) || dim > 9.0e15) {
-      throwRange(env, "tensor: shape[" + std::to_string(i) + "] = " + std::to_string(dim) +
-                          " must be a non-negative integer");
-    }
-    shape.push_back(int64_t(dim));
-  }
-  return TensorHandle::Allocate(env, dtype, shape, parseDevice(env, info[2], op));
+  const std::vector<int64_t> shape = shapeArg(env, info[1], op);
+  return TensorHandle::Allocate(env, op, dtype, shape, parseDevice(env, info[2], op));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TensorHandle", TensorHandle::Define(env));
   exports.Set("empty", Napi::Function::New<Empty>(env, "empty"));
+  exports.Set("wrap", Napi::Function::New<WrapArray>(env, "wrap"));
   exports.Set("backendInfo", Napi::Function::New<BackendInfo>(env, "backendInfo"));
   exports.Set("cudaDeviceProperties", Napi::Function::New<CudaDeviceProperties>(env, "cudaDeviceProperties"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));

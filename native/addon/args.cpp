@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #include "errors.h"
@@ -29,13 +30,17 @@ napo_dtype parseDtype(Napi::Env env, Napi::Value value, const char* op) {
   if (name == "float32") return NAPO_FLOAT32;
   if (name == "bfloat16") return NAPO_BFLOAT16;
   if (name == "int32") return NAPO_INT32;
-  throwType(env, std::string(op) + ": dtype '" + name + "' is not float32, bfloat16 or int32");
+  if (name == "uint8") return NAPO_UINT8;
+  if (name == "bool") return NAPO_BOOL;
+  throwType(env, std::string(op) + ": dtype '" + name + "' is not float32, bfloat16, int32, uint8 or bool");
 }
 
 const char* dtypeName(napo_dtype dtype) {
   switch (dtype) {
     case NAPO_FLOAT32: return "float32";
     case NAPO_BFLOAT16: return "bfloat16";
+    case NAPO_UINT8: return "uint8";
+    case NAPO_BOOL: return "bool";
     default: return "int32";
   }
 }
@@ -43,6 +48,26 @@ const char* dtypeName(napo_dtype dtype) {
 double numberArg(Napi::Env env, Napi::Value value, const char* op, const char* name) {
   if (!value.IsNumber()) throwType(env, std::string(op) + ": " + name + " must be a number");
   return value.As<Napi::Number>().DoubleValue();
+}
+
+int64_t integerArg(Napi::Env env, Napi::Value value, const char* op, const char* name) {
+  const double number = numberArg(env, value, op, name);
+  if (!(std::fabs(number) <= 9007199254740992.0) || number != std::trunc(number)) {
+    throwType(env, std::string(op) + ": " + name + " = " + value.ToString().Utf8Value() + " must be an integer");
+  }
+  return int64_t(number);
+}
+
+std::vector<int64_t> shapeArg(Napi::Env env, Napi::Value value, const char* op) {
+  if (!value.IsArray()) throwType(env, std::string(op) + ": shape must be an array of integers");
+  Napi::Array dims = value.As<Napi::Array>();
+  if (dims.Length() > NAPO_MAX_DIMS) {
+    throwRange(env, std::string(op) + ": shape has " + std::to_string(dims.Length()) + " dimensions, at most " +
+                        std::to_string(NAPO_MAX_DIMS) + " are supported");
+  }
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < dims.Length(); ++i) shape.push_back(integerArg(env, dims.Get(i), op, "shape"));
+  return shape;
 }
 
 bool boolArg(Napi::Env env, Napi::Value value, const char* op, const char* name) {

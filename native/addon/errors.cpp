@@ -13,13 +13,17 @@ const char* statusCode(napo_status status) {
   }
 }
 
-void throwStatus(Napi::Env env, napo_status status) {
-  const std::string message = napo_last_error();
-  Napi::Error error = status == NAPO_ERR_TYPE    ? Napi::TypeError::New(env, message)
-                      : status == NAPO_ERR_RANGE ? Napi::RangeError::New(env, message)
-                                                 : Napi::Error::New(env, message);
+Napi::Error statusError(Napi::Env env, napo_status status, const std::string& message, const char* op) {
+  const std::string prefix = op ? std::string(op) + ": " : "";
+  const std::string text = op && message.rfind(prefix, 0) != 0 ? prefix + message : message;
+  Napi::Error error = status == NAPO_ERR_TYPE ? Napi::TypeError::New(env, text)
+                      : status == NAPO_ERR_RANGE || status == NAPO_ERR_OUT_OF_MEMORY || status == NAPO_ERR_UNAVAILABLE
+                          ? Napi::RangeError::New(env, text)
+                          : Napi::Error::New(env, text);
   error.Set("code", Napi::String::New(env, statusCode(status)));
-  throw error;
+  return error;
 }
+
+void throwStatus(Napi::Env env, napo_status status, const char* op) { throw statusError(env, status, napo_last_error(), op); }
 
 }  // namespace napo::addon

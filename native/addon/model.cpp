@@ -22,14 +22,6 @@ using napo::tensorView;
 
 namespace {
 
-Napi::Value statusError(Napi::Env env, napo_status status, const std::string& message) {
-  Napi::Error error = status == NAPO_ERR_TYPE    ? Napi::TypeError::New(env, message)
-                      : status == NAPO_ERR_RANGE ? Napi::RangeError::New(env, message)
-                                                 : Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, statusCode(status)));
-  return error.Value();
-}
-
 int64_t intArg(Napi::Env env, Napi::Value value, const char* op, const char* name, int64_t lo, int64_t hi) {
   const double number = numberArg(env, value, op, name);
   if (!(number >= double(lo) && number <= double(hi)) || number != double(int64_t(number))) {
@@ -300,7 +292,7 @@ class ModelWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error&) override {
     Napi::HandleScope scope(Env());
     handle_->release();
-    deferred_.Reject(statusError(Env(), status_, message_));
+    deferred_.Reject(statusError(Env(), status_, message_).Value());
   }
 
  protected:
@@ -323,7 +315,7 @@ class BatchWorker : public ModelWorker {
               std::vector<int32_t> lengths, bool hasLengths, int64_t batch, int64_t time, Napi::Object logits)
       : ModelWorker(env, handle, self), prefill_(prefill), tokens_(std::move(tokens)), lengths_(std::move(lengths)),
         hasLengths_(hasLengths), batch_(batch), time_(time) {
-    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view();
+    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view(Env(), "TinyGPT");
     logits_ = Napi::Persistent(logits);
   }
 
@@ -385,7 +377,7 @@ class DecodeWorker : public ModelWorker {
  public:
   DecodeWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, std::vector<int32_t> tokens, Napi::Object logits)
       : ModelWorker(env, handle, self), tokens_(std::move(tokens)) {
-    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view();
+    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view(Env(), "TinyGPT");
     logits_ = Napi::Persistent(logits);
   }
 
@@ -442,7 +434,7 @@ Napi::Value ModelHandle::RunBatch(const Napi::CallbackInfo& info, bool prefill) 
   if (time == 0) throwRange(env, std::string(op) + ": sequences are empty (time = 0)");
   const int64_t vocab = vocabOf(env, model_);
   std::vector<int64_t> shape = prefill ? std::vector<int64_t>{batch, vocab} : std::vector<int64_t>{batch, time, vocab};
-  Napi::Object logits = TensorHandle::Allocate(env, NAPO_FLOAT32, shape, modelDevice(env, model_));
+  Napi::Object logits = TensorHandle::Allocate(env, "TinyGPT", NAPO_FLOAT32, shape, modelDevice(env, model_));
   acquire(env, op);
   auto* worker = new BatchWorker(env, this, info.This().As<Napi::Object>(), prefill, copyInt32(tokens), std::move(lengths),
                                  hasLengths, batch, time, logits);
@@ -459,7 +451,7 @@ Napi::Value ModelHandle::Backward(const Napi::CallbackInfo& info) {
   constexpr const char* op = "TinyGPT.backward";
   if (!model_) throwType(env, std::string(op) + ": the model was disposed");
   TensorHandle* grad = TensorHandle::FromValue(info[0], op, "gradLogits");
-  napo_tensor view = grad->view();
+  napo_tensor view = grad->view(env, "TinyGPT.backward");
   if (view.dtype != NAPO_FLOAT32) throwType(env, std::string(op) + ": gradLogits must be float32");
   size_t count = 1;
   for (int32_t i = 0; i < view.ndim; ++i) count *= size_t(view.shape[i]);
@@ -501,7 +493,7 @@ Napi::Value ModelHandle::DecodeStep(const Napi::CallbackInfo& info) {
   Napi::Int32Array tokens = int32ArrayArg(env, info[0], op, "tokens");
   if (tokens.ElementLength() == 0) throwRange(env, std::string(op) + ": the batch is empty");
   const int64_t vocab = vocabOf(env, model_);
-  Napi::Object logits = TensorHandle::Allocate(env, NAPO_FLOAT32, {int64_t(tokens.ElementLength()), vocab}, modelDevice(env, model_));
+  Napi::Object logits = TensorHandle::Allocate(env, "TinyGPT", NAPO_FLOAT32, {int64_t(tokens.ElementLength()), vocab}, modelDevice(env, model_));
   acquire(env, op);
   auto* worker = new DecodeWorker(env, this, info.This().As<Napi::Object>(), copyInt32(tokens), logits);
   Napi::Promise promise = worker->promise();

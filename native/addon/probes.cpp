@@ -2,6 +2,9 @@
 // baseline, measured in the same process as the ops they are compared with.
 #include "probes.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "args.h"
 #include "errors.h"
 #include "tensor.h"
@@ -12,10 +15,11 @@ namespace {
 
 Napi::Value ProbeReadBandwidth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const double bytes = numberArg(env, info[0], "probeReadBandwidth", "bytes");
-  const double repeats = numberArg(env, info[1], "probeReadBandwidth", "repeats");
+  const int64_t bytes = integerArg(env, info[0], "probeReadBandwidth", "bytes");
+  const int64_t repeats = integerArg(env, info[1], "probeReadBandwidth", "repeats");
   double bytesPerSecond = 0.0;
-  check(env, napo_probe_read_bandwidth(size_t(bytes), int32_t(repeats), &bytesPerSecond));
+  check(env, napo_probe_read_bandwidth(size_t(std::max<int64_t>(bytes, 0)), int32_t(std::clamp<int64_t>(repeats, 0, 1000)),
+                                       &bytesPerSecond));
   return Napi::Number::New(env, bytesPerSecond);
 }
 
@@ -23,16 +27,16 @@ Napi::Value ProbeReadBandwidth(const Napi::CallbackInfo& info) {
 Napi::Value ProbeUnfusedLogprobs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   constexpr const char* op = "probeUnfusedLogprobs";
-  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view();
-  const napo_tensor tokens = TensorHandle::FromValue(info[1], op, "tokens")->view();
+  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view(env, op);
+  const napo_tensor tokens = TensorHandle::FromValue(info[1], op, "tokens")->view(env, op);
   check(env, napo_token_logprobs_validate(&logits, &tokens, 1.0f));
   PendingOutputs scratchOwner;
   Napi::Object scratch =
-      scratchOwner.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
   PendingOutputs outputs;
-  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0]}, logits.device));
-  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view();
-  napo_tensor logprobsView = TensorHandle::FromValue(logprobs, op, "logprobs")->view();
+  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0]}, logits.device));
+  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view(env, op);
+  napo_tensor logprobsView = TensorHandle::FromValue(logprobs, op, "logprobs")->view(env, op);
   check(env, napo_probe_unfused_logprobs(&logits, &tokens, &scratchView, &logprobsView));
   outputs.commit();
   return logprobs;
@@ -42,18 +46,18 @@ Napi::Value ProbeUnfusedLogprobs(const Napi::CallbackInfo& info) {
 Napi::Value ProbeSortedSample(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   constexpr const char* op = "probeSortedSample";
-  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view();
-  const int32_t topK = int32_t(numberArg(env, info[1], op, "topK"));
+  const napo_tensor logits = TensorHandle::FromValue(info[0], op, "logits")->view(env, op);
+  const int32_t topK = int32_t(std::clamp<int64_t>(integerArg(env, info[1], op, "topK"), -1, INT32_MAX));
   const float topP = float(numberArg(env, info[2], op, "topP"));
   const uint64_t seed = uint64Arg(env, info[3], op, "seed");
   if (logits.ndim != 2) throwRange(env, "probeSortedSample: logits must have rank 2");
   PendingOutputs scratchOwner;
   Napi::Object scratch =
-      scratchOwner.add(TensorHandle::Allocate(env, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
   PendingOutputs outputs;
-  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, NAPO_INT32, {logits.shape[0]}, logits.device));
-  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view();
-  napo_tensor tokensView = TensorHandle::FromValue(tokens, op, "tokens")->view();
+  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, op, NAPO_INT32, {logits.shape[0]}, logits.device));
+  napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view(env, op);
+  napo_tensor tokensView = TensorHandle::FromValue(tokens, op, "tokens")->view(env, op);
   check(env, napo_probe_sorted_sample(&logits, topK, topP, seed, &scratchView, &tokensView));
   outputs.commit();
   return tokens;

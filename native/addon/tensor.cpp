@@ -10,14 +10,6 @@ namespace napo::addon {
 
 namespace {
 
-size_t elementSize(napo_dtype dtype) { return dtype == NAPO_BFLOAT16 ? 2 : 4; }
-
-size_t elementCount(const std::vector<int64_t>& shape) {
-  size_t count = 1;
-  for (int64_t dim : shape) count *= size_t(dim);
-  return count;
-}
-
 struct AddonData {
   Napi::FunctionReference tensorConstructor;
 };
@@ -31,15 +23,48 @@ AddonData& addonData(Napi::Env env) {
   return *data;
 }
 
-Napi::Value typedArrayOf(Napi::Env env, napo_dtype dtype, size_t count) {
+// Bytes of a tensor of this dtype and shape, the shape checked by napo (overflow, limit).
+size_t checkedBytes(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape) {
+  int64_t bytes = 0;
+  checkFor(env, op, napo_tensor_bytes(op, dtype, int32_t(shape.size()), shape.data(), &bytes));
+  return size_t(bytes);
+}
+
+size_t elementCount(const std::vector<int64_t>& shape) {
+  size_t count = 1;
+  for (int64_t dim : shape) count *= size_t(dim);
+  return count;
+}
+
+// A TypedArray of the dtype's JS type over `buffer`.
+Napi::TypedArray typedArrayOver(Napi::Env env, napo_dtype dtype, Napi::ArrayBuffer buffer, size_t count) {
   switch (dtype) {
-    case NAPO_FLOAT32: return Napi::Float32Array::New(env, count);
-    case NAPO_BFLOAT16: return Napi::Uint16Array::New(env, count);
-    default: return Napi::Int32Array::New(env, count);
+    case NAPO_FLOAT32: return Napi::Float32Array::New(env, count, buffer, 0);
+    case NAPO_BFLOAT16: return Napi::Uint16Array::New(env, count, buffer, 0);
+    case NAPO_INT32: return Napi::Int32Array::New(env, count, buffer, 0);
+    default: return Napi::Uint8Array::New(env, count, buffer, 0);
   }
 }
 
 }  // namespace
+
+Storage::Storage(Napi::Env env, napo_device device, void* data, size_t bytes)
+    : env_(env), device_(device), data_(data), bytes_(bytes) {
+  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
+}
+
+Storage::Storage(Napi::TypedArray array, void* data, size_t bytes)
+    : data_(data), bytes_(bytes), wrapped_(Napi::Persistent(array)) {}
+
+Storage::~Storage() {
+  if (!env_) return;  // a wrapped buffer: the reference lets go of it
+  napo_free(device_, data_);
+  napi_adjust_external_memory(env_, -int64_t(bytes_), nullptr);
+}
+
+bool Storage::detached() const {
+  return !wrapped_.IsEmpty() && wrapped_.Value().ArrayBuffer().IsDetached();
+}
 
 Napi::Function TensorHandle::Define(Napi::Env env) {
   Napi::Function constructor = DefineClass(
@@ -51,6 +76,7 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
           InstanceAccessor<&TensorHandle::GetDisposed>("disposed"),
           InstanceAccessor<&TensorHandle::GetByteLength>("byteLength"),
           InstanceMethod<&TensorHandle::ToArray>("toArray"),
+          InstanceMethod<&TensorHandle::ArrayView>("arrayView"),
           InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
           InstanceMethod<&TensorHandle::To>("to"),
           InstanceMethod<&TensorHandle::Reshape>("reshape"),
@@ -62,19 +88,39 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
 
-Napi::Object TensorHandle::Allocate(Napi::Env env, napo_dtype dtype, const std::vector<int64_t>& shape,
-                                    napo_device device) {
-  const size_t bytes = elementCount(shape) * elementSize(dtype);
-  void* data = nullptr;
-  check(env, napo_malloc(device, bytes, &data));
-  // Owned from here on: if creating the JS object throws, the storage still goes back.
-  auto storage = std::make_shared<Storage>(device, data, bytes);
+Napi::Object TensorHandle::Adopt(Napi::Env env, std::shared_ptr<Storage> storage, napo_dtype dtype,
+                                 const std::vector<int64_t>& shape) {
   Napi::Object object = addonData(env).tensorConstructor.New({});
   TensorHandle* handle = ObjectWrap<TensorHandle>::Unwrap(object);
   handle->storage_ = std::move(storage);
   handle->dtype_ = dtype;
   handle->shape_ = shape;
   return object;
+}
+
+Napi::Object TensorHandle::Allocate(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape,
+                                    napo_device device) {
+  const size_t bytes = checkedBytes(env, op, dtype, shape);
+  void* data = nullptr;
+  checkFor(env, op, napo_malloc(device, bytes, &data));
+  // Owned from here on: if creating the JS object throws, the storage still goes back.
+  return Adopt(env, std::make_shared<Storage>(env, device, data, bytes), dtype, shape);
+}
+
+Napi::Value WrapArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "tensor";
+  if (!info[0].IsTypedArray()) throwType(env, "tensor: data must be a TypedArray to be wrapped without a copy");
+  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+  const napo_dtype dtype = parseDtype(env, info[1], op);
+  const std::vector<int64_t> shape = shapeArg(env, info[2], op);
+  const size_t bytes = checkedBytes(env, op, dtype, shape);
+  if (bytes != array.ByteLength()) {
+    throwRange(env, "tensor: shape holds " + std::to_string(bytes) + " bytes of " + dtypeName(dtype) + ", data has " +
+                        std::to_string(array.ByteLength()));
+  }
+  void* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  return TensorHandle::Adopt(env, std::make_shared<Storage>(array, data, bytes), dtype, shape);
 }
 
 bool TensorHandle::IsHandle(Napi::Value value) {
@@ -89,7 +135,10 @@ TensorHandle* TensorHandle::FromValue(Napi::Value value, const char* op, const c
   return handle;
 }
 
-napo_tensor TensorHandle::view() const {
+napo_tensor TensorHandle::view(Napi::Env env, const char* op) const {
+  if (storage_ && storage_->detached()) {
+    throwType(env, std::string(op) + ": the buffer this tensor wraps was detached (transferred); its memory is gone");
+  }
   napo_tensor t{};
   t.data = storage_ ? storage_->data() : nullptr;
   t.dtype = dtype_;
@@ -114,7 +163,7 @@ Napi::Value TensorHandle::GetShape(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::GetDevice(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), deviceName(view().device));
+  return Napi::String::New(info.Env(), deviceName(storage_ ? storage_->device() : napo_device{NAPO_CPU, 0}));
 }
 
 Napi::Value TensorHandle::GetDisposed(const Napi::CallbackInfo& info) {
@@ -122,17 +171,33 @@ Napi::Value TensorHandle::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::GetByteLength(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), double(elementCount(shape_) * elementSize(dtype_)));
+  return Napi::Number::New(info.Env(), double(storage_ ? storage_->bytes() : 0));
 }
 
 Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireLive(env, "toArray");
+  const napo_tensor source = view(env, "Tensor.toArray");
   const size_t count = elementCount(shape_);
-  Napi::TypedArray array = typedArrayOf(env, dtype_, count).As<Napi::TypedArray>();
-  void* destination = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  check(env, napo_memcpy({NAPO_CPU, 0}, destination, storage_->device(), storage_->data(), count * elementSize(dtype_)));
-  return array;
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, storage_->bytes());
+  checkFor(env, "Tensor.toArray", napo_memcpy({NAPO_CPU, 0}, buffer.Data(), source.device, source.data, storage_->bytes()));
+  return typedArrayOver(env, dtype_, buffer, count);
+}
+
+// The CPU tensor's own memory as a TypedArray: no copy. The array holds the storage, so the
+// memory outlives dispose() until the array is collected.
+Napi::Value TensorHandle::ArrayView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireLive(env, "toArray");
+  const napo_tensor source = view(env, "Tensor.toArray");
+  if (source.device.kind != NAPO_CPU) {
+    throwType(env, "Tensor.toArray: { copy: false } needs a CPU tensor; this one is on " + deviceName(source.device));
+  }
+  auto* holder = new std::shared_ptr<Storage>(storage_);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, storage_->data(), storage_->bytes(),
+      [](Napi::Env, void*, std::shared_ptr<Storage>* held) { delete held; }, holder);
+  return typedArrayOver(env, dtype_, buffer, elementCount(shape_));
 }
 
 Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
@@ -140,13 +205,14 @@ Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
   requireLive(env, "copyFrom");
   if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(env, "Tensor.copyFrom: data must be a TypedArray");
   Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-  const size_t bytes = elementCount(shape_) * elementSize(dtype_);
+  const size_t bytes = storage_->bytes();
   if (array.ByteLength() != bytes) {
     throwRange(env, "Tensor.copyFrom: data has " + std::to_string(array.ByteLength()) + " bytes, the tensor " +
                         std::to_string(bytes));
   }
+  const napo_tensor target = view(env, "Tensor.copyFrom");
   const void* source = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  check(env, napo_memcpy(storage_->device(), storage_->data(), {NAPO_CPU, 0}, source, bytes));
+  checkFor(env, "Tensor.copyFrom", napo_memcpy(target.device, target.data, {NAPO_CPU, 0}, source, bytes));
   return env.Undefined();
 }
 
@@ -154,9 +220,10 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireLive(env, "to");
   const napo_device device = parseDevice(env, info[0], "Tensor.to");
-  Napi::Object copy = Allocate(env, dtype_, shape_, device);
+  const napo_tensor source = view(env, "Tensor.to");
+  Napi::Object copy = Allocate(env, "Tensor.to", dtype_, shape_, device);
   TensorHandle* target = ObjectWrap<TensorHandle>::Unwrap(copy);
-  check(env, napo_memcpy(device, target->storage_->data(), storage_->device(), storage_->data(), storage_->bytes()));
+  checkFor(env, "Tensor.to", napo_memcpy(device, target->storage_->data(), source.device, source.data, storage_->bytes()));
   return copy;
 }
 
@@ -164,28 +231,15 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
 // lives until every view of it is gone.
 Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  constexpr const char* op = "Tensor.reshape";
   requireLive(env, "reshape");
-  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Tensor.reshape: shape must be an array of integers");
-  Napi::Array dims = info[0].As<Napi::Array>();
-  if (dims.Length() > NAPO_MAX_DIMS) throwRange(env, "Tensor.reshape: at most 8 dimensions");
-  std::vector<int64_t> shape;
-  for (uint32_t i = 0; i < dims.Length(); ++i) {
-    const double dim = numberArg(env, dims.Get(i), "Tensor.reshape", "shape");
-    if (!(dim >= 0) || dim != double(int64_t(dim))) {
-      throwRange(env, "Tensor.reshape: shape[" + std::to_string(i) + "] = " + std::to_string(dim) + " must be a non-negative integer");
-    }
-    shape.push_back(int64_t(dim));
-  }
+  const std::vector<int64_t> shape = shapeArg(env, info[0], op);
+  checkedBytes(env, op, dtype_, shape);  // its element count is now safe to compute
   if (elementCount(shape) != elementCount(shape_)) {
     throwRange(env, "Tensor.reshape: " + std::to_string(elementCount(shape_)) + " elements cannot take a shape of " +
                         std::to_string(elementCount(shape)));
   }
-  Napi::Object view = addonData(env).tensorConstructor.New({});
-  TensorHandle* handle = ObjectWrap<TensorHandle>::Unwrap(view);
-  handle->storage_ = storage_;
-  handle->dtype_ = dtype_;
-  handle->shape_ = shape;
-  return view;
+  return Adopt(env, storage_, dtype_, shape);
 }
 
 Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {

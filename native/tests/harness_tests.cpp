@@ -48,6 +48,16 @@ napo_status logitsErrors(const char* op, const kernels::KernelErrors& found, con
   return NAPO_OK;
 }
 
+// One element of a host tensor (the harness's "device" memory) as a double, as downloadElement reads it.
+double elementAt(const napo_tensor& t, int64_t index) {
+  switch (t.dtype) {
+    case NAPO_INT32: return static_cast<const int32_t*>(t.data)[index];
+    case NAPO_UINT8:
+    case NAPO_BOOL: return static_cast<const uint8_t*>(t.data)[index];
+    default: return static_cast<const float*>(t.data)[index];
+  }
+}
+
 class EmulatedBackend : public Backend {
  public:
   // Which kernel shapes run: the launchers' choice, or one forced for every vocabulary size.
@@ -97,7 +107,14 @@ class EmulatedBackend : public Backend {
       backward(logits, in, shifted, errors);
       std::memcpy(grad.data(), shifted.data(), grad.dataBytes());
     }
-    return logitsErrors("tokenLogprobsBackward", errors, logits, in.tokens.data(), {in.temperature});
+    if (errors.badIndex == kernels::kNothingFound && errors.badInput != kernels::kNothingFound) {
+      const kernels::InputPosition where = kernels::decodeBadInput(errors.badInput);
+      const napo_tensor* const inputs[4] = {&lse, in.entropy.empty() ? nullptr : &ent, &glp,
+                                            in.gradEntropy.empty() ? nullptr : &gent};
+      return kernels::backwardInputError(where, inputs, elementAt(*inputs[where.argument], where.index));
+    }
+    // In place, a bad logit was left where it was: the message quotes it from the output.
+    return logitsErrors("tokenLogprobsBackward", errors, in.inPlace ? grad : logits, in.tokens.data(), {in.temperature});
   }
 
   napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) override {
@@ -137,18 +154,21 @@ class EmulatedBackend : public Backend {
     auto tensor2 = [&](const std::vector<float>& v) {
       return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kDevice);
     };
-    napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
-                mask = tensor2(in.mask);
+    napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs);
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {s, t}, kDevice);
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kDevice);
     NAPO_TRY(napo_policy_loss_validate(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options));
     out.grad.assign(size_t(s * t), 0.0f);
     double maskTotal = -1.0;
     std::vector<kernels::SequenceSums> sums(static_cast<size_t>(s));
+    kernels::KernelErrors errors = clearedErrors();
     const kernels::PolicyLossArgs args{in.logprobs.data(),
                                        in.oldLogprobs.data(),
                                        in.refLogprobs.empty() ? nullptr : in.refLogprobs.data(),
                                        in.advantages.data(),
-                                       in.mask.data(),
+                                       maskBytes.data(),
+                                       in.maskDtype,
                                        s,
                                        t,
                                        in.options.eps_low,
@@ -159,8 +179,14 @@ class EmulatedBackend : public Backend {
                                        in.options.num_items_in_batch,
                                        &maskTotal,
                                        out.grad.data(),
-                                       sums.data()};
+                                       sums.data(),
+                                       &errors};
     kernels::launchPolicyLoss(emulated, args);
+    if (errors.badInput != kernels::kNothingFound) {
+      const kernels::InputPosition where = kernels::decodeBadInput(errors.badInput);
+      const napo_tensor* const inputs[5] = {&mask, &adv, &lp, &old, in.refLogprobs.empty() ? nullptr : &ref};
+      return kernels::policyLossInputError(where, inputs, elementAt(*inputs[where.argument], where.index));
+    }
     kernels::policyLossStats(sums.data(), s, &out.stats);
     return NAPO_OK;
   }

@@ -195,7 +195,29 @@ struct AdvantageInputs {
 struct PolicyLossInputs {
   int64_t sequences = 0, steps = 0;
   std::vector<float> logprobs, oldLogprobs, refLogprobs, advantages, mask;  // refLogprobs empty = none
+  napo_dtype maskDtype = NAPO_FLOAT32;  // the mask's values are stored in this dtype
   napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0};
+
+  // The mask as the bytes of a maskDtype tensor.
+  std::vector<uint8_t> maskBytes() const {
+    std::vector<uint8_t> bytes(mask.size() * dtypeBytes(maskDtype));
+    for (size_t i = 0; i < mask.size(); ++i) {
+      switch (maskDtype) {
+        case NAPO_INT32: {
+          const int32_t v = int32_t(mask[i]);
+          std::memcpy(bytes.data() + 4 * i, &v, 4);
+          break;
+        }
+        case NAPO_UINT8:
+        case NAPO_BOOL: bytes[i] = uint8_t(mask[i]); break;
+        default: std::memcpy(bytes.data() + 4 * i, &mask[i], 4);
+      }
+    }
+    return bytes;
+  }
+
+ private:
+  static size_t dtypeBytes(napo_dtype dtype) { return dtype == NAPO_UINT8 || dtype == NAPO_BOOL ? 1 : 4; }
 };
 
 struct PolicyLossResult {
@@ -280,7 +302,9 @@ class CpuBackend : public Backend {
       return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kCpu);
     };
     napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
-                mask = tensor2(in.mask), grad = tensor2(out.grad);
+                grad = tensor2(out.grad);
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {s, t}, kCpu);
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
     return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options, &grad,
                             &out.stats, nullptr);
@@ -634,9 +658,86 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
           in.options.max_completion_length = d.steps + 5;
           in.options.num_items_in_batch = 17.0;
         }
+        // PyTorch users pass int and bool masks.
+        in.maskDtype = variant == 0 ? NAPO_FLOAT32 : variant == 1 ? NAPO_INT32 : (lossType % 2 ? NAPO_UINT8 : NAPO_BOOL);
         checkPolicyLoss(checks, candidate, reference, in,
                         format("policyLoss [%lld, %lld] type=%d variant=%d", (long long)d.sequences,
                                (long long)d.steps, int(lossType), variant));
+      }
+    }
+  }
+}
+
+// Inputs that break policyLoss's rules, alone and several at once (the first in the CPU's order
+// of checks is reported by both).
+inline void policyLossErrors(Checks& checks, Backend& candidate, Backend& reference) {
+  struct Poison {
+    const char* name;
+    int input;  // 0 mask, 1 advantages, 2 logprobs, 3 oldLogprobs, 4 refLogprobs
+    int64_t index;
+    float value;
+  };
+  const Poison poisons[] = {
+      {"mask 0.5", 0, 9, 0.5f},         {"mask 2", 0, 3, 2.0f},          {"mask -1", 0, 20, -1.0f},
+      {"advantage NaN", 1, 2, NAN},     {"advantage Inf", 1, 0, INFINITY}, {"logprob NaN", 2, 11, NAN},
+      {"old logprob -Inf", 3, 5, -INFINITY}, {"ref logprob +Inf", 4, 17, INFINITY},
+  };
+  for (napo_dtype maskDtype : {NAPO_FLOAT32, NAPO_INT32, NAPO_UINT8}) {
+    for (const Poison& poison : poisons) {
+      if (maskDtype != NAPO_FLOAT32 && poison.input == 0 && poison.value != 2.0f) continue;  // not representable
+      for (bool alsoLater : {false, true}) {
+        PolicyLossInputs in;
+        in.sequences = 4;
+        in.steps = 7;
+        in.logprobs = randomNormal(28, 610, 0.5f);
+        in.oldLogprobs = randomNormal(28, 611, 0.5f);
+        in.refLogprobs = randomNormal(28, 612, 0.5f);
+        in.advantages = randomNormal(4, 613);
+        in.mask.assign(28, 1.0f);
+        in.mask[27] = 0.0f;
+        in.logprobs[27] = NAN;  // padding may hold anything
+        in.maskDtype = maskDtype;
+        std::vector<float>* inputs[] = {&in.mask, &in.advantages, &in.logprobs, &in.oldLogprobs, &in.refLogprobs};
+        (*inputs[poison.input])[size_t(poison.index)] = poison.value;
+        if (alsoLater) in.refLogprobs[25] = NAN;
+        checkPolicyLoss(checks, candidate, reference, in,
+                        format("errors policyLoss %s mask=%d%s", poison.name, int(maskDtype),
+                               alsoLater ? " + later NaN" : ""));
+      }
+    }
+  }
+}
+
+// The backward's per-row inputs not finite, and a NaN logit on the plain (not recomputing) path,
+// in place and not.
+inline void backwardInputErrors(Checks& checks, Backend& candidate, Backend& reference) {
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    const Logits logits = makeLogits(dtype, 5, 300, Pattern::Normal, 620);
+    for (int input = 0; input < 5; ++input) {
+      for (bool inPlace : {false, true}) {
+        BackwardInputs in;
+        in.tokens = randomTokens(5, 300, 621);
+        in.lse.assign(5, 7.0f);
+        in.entropy.assign(5, 2.0f);
+        in.gradLogprobs.assign(5, 0.5f);
+        in.gradEntropy.assign(5, 0.25f);
+        in.inPlace = inPlace;
+        Logits input2 = logits;
+        std::vector<float>* rows[] = {&in.lse, &in.entropy, &in.gradLogprobs, &in.gradEntropy};
+        if (input < 4) {
+          (*rows[input])[3] = input % 2 ? INFINITY : NAN;
+        } else {
+          in.entropy.clear();
+          in.gradEntropy.clear();
+          input2.set(2, 257, NAN);
+          input2.set(4, 3, INFINITY);
+        }
+        const std::string what =
+            format("errors backward input %d %s%s", input, dtype == NAPO_BFLOAT16 ? "bf16" : "f32", inPlace ? " in place" : "");
+        Logits gradWant = input2, gradGot = input2;
+        bothRun(checks, what, [&](bool ref) {
+          return (ref ? reference : candidate).tokenLogprobsBackward(input2, in, ref ? gradWant : gradGot);
+        });
       }
     }
   }
@@ -703,6 +804,8 @@ inline void errorSuite(Checks& checks, Backend& candidate, Backend& reference) {
       }
     }
   }
+  policyLossErrors(checks, candidate, reference);
+  backwardInputErrors(checks, candidate, reference);
   for (float bad : {NAN, INFINITY, -INFINITY}) {
     AdvantageInputs in;
     in.offsets = {0, 4, 8};

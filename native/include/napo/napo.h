@@ -108,6 +108,10 @@ typedef struct napo_memory_stats {
   int64_t total_bytes;      /* device memory in all; -1 on CPU */
 } napo_memory_stats;
 
+/* The bytes a tensor of `dtype` and `shape` takes, after checking the shape: rank <= NAPO_MAX_DIMS,
+ * every dim >= 0, and no more than 2^50 bytes (counted without overflow). A failure names `op`. */
+NAPO_API napo_status napo_tensor_bytes(const char* op, napo_dtype dtype, int32_t ndim, const int64_t* shape,
+                                       int64_t* bytes);
 NAPO_API napo_status napo_malloc(napo_device device, size_t bytes, void** out);
 NAPO_API napo_status napo_free(napo_device device, void* ptr);
 NAPO_API napo_status napo_memory_stats_get(napo_device device, napo_memory_stats* out);

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "runtime.h"
 #include "thread_pool.h"
+#include "validate.h"
 
 using namespace napo;
 
@@ -37,6 +38,12 @@ napo_status napo_set_cpu_threads(int32_t threads) {
   }
   setThreadCount(threads);
   return NAPO_OK;
+}
+
+napo_status napo_tensor_bytes(const char* op, napo_dtype dtype, int32_t ndim, const int64_t* shape, int64_t* bytes) {
+  if (!op || !bytes || (ndim > 0 && !shape)) return fail(NAPO_ERR_TYPE, "tensorBytes: op, shape and bytes are required");
+  if (dtype < NAPO_FLOAT32 || dtype > NAPO_BOOL) return fail(NAPO_ERR_TYPE, "%s: unknown dtype %d", op, int(dtype));
+  return checkShape(op, "shape", dtype, ndim, shape, bytes);
 }
 
 napo_status napo_malloc(napo_device device, size_t bytes, void** out) {

@@ -116,7 +116,12 @@ napo_status napo_token_logprobs_backward_validate(const napo_tensor* logits, con
   if (!(temperature > 0.0f) || std::isinf(temperature)) {
     return fail(NAPO_ERR_RANGE, "%s: temperature = %g must be > 0 and finite", op, temperature);
   }
-  return checkTokenRange(op, tokens, logits->shape[1]);
+  NAPO_TRY(checkTokenRange(op, tokens, logits->shape[1]));
+  // In the order the CUDA kernel ranks what it finds (cuda/logprobs.cu), so both name the same value.
+  NAPO_TRY(checkFinite(op, "lse", lse));
+  NAPO_TRY(checkFinite(op, "entropy", entropy));
+  NAPO_TRY(checkFinite(op, "gradLogprobs", gradLogprobs));
+  return checkFinite(op, "gradEntropy", gradEntropy);
 }
 
 napo_status napo_token_logprobs_backward(const napo_tensor* logits, const napo_tensor* tokens, const napo_tensor* lse,
@@ -203,7 +208,12 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   }
   NAPO_TRY(checkTensor(op, "oldLogprobs", oldLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
   if (refLogprobs) NAPO_TRY(checkTensor(op, "refLogprobs", refLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
-  NAPO_TRY(checkTensor(op, "mask", mask, NAPO_FLOAT32, 2, logprobs->shape));
+  if (!mask) return fail(NAPO_ERR_TYPE, "%s: mask is missing", op);
+  if (mask->dtype != NAPO_FLOAT32 && mask->dtype != NAPO_INT32 && mask->dtype != NAPO_UINT8 &&
+      mask->dtype != NAPO_BOOL) {
+    return fail(NAPO_ERR_TYPE, "%s: mask must be float32, int32, uint8 or bool, got %s", op, dtypeName(mask->dtype));
+  }
+  NAPO_TRY(checkTensor(op, "mask", mask, mask->dtype, 2, logprobs->shape));
   NAPO_TRY(checkTensor(op, "advantages", advantages, NAPO_FLOAT32, 1, logprobs->shape));
   for (const napo_tensor* in : {oldLogprobs, refLogprobs, mask, advantages}) {
     NAPO_TRY(checkSameDevice(op, "input", in, logprobs->device));
@@ -221,10 +231,24 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_DAPO) {
     return fail(NAPO_ERR_RANGE, "%s: unknown lossType %d", op, int(options->loss_type));
   }
+  if (options->max_completion_length < 0) {
+    return fail(NAPO_ERR_RANGE, "%s: maxCompletionLength = %lld must be > 0 (0: the steps T)", op,
+                (long long)options->max_completion_length);
+  }
+  if (!(options->num_items_in_batch >= 0.0) || std::isinf(options->num_items_in_batch)) {
+    return fail(NAPO_ERR_RANGE, "%s: numItemsInBatch = %g must be > 0 and finite (0: the mask's sum)", op,
+                options->num_items_in_batch);
+  }
   if (options->beta > 0.0f && !refLogprobs) {
     return fail(NAPO_ERR_RANGE, "%s: beta = %g needs refLogprobs", op, options->beta);
   }
-  return NAPO_OK;
+  // In the order the CUDA kernel ranks what it finds (cuda/policy_loss.cu). Padding (mask 0) may
+  // hold anything, even -Inf log-probs.
+  NAPO_TRY(checkMask(op, mask));
+  NAPO_TRY(checkFinite(op, "advantages", advantages));
+  NAPO_TRY(checkFiniteWhereMasked(op, "logprobs", logprobs, mask));
+  NAPO_TRY(checkFiniteWhereMasked(op, "oldLogprobs", oldLogprobs, mask));
+  return checkFiniteWhereMasked(op, "refLogprobs", refLogprobs, mask);
 }
 
 napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* oldLogprobs,

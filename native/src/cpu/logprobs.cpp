@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <type_traits>
 #include <vector>
@@ -44,22 +45,43 @@ napo_status forward(const napo_tensor& logits, const int32_t* tokens, float temp
   return NAPO_OK;
 }
 
+// The first column of a chunk whose z = x * scale is NaN or +Inf, or -1.
+template <typename Logit>
+int64_t firstBadColumn(const Logit* x, int64_t count, float scale) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < count; ++i) bad |= widen(x[i]) * scale < std::numeric_limits<float>::infinity() ? 0 : 1;
+  if (!bad) return -1;
+  for (int64_t i = 0; i < count; ++i) {
+    if (!(widen(x[i]) * scale < std::numeric_limits<float>::infinity())) return i;
+  }
+  return -1;
+}
+
 // d/dz of g_lp * log p(token) + g_ent * H:  g_lp * (onehot - p) - g_ent * p * (z - sum p z).
+// Chunk by chunk, each checked for NaN/+Inf while it is in L1 and before it is written, so an
+// in-place call that meets one stops with the value still there to quote. Returns the bad column
+// or -1.
 template <typename Logit, typename Grad>
-void backwardRow(const Logit* row, int64_t vocab, int32_t token, float lse, float meanZ, float gradLp,
-                 float gradEnt, float scale, Grad* out) {
+int64_t backwardRow(const Logit* row, int64_t vocab, int32_t token, float lse, float meanZ, float gradLp,
+                    float gradEnt, float scale, Grad* out) {
   constexpr bool kWidenGrad = std::is_same_v<Grad, uint16_t>;
+  for (int64_t start = 0; start < vocab; start += kRowChunk) {
+    const int64_t end = std::min(vocab, start + kRowChunk);
+    const int64_t bad = firstBadColumn(row + start, end - start, scale);
+    if (bad >= 0) return start + bad;
 #pragma omp simd
-  for (int64_t i = 0; i < vocab; ++i) {
-    const float z = widen(row[i]) * scale;
-    const float p = expNonPositive(std::max(z - lse, -88.0f));
-    // p = 0 for -Inf logits; the clamp keeps 0 * -Inf out.
-    const float centred = std::max(z, -1e30f) - meanZ;
-    const float dz = -gradLp * p - gradEnt * p * centred;
-    if constexpr (kWidenGrad) {
-      out[i] = floatToBf16(dz * scale);
-    } else {
-      out[i] = dz * scale;
+    for (int64_t i = start; i < end; ++i) {
+      const float z = widen(row[i]) * scale;
+      const float p = expNonPositive(std::max(z - lse, -88.0f));
+      // p = 0 for -Inf logits; the clamp keeps 0 * -Inf out.
+      const float centred = std::max(z, -1e30f) - meanZ;
+      const float dz = -gradLp * p - gradEnt * p * centred;
+      if constexpr (kWidenGrad) {
+        out[i] = floatToBf16(dz * scale);
+      } else {
+        out[i] = dz * scale;
+      }
     }
   }
   // The one-hot term, added after the row so an in-place write is read-before-write safe.
@@ -68,6 +90,7 @@ void backwardRow(const Logit* row, int64_t vocab, int32_t token, float lse, floa
   } else {
     out[token] += gradLp * scale;
   }
+  return -1;
 }
 
 template <typename Logit>
@@ -99,7 +122,9 @@ napo_status backward(const napo_tensor& logits, const int32_t* tokens, const flo
         }
         meanZ = lse[r] - rowEntropy;
       }
-      backwardRow(row, vocab, tokens[r], lse[r], meanZ, gradLogprobs[r], gradEnt, scale, out + r * vocab);
+      const int64_t badColumn =
+          backwardRow(row, vocab, tokens[r], lse[r], meanZ, gradLogprobs[r], gradEnt, scale, out + r * vocab);
+      if (badColumn >= 0) bad.report(r, badColumn);
     }
   });
   if (bad.row >= 0) {

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kAdvantageThreads) groupAdvantagesKernel(Advan
 
   double sum = 0.0;
   for (int64_t i = thread; i < args.count; i += kAdvantageThreads) {
-    if (!(fabsf(rewards[i]) < INFINITY)) reportBadIndex(args.errors, i);
+    if (!isFinite(rewards[i])) reportBadIndex(args.errors, i);
     sum += rewards[i];
   }
   const double batchMean = blockReduce<kAdvantageThreads>(sum, Sum{}, 0.0) / double(args.count);

@@ -68,6 +68,31 @@ napo_status badLogitFound(DeviceCall& call, const napo_tensor& logits, unsigned 
   return badLogitError(call.op(), where, value, temperature);
 }
 
+napo_status downloadElement(DeviceCall& call, const napo_tensor& tensor, int64_t index, double* value) {
+  const char* at = static_cast<const char*>(tensor.data) + size_t(index) * dtypeSize(tensor.dtype);
+  switch (tensor.dtype) {
+    case NAPO_INT32: {
+      int32_t v;
+      NAPO_TRY(call.download(&v, at, sizeof v));
+      *value = v;
+      return NAPO_OK;
+    }
+    case NAPO_UINT8:
+    case NAPO_BOOL: {
+      uint8_t v;
+      NAPO_TRY(call.download(&v, at, sizeof v));
+      *value = v;
+      return NAPO_OK;
+    }
+    default: {
+      float v;
+      NAPO_TRY(call.download(&v, at, sizeof v));
+      *value = v;
+      return NAPO_OK;
+    }
+  }
+}
+
 napo_status badTokenFound(DeviceCall& call, const napo_tensor& tokens, int64_t index, int64_t vocab) {
   int32_t token;
   NAPO_TRY(call.download(&token, static_cast<const int32_t*>(tokens.data) + index, sizeof token));

@@ -43,6 +43,9 @@ __device__ __forceinline__ float fromOrderedKey(uint32_t key) {
 
 // exp(d) for d = z - max <= 0, exactly 0 below -87 like the CPU backend (where float32 would go
 // subnormal), so both backends agree on which tokens have no mass at all.
+// Neither NaN nor +-Inf.
+__device__ __forceinline__ bool isFinite(float value) { return fabsf(value) < INFINITY; }
+
 __device__ __forceinline__ float expShifted(float d) { return d < -87.0f ? 0.0f : __expf(d); }
 
 // ---- warp and block collectives ---------------------------------------------------------------

@@ -18,7 +18,12 @@ struct KernelErrors {
   unsigned long long badLogit;  // row * (vocab + 1) + column of a NaN or +Inf z; column = vocab:
                                 // the row has no finite value
   unsigned long long badIndex;  // first out-of-range token, or first non-finite reward
+  unsigned long long badInput;  // (argument << kInputIndexBits) | index of the first value of a
+                                // validated input that breaks its rule (not finite, a mask not 0/1);
+                                // arguments are numbered in the order the CPU backend checks them
 };
+
+constexpr int kInputIndexBits = 40;
 
 constexpr unsigned long long kNothingFound = ~0ull;
 
@@ -34,12 +39,25 @@ __device__ inline void reportBadIndex(KernelErrors* errors, int64_t index) {
   atomicMin(&errors->badIndex, (unsigned long long)index);
 }
 
+__device__ inline void reportBadInput(KernelErrors* errors, int argument, int64_t index) {
+  atomicMin(&errors->badInput, ((unsigned long long)argument << kInputIndexBits) | (unsigned long long)index);
+}
+
 // ---- host side ------------------------------------------------------------------------------------
 
 struct LogitPosition {
   int64_t row;
   int64_t column;  // -1: the row has no finite value
 };
+
+struct InputPosition {
+  int argument;
+  int64_t index;
+};
+
+inline InputPosition decodeBadInput(unsigned long long key) {
+  return {int(key >> kInputIndexBits), int64_t(key & ((1ull << kInputIndexBits) - 1))};
+}
 
 inline LogitPosition decodeBadLogit(unsigned long long key, int64_t vocab) {
   const int64_t row = int64_t(key / (unsigned long long)(vocab + 1));

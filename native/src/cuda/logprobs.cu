@@ -53,6 +53,14 @@ napo_status backward(const napo_tensor& logits, const napo_tensor& tokens, const
   NAPO_TRY(call.launched());
   KernelErrors found;
   NAPO_TRY(call.finish(&found));
+  // The CPU backend checks tokens, then these inputs, then reads the logits.
+  if (found.badIndex == kNothingFound && found.badInput != kNothingFound) {
+    const InputPosition where = decodeBadInput(found.badInput);
+    const napo_tensor* const inputs[4] = {&lse, entropy, &gradLogprobs, gradEntropy};
+    double value = 0.0;
+    NAPO_TRY(downloadElement(call, *inputs[where.argument], where.index, &value));
+    return backwardInputError(where, inputs, value);
+  }
   return reportFound(call, found, logits, tokens, temperature);
 }
 

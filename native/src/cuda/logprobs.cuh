@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "../core/validate.h"
 #include "device_math.cuh"
 #include "kernel_errors.h"
 
@@ -151,6 +152,10 @@ __global__ void __launch_bounds__(kRowThreads * kRowsPerBlock, kMinResidentThrea
 
 // ---- backward ------------------------------------------------------------------------------------
 
+// The backward's per-row inputs in the order their finiteness is checked (src/core/ops.cpp), for
+// KernelErrors::badInput.
+enum LogprobsBackwardInput : int { kLseInput, kEntropyInput, kGradLogprobsInput, kGradEntropyInput };
+
 template <typename Logit>
 struct LogprobsBackwardArgs {
   const Logit* logits;        // [rows, vocab]
@@ -195,6 +200,12 @@ __global__ void __launch_bounds__(kRowThreads * kRowsPerBlock, kMinResidentThrea
   const RowOctets<Logit> octets = rowOctets(logits, args.vocab);
   const float lse = args.lse[row], gradLp = args.gradLogprobs[row], scale = args.scale;
   const float gradEnt = args.gradEntropy ? args.gradEntropy[row] : 0.0f;
+  if (lane == 0) {
+    if (!isFinite(lse)) reportBadInput(args.errors, kLseInput, row);
+    if (args.entropy && !isFinite(args.entropy[row])) reportBadInput(args.errors, kEntropyInput, row);
+    if (!isFinite(gradLp)) reportBadInput(args.errors, kGradLogprobsInput, row);
+    if (args.gradEntropy && !isFinite(gradEnt)) reportBadInput(args.errors, kGradEntropyInput, row);
+  }
   float meanZ = 0.0f;  // sum p z = lse - H
   if (args.gradEntropy) {
     float entropy;
@@ -218,6 +229,11 @@ __global__ void __launch_bounds__(kRowThreads * kRowsPerBlock, kMinResidentThrea
       out[j] = (-gradLp * p - gradEnt * p * centred) * scale;
       // The one-hot term is added to the stored value, as the CPU backend adds it after the row.
       if (octet.column + j == token) out[j] = asStored<Logit>(out[j]) + gradLp * scale;
+      if ((octet.valid >> j & 1u) && !(z < INFINITY)) {
+        // NaN or +Inf: reported, and left in place so an in-place call's message can quote it.
+        reportBadLogit(args.errors, row, octet.column + j, args.vocab);
+        out[j] = octet.x[j];
+      }
     }
     storeOctet(grad, sameLead, octet, out);
   });
@@ -286,6 +302,16 @@ void launchTokenLogprobsBackwardAs(Shape, Launch&& launch, const LogprobsBackwar
 template <typename Launch, typename Logit>
 void launchTokenLogprobsBackward(Launch&& launch, const LogprobsBackwardArgs<Logit>& args) {
   visitRowShape(args.vocab, [&](auto shape) { launchTokenLogprobsBackwardAs(shape, launch, args); });
+}
+
+// ---- host side ------------------------------------------------------------------------------------
+
+// The CPU backend's message for a backward input the kernel found not finite: `inputs` in
+// LogprobsBackwardInput order (null where absent), `value` as read back.
+inline napo_status backwardInputError(InputPosition where, const napo_tensor* const inputs[4], double value) {
+  static const char* const names[] = {"lse", "entropy", "gradLogprobs", "gradEntropy"};
+  return notFiniteError("tokenLogprobsBackward", names[where.argument], *inputs[where.argument], where.index, value,
+                        false);
 }
 
 }  // namespace napo::cuda

@@ -1,5 +1,6 @@
 // policyLoss on a CUDA device: the fused loss-and-gradient kernel (policy_loss.cuh), then the
-// per-sequence sums come back and the host adds them in sequence order into the stats.
+// per-sequence sums come back and the host adds them in sequence order into the stats; a broken
+// input rule comes back as the CPU backend's message.
 #include <vector>
 
 #include "../core/cuda_ops.h"
@@ -22,7 +23,8 @@ napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogpro
                             dataAs<const float>(oldLogprobs),
                             refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr,
                             dataAs<const float>(advantages),
-                            dataAs<const float>(mask),
+                            mask.data,
+                            mask.dtype,
                             sequences,
                             logprobs.shape[1],
                             options.eps_low,
@@ -33,9 +35,20 @@ napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogpro
                             options.num_items_in_batch,
                             maskTotal,
                             dataAs<float>(gradLogprobs),
-                            sums};
+                            sums,
+                            call.errors()};
   launchPolicyLoss(launchOn(call.stream()), args);
   NAPO_TRY(call.launched());
+  KernelErrors found;
+  NAPO_TRY(call.finish(&found));
+  if (found.badInput != kNothingFound) {
+    const InputPosition where = decodeBadInput(found.badInput);
+    const napo_tensor* const inputs[5] = {&mask, &advantages, &logprobs, &oldLogprobs, refLogprobs};
+    const napo_tensor& tensor = *inputs[where.argument];
+    double value = 0.0;
+    NAPO_TRY(downloadElement(call, tensor, where.index, &value));
+    return policyLossInputError(where, inputs, value);
+  }
   std::vector<SequenceSums> hostSums(static_cast<size_t>(sequences));
   NAPO_TRY(call.download(hostSums.data(), sums, hostSums.size() * sizeof(SequenceSums)));
   policyLossStats(hostSums.data(), sequences, stats);

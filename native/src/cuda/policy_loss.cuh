@@ -2,13 +2,17 @@
 // gradient and stats in one pass over [S, T], and leaves per-sequence sums (in double) for the
 // host to add in sequence order, as the CPU backend does. The loss types that divide by the
 // batch's token count (bnpo, dapo without numItemsInBatch) need that count before the first
-// gradient: a one-block reduction of the mask runs first for them.
+// gradient: a one-block reduction of the mask runs first for them. The inputs' rules (a mask of
+// 0s and 1s; finite advantages; finite log-probs where the mask is 1) are checked on the way and
+// the first break reported, ranked as the CPU backend checks them (PolicyLossInput).
 #pragma once
 
 #include <cstdint>
 
 #include "../core/policy_loss_stats.h"
 #include "device_math.cuh"
+#include "../core/validate.h"
+#include "kernel_errors.h"
 #include "napo/napo.h"
 
 namespace napo::cuda {
@@ -33,12 +37,16 @@ struct AddSums {
   }
 };
 
+// The inputs in the order their rules are checked (src/core/ops.cpp), for KernelErrors::badInput.
+enum PolicyLossInput : int { kMaskInput, kAdvantagesInput, kLogprobsInput, kOldLogprobsInput, kRefLogprobsInput };
+
 struct PolicyLossArgs {
   const float* logprobs;     // [sequences, steps]
   const float* oldLogprobs;  // [sequences, steps]
   const float* refLogprobs;  // [sequences, steps] or null
   const float* advantages;   // [sequences]
-  const float* mask;         // [sequences, steps]
+  const void* mask;          // [sequences, steps] of maskDtype: float32, int32, uint8 or bool
+  napo_dtype maskDtype;
   int64_t sequences, steps;
   float epsLow, epsHigh, beta;
   napo_loss_type lossType;
@@ -47,7 +55,17 @@ struct PolicyLossArgs {
   double* maskTotal;            // the mask's sum (device scratch), for bnpo and dapo without numItemsInBatch
   float* gradLogprobs;          // [sequences, steps]
   SequenceSums* sums;           // [sequences]
+  KernelErrors* errors;
 };
+
+__device__ __forceinline__ float maskAt(const PolicyLossArgs& args, int64_t i) {
+  switch (args.maskDtype) {
+    case NAPO_INT32: return float(static_cast<const int32_t*>(args.mask)[i]);
+    case NAPO_UINT8:
+    case NAPO_BOOL: return float(static_cast<const uint8_t*>(args.mask)[i]);
+    default: return static_cast<const float*>(args.mask)[i];
+  }
+}
 
 constexpr int kPolicyLossThreads = 256;
 constexpr int kMaskSumThreads = 1024;
@@ -57,11 +75,12 @@ inline bool needsMaskTotal(napo_loss_type lossType, double numItemsInBatch) {
   return lossType == NAPO_LOSS_BNPO || (lossType == NAPO_LOSS_DAPO && numItemsInBatch <= 0.0);
 }
 
-__global__ void __launch_bounds__(kMaskSumThreads) maskSumKernel(const float* mask, int64_t count, double* total) {
+__global__ void __launch_bounds__(kMaskSumThreads) maskSumKernel(PolicyLossArgs args) {
   double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < count; i += kMaskSumThreads) sum += mask[i];
+  const int64_t count = args.sequences * args.steps;
+  for (int64_t i = threadIdx.x; i < count; i += kMaskSumThreads) sum += maskAt(args, i);
   sum = blockReduce<kMaskSumThreads>(sum, Sum{}, 0.0);
-  if (threadIdx.x == 0) *total = sum;
+  if (threadIdx.x == 0) *args.maskTotal = sum;
 }
 
 // The weight of sequence `s`'s masked token sum in the loss (TRL's aggregation per loss type).
@@ -69,8 +88,7 @@ __device__ __forceinline__ double sequenceWeight(const PolicyLossArgs& args, int
   switch (args.lossType) {
     case NAPO_LOSS_GRPO: {
       double tokens = 0.0;
-      const float* mask = args.mask + s * args.steps;
-      for (int64_t t = threadIdx.x; t < args.steps; t += kPolicyLossThreads) tokens += mask[t];
+      for (int64_t t = threadIdx.x; t < args.steps; t += kPolicyLossThreads) tokens += maskAt(args, s * args.steps + t);
       tokens = blockReduce<kPolicyLossThreads>(tokens, Sum{}, 0.0);
       return 1.0 / (double(args.sequences) * fmax(1.0, tokens));
     }
@@ -93,14 +111,19 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
   const float advantage = args.advantages[s];
   const float low = 1.0f - args.epsLow, high = 1.0f + args.epsHigh;
   const bool withKl = args.refLogprobs && args.beta != 0.0f;
+  if (threadIdx.x == 0 && !isFinite(advantage)) reportBadInput(args.errors, kAdvantagesInput, s);
   SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
-    const float m = args.mask[t];
+    const float m = maskAt(args, t);
     if (m == 0.0f) {
       // Padding may hold anything (even -Inf log-probs); it must not reach the sums.
       args.gradLogprobs[t] = 0.0f;
       continue;
     }
+    if (m != 1.0f) reportBadInput(args.errors, kMaskInput, t);
+    if (!isFinite(args.logprobs[t])) reportBadInput(args.errors, kLogprobsInput, t);
+    if (!isFinite(args.oldLogprobs[t])) reportBadInput(args.errors, kOldLogprobsInput, t);
+    if (args.refLogprobs && !isFinite(args.refLogprobs[t])) reportBadInput(args.errors, kRefLogprobsInput, t);
     const float ratio = expf(args.logprobs[t] - args.oldLogprobs[t]);
     const float unclipped = ratio * advantage;
     // std::clamp and std::min, spelled out so NaN goes the same way as on the CPU.
@@ -136,9 +159,21 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
 template <typename Launch>
 void launchPolicyLoss(Launch&& launch, const PolicyLossArgs& args) {
   if (needsMaskTotal(args.lossType, args.numItemsInBatch)) {
-    launch(maskSumKernel, dim3(1), dim3(kMaskSumThreads), args.mask, args.sequences * args.steps, args.maskTotal);
+    launch(maskSumKernel, dim3(1), dim3(kMaskSumThreads), args);
   }
   launch(policyLossKernel, dim3(unsigned(args.sequences)), dim3(kPolicyLossThreads), args);
+}
+
+// ---- host side ------------------------------------------------------------------------------------
+
+// The CPU backend's message for what the kernel found: `inputs` in PolicyLossInput order (a null
+// refLogprobs when absent), `value` the offending value as read back from the device.
+inline napo_status policyLossInputError(InputPosition where, const napo_tensor* const inputs[5], double value) {
+  constexpr const char* op = "policyLoss";
+  if (where.argument == kMaskInput) return badMaskError(op, *inputs[kMaskInput], where.index, value);
+  static const char* const names[] = {"mask", "advantages", "logprobs", "oldLogprobs", "refLogprobs"};
+  return notFiniteError(op, names[where.argument], *inputs[where.argument], where.index, value,
+                        where.argument != kAdvantagesInput);
 }
 
 }  // namespace napo::cuda

@@ -44,11 +44,15 @@ export function synchronize(device: DeviceName = 'cpu'): void {
   addon().synchronize(device);
 }
 
-/** Threads of the CPU backend (NAPO_NUM_THREADS at start, default: cores). */
+/** Threads of the CPU backend (NAPO_NUM_THREADS at start, default: the cores). */
 export function cpuThreads(): number {
   return addon().cpuThreads();
 }
 
+/** 1 to 1024 threads (the caller's thread included); NAPO_NUM_THREADS sets the initial count. */
 export function setCpuThreads(threads: number): void {
+  if (typeof threads !== 'number' || !Number.isInteger(threads)) {
+    throw new TypeError(`setCpuThreads: threads = ${String(threads)} must be an integer`);
+  }
   addon().setCpuThreads(threads);
 }

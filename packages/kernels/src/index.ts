@@ -3,7 +3,7 @@
  * pure-TS references of every op (`reference.*`, usable without the native addon).
  */
 export * from './types.js';
-export { Tensor, tensor, empty, type TensorOptions } from './tensor.js';
+export { Tensor, tensor, empty, type ReadOptions, type TensorData, type TensorOptions } from './tensor.js';
 export {
   backendInfo,
   cpuThreads,
@@ -20,15 +20,20 @@ export {
 } from './devices.js';
 export {
   groupAdvantages,
+  groupAdvantagesAsync,
   policyLoss,
+  policyLossAsync,
   sample,
+  sampleAsync,
   tokenLogprobs,
+  tokenLogprobsAsync,
   tokenLogprobsBackward,
+  tokenLogprobsBackwardAsync,
   type PolicyLossInputs,
   type PolicyLossResult,
   type SampleResult,
   type TokenLogprobsBackwardOptions,
   type TokenLogprobsResult,
 } from './ops.js';
-export { addonCandidates, loadNativeAddon, type NativeTensorHandle } from './native.js';
+export { addonCandidates, loadNativeAddon, platformPackage, type NativeTensorHandle } from './native.js';
 export * as reference from './reference/index.js';

@@ -1,7 +1,9 @@
 /**
- * Loading the native addon (build/Release/napo.node), and the shape of what it exports. A
- * missing or broken binary gives one error that lists what to try; the pure-TS `reference` ops
- * work without it.
+ * Loading the native addon, and the shape of what it exports. The binary comes from, in order:
+ * NAPO_ADDON_PATH; this package's own build (made on install from the shipped sources when no
+ * prebuilt binary fits); the prebuilt platform package (@napo/kernels-linux-x64); inside the napo
+ * repository, its build. A missing or broken binary gives one error that says what was looked
+ * for and what to do; the pure-TS `reference` ops work without it.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,6 +20,8 @@ export interface NativeTensorHandle {
   readonly disposed: boolean;
   readonly byteLength: number;
   toArray(): AnyTypedArray;
+  /** The CPU tensor's own memory, no copy. */
+  arrayView(): AnyTypedArray;
   copyFrom(data: AnyTypedArray): void;
   to(device: string): NativeTensorHandle;
   reshape(shape: readonly number[]): NativeTensorHandle;
@@ -33,7 +37,15 @@ export interface NativeBackendInfo {
     driverVersion: number;
     reason?: string;
   };
-  cpu: { threads: number; isa: string };
+  cpu: {
+    threads: number;
+    /** The copy of the CPU kernels in use: 'avx512', 'avx2' or 'generic' (picked at run time). */
+    isa: string;
+    /** The copies this CPU can run, best first, e.g. 'avx512,avx2,generic'. */
+    isaSupported: string;
+    /** Why NAPO_CPU_ISA or NAPO_NUM_THREADS was not followed, when it was not. */
+    note?: string;
+  };
 }
 
 export interface NativeMemoryStats {
@@ -77,17 +89,8 @@ export interface NativePolicyLossOptions {
   numItemsInBatch: number;
 }
 
-export interface NativeAddon {
-  TensorHandle: abstract new () => NativeTensorHandle;
-  empty(dtype: DType, shape: readonly number[], device: string): NativeTensorHandle;
-  backendInfo(): NativeBackendInfo;
-  cudaDeviceProperties(index: number): NativeDeviceProperties;
-  memoryStats(device: string): NativeMemoryStats;
-  resetPeakMemoryStats(device: string): void;
-  emptyCache(device: string): void;
-  synchronize(device: string): void;
-  cpuThreads(): number;
-  setCpuThreads(threads: number): void;
+/** The RL ops as the addon exports them; each also has an `xxxAsync` form (a Promise). */
+export interface NativeOps {
   sample(logits: NativeTensorHandle, options: NativeSampleOptions): {
     tokens: NativeTensorHandle;
     logprobs: NativeTensorHandle;
@@ -136,16 +139,52 @@ export interface NativeAddon {
   };
 }
 
+type Async<F> = F extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;
+
+/** `sampleAsync` for `sample`, and so on: the same call, run off the JS thread. */
+export type NativeAsyncOps = { [K in keyof NativeOps as `${K}Async`]: Async<NativeOps[K]> };
+
+export interface NativeAddon extends NativeOps, NativeAsyncOps {
+  TensorHandle: abstract new () => NativeTensorHandle;
+  empty(dtype: DType, shape: readonly number[], device: string, op?: string): NativeTensorHandle;
+  /** A CPU tensor over `data` itself. */
+  wrap(data: AnyTypedArray, dtype: DType, shape: readonly number[]): NativeTensorHandle;
+  backendInfo(): NativeBackendInfo;
+  cudaDeviceProperties(index: number): NativeDeviceProperties;
+  memoryStats(device: string): NativeMemoryStats;
+  resetPeakMemoryStats(device: string): void;
+  emptyCache(device: string): void;
+  synchronize(device: string): void;
+  cpuThreads(): number;
+  setCpuThreads(threads: number): void;
+}
+
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const repositoryRoot = resolve(packageRoot, '..', '..');
+const requireHere = createRequire(import.meta.url);
+
+/** The prebuilt binary's package for this platform, e.g. @napo/kernels-linux-x64. */
+export const platformPackage = `@napo/kernels-${process.platform}-${process.arch}`;
+
+function platformBinary(): string | undefined {
+  try {
+    return resolve(dirname(requireHere.resolve(`${platformPackage}/package.json`)), 'napo.node');
+  } catch {
+    return undefined;
+  }
+}
 
 /** Where the addon is looked for, in order. */
 export function addonCandidates(): string[] {
   const fromEnvironment = process.env.NAPO_ADDON_PATH;
+  if (fromEnvironment) return [resolve(fromEnvironment)];
+  const prebuilt = platformBinary();
+  // Inside the napo repository (packages/kernels of a checkout), the root build is the addon.
+  const repositoryRoot = resolve(packageRoot, '..', '..');
+  const inRepository = existsSync(resolve(repositoryRoot, 'native', 'include', 'napo', 'napo.h'));
   return [
-    ...(fromEnvironment ? [resolve(fromEnvironment)] : []),
-    resolve(repositoryRoot, 'build', 'Release', 'napo.node'),
     resolve(packageRoot, 'build', 'Release', 'napo.node'),
+    ...(prebuilt ? [prebuilt] : []),
+    ...(inRepository ? [resolve(repositoryRoot, 'build', 'Release', 'napo.node')] : []),
   ];
 }
 
@@ -155,15 +194,14 @@ function loadFailure(tried: string[], cause: unknown): Error {
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new Error(
     [
-      `napo: could not load the native addon (${reason}).`,
-      `Looked in:\n${tried.map((path) => `  - ${path}`).join('\n')}`,
-      'Possible fixes:',
-      '  - build it: `npm install` at the repository root (or `npm run build:native`),',
-      '    which needs CMake >= 3.20 and a C++17 compiler (nvcc optional, for CUDA);',
-      '  - point NAPO_ADDON_PATH at a napo.node built for this platform and Node-API 8;',
-      '  - if it was built on another machine, rebuild here: the CPU kernels use this host\'s',
-      '    instruction set unless built with --CDNAPO_PORTABLE=ON;',
-      '  - without a native build, the pure-TS ops still work: `import { reference } from \'@napo/kernels\'`.',
+      `napo: could not load the native addon of @napo/kernels (${reason}).`,
+      `Looked for napo.node in:\n${tried.map((path) => `  - ${path}`).join('\n')}`,
+      ...(platformBinary() ? [] : [`(no prebuilt binary for ${process.platform}-${process.arch} is installed: ${platformPackage})`]),
+      'To fix it, in your project:',
+      '  - build it from the sources @napo/kernels ships: `npm rebuild @napo/kernels`',
+      '    (needs CMake >= 3.20 and a C++17 compiler; nvcc, when on the PATH, adds the CUDA backend);',
+      '  - or point NAPO_ADDON_PATH at a napo.node built for this platform (Node-API 8).',
+      "Without the addon, the pure-TS reference ops still work: `import { reference } from '@napo/kernels'`.",
     ].join('\n'),
     { cause },
   );
@@ -179,10 +217,12 @@ export function loadNativeAddon<T = NativeAddon>(): T {
     const path = candidates.find((candidate) => existsSync(candidate));
     if (!path) throw loadFailure(candidates, new Error('no napo.node found'));
     try {
-      loaded = createRequire(import.meta.url)(path);
+      loaded = requireHere(path);
     } catch (error) {
       throw loadFailure(candidates, error);
     }
+    const note = (loaded as NativeAddon).backendInfo().cpu.note;
+    if (note) process.emitWarning(note, { code: 'NAPO_SETTING_IGNORED' });
   }
   return loaded as T;
 }

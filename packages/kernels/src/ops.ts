@@ -1,17 +1,19 @@
 /**
- * The RL ops on napo tensors (CPU or CUDA, by where the tensors live). Options are normalised here
- * (defaults, per-row arrays, enum names); every value is validated natively before any output
- * is written. Semantics: docs/ops.md.
+ * The RL ops on napo tensors (CPU or CUDA, by where the tensors live), each in a sync form and an
+ * async one (`xxxAsync`) that runs off the JS thread and returns a Promise. Options are normalised
+ * here (defaults, per-row arrays, enum names, types); every value is validated natively before any
+ * output is written. Semantics: docs/ops.md.
  */
-import { addon, type NativeTensorHandle } from './native.js';
+import { addon, type NativeOps, type NativeTensorHandle } from './native.js';
 import { toUint64 } from './reference/philox.js';
 import { checkChoice } from './reference/validate.js';
-import { Tensor } from './tensor.js';
+import { checkTensorArgument, Tensor } from './tensor.js';
 import type {
   AdvantageEstimator,
   AdvantageScale,
   GroupAdvantagesOptions,
   LossType,
+  MaskDType,
   PerRow,
   PolicyLossOptions,
   PolicyLossStats,
@@ -55,8 +57,8 @@ export interface PolicyLossInputs {
   refLogprobs?: Tensor<'float32'>;
   /** float32 [S]. */
   advantages: Tensor<'float32'>;
-  /** float32 [S, T]: 1 for completion tokens, 0 for padding. */
-  mask: Tensor<'float32'>;
+  /** [S, T] of 1 for completion tokens, 0 for padding: float32, int32, uint8 or bool. */
+  mask: Tensor<MaskDType>;
 }
 
 export interface PolicyLossResult {
@@ -70,13 +72,30 @@ const scales: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 const estimators: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
 const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
 
-function floatsPerRow(value: PerRow | undefined, fallback: number): Float32Array {
-  if (value === undefined) return Float32Array.of(fallback);
-  return typeof value === 'number' ? Float32Array.of(value) : Float32Array.from(value);
+function checkOptions(op: string, options: unknown): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`${op}: options must be an object`);
+  }
+}
+
+function perRowValues(op: string, name: string, value: PerRow | undefined, fallback: number): number[] {
+  if (value === undefined) return [fallback];
+  if (typeof value === 'number') return [value];
+  if (!Array.isArray(value) && !(value instanceof Float32Array) && !(value instanceof Int32Array)) {
+    throw new TypeError(`${op}: ${name} must be a number or an array of numbers, one per row`);
+  }
+  return Array.from(value as ArrayLike<unknown>, (entry, index) => {
+    if (typeof entry !== 'number') throw new TypeError(`${op}: ${name}[${index}] must be a number`);
+    return entry;
+  });
+}
+
+function floatsPerRow(op: string, name: string, value: PerRow | undefined, fallback: number): Float32Array {
+  return Float32Array.from(perRowValues(op, name, value, fallback));
 }
 
 function integersPerRow(op: string, name: string, value: PerRow | undefined, fallback: number): Int32Array {
-  const given = value === undefined ? [fallback] : typeof value === 'number' ? [value] : Array.from(value);
+  const given = perRowValues(op, name, value, fallback);
   for (const [index, entry] of given.entries()) {
     if (!Number.isInteger(entry) || entry < -(2 ** 31) || entry >= 2 ** 31) {
       throw new RangeError(`${op}: ${name}[${index}] = ${entry} must be an integer`);
@@ -85,8 +104,50 @@ function integersPerRow(op: string, name: string, value: PerRow | undefined, fal
   return Int32Array.from(given);
 }
 
+function numberOption(op: string, name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw new TypeError(`${op}: ${name} must be a number, got ${typeof value}`);
+  return value;
+}
+
+function booleanOption(op: string, name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${op}: ${name} must be a boolean, got ${typeof value}`);
+  return value;
+}
+
+function handleOf(op: string, name: string, value: unknown): NativeTensorHandle {
+  return checkTensorArgument(op, name, value).handle;
+}
+
+function optionalHandle(op: string, name: string, value: unknown): NativeTensorHandle | null {
+  return value === undefined ? null : handleOf(op, name, value);
+}
+
 function wrap<T extends 'float32' | 'int32' | 'bfloat16'>(handle: NativeTensorHandle): Tensor<T> {
   return Tensor.fromHandle<T>(handle);
+}
+
+type NativeResult<K extends keyof NativeOps> = ReturnType<NativeOps[K]>;
+
+function sampleArgs(logits: Tensor, options: SampleOptions): Parameters<NativeOps['sample']> {
+  const op = 'sample';
+  checkOptions(op, options);
+  return [
+    handleOf(op, 'logits', logits),
+    {
+      temperature: floatsPerRow(op, 'temperature', options.temperature, 1),
+      topK: integersPerRow(op, 'topK', options.topK, 0),
+      topP: floatsPerRow(op, 'topP', options.topP, 1),
+      minP: floatsPerRow(op, 'minP', options.minP, 0),
+      seed: toUint64(options.seed ?? 0, 'sample: seed'),
+      offset: toUint64(options.offset ?? 0, 'sample: offset'),
+    },
+  ];
+}
+
+function sampleResult(result: NativeResult<'sample'>): SampleResult {
+  return { tokens: wrap(result.tokens), logprobs: wrap(result.logprobs) };
 }
 
 /**
@@ -96,15 +157,35 @@ function wrap<T extends 'float32' | 'int32' | 'bfloat16'>(handle: NativeTensorHa
  * @throws RangeError on NaN/+Inf logits, a row with no finite logit, or a bad parameter.
  */
 export function sample(logits: Tensor, options: SampleOptions = {}): SampleResult {
-  const result = addon().sample(logits.handle, {
-    temperature: floatsPerRow(options.temperature, 1),
-    topK: integersPerRow('sample', 'topK', options.topK, 0),
-    topP: floatsPerRow(options.topP, 1),
-    minP: floatsPerRow(options.minP, 0),
-    seed: toUint64(options.seed ?? 0, 'sample: seed'),
-    offset: toUint64(options.offset ?? 0, 'sample: offset'),
-  });
-  return { tokens: wrap(result.tokens), logprobs: wrap(result.logprobs) };
+  return sampleResult(addon().sample(...sampleArgs(logits, options)));
+}
+
+/** sample() off the JS thread. */
+export async function sampleAsync(logits: Tensor, options: SampleOptions = {}): Promise<SampleResult> {
+  return sampleResult(await addon().sampleAsync(...sampleArgs(logits, options)));
+}
+
+function tokenLogprobsArgs(
+  logits: Tensor,
+  tokens: Tensor<'int32'>,
+  options: TokenLogprobsOptions,
+): Parameters<NativeOps['tokenLogprobs']> {
+  const op = 'tokenLogprobs';
+  checkOptions(op, options);
+  return [
+    handleOf(op, 'logits', logits),
+    handleOf(op, 'tokens', tokens),
+    numberOption(op, 'temperature', options.temperature, 1),
+    booleanOption(op, 'entropy', options.entropy, false),
+  ];
+}
+
+function tokenLogprobsResult(result: NativeResult<'tokenLogprobs'>): TokenLogprobsResult {
+  return {
+    logprobs: wrap(result.logprobs),
+    lse: wrap(result.lse),
+    ...(result.entropy ? { entropy: wrap<'float32'>(result.entropy) } : {}),
+  };
 }
 
 /**
@@ -116,12 +197,37 @@ export function tokenLogprobs(
   tokens: Tensor<'int32'>,
   options: TokenLogprobsOptions = {},
 ): TokenLogprobsResult {
-  const result = addon().tokenLogprobs(logits.handle, tokens.handle, options.temperature ?? 1, options.entropy ?? false);
-  return {
-    logprobs: wrap(result.logprobs),
-    lse: wrap(result.lse),
-    ...(result.entropy ? { entropy: wrap<'float32'>(result.entropy) } : {}),
-  };
+  return tokenLogprobsResult(addon().tokenLogprobs(...tokenLogprobsArgs(logits, tokens, options)));
+}
+
+/** tokenLogprobs() off the JS thread. */
+export async function tokenLogprobsAsync(
+  logits: Tensor,
+  tokens: Tensor<'int32'>,
+  options: TokenLogprobsOptions = {},
+): Promise<TokenLogprobsResult> {
+  return tokenLogprobsResult(await addon().tokenLogprobsAsync(...tokenLogprobsArgs(logits, tokens, options)));
+}
+
+function backwardArgs(
+  logits: Tensor,
+  tokens: Tensor<'int32'>,
+  lse: Tensor<'float32'>,
+  gradLogprobs: Tensor<'float32'>,
+  options: TokenLogprobsBackwardOptions,
+): Parameters<NativeOps['tokenLogprobsBackward']> {
+  const op = 'tokenLogprobsBackward';
+  checkOptions(op, options);
+  return [
+    handleOf(op, 'logits', logits),
+    handleOf(op, 'tokens', tokens),
+    handleOf(op, 'lse', lse),
+    optionalHandle(op, 'entropy', options.entropy),
+    handleOf(op, 'gradLogprobs', gradLogprobs),
+    optionalHandle(op, 'gradEntropy', options.gradEntropy),
+    numberOption(op, 'temperature', options.temperature, 1),
+    booleanOption(op, 'inPlace', options.inPlace, false),
+  ];
 }
 
 /**
@@ -134,16 +240,19 @@ export function tokenLogprobsBackward(
   gradLogprobs: Tensor<'float32'>,
   options: TokenLogprobsBackwardOptions = {},
 ): Tensor {
-  const handle = addon().tokenLogprobsBackward(
-    logits.handle,
-    tokens.handle,
-    lse.handle,
-    options.entropy?.handle ?? null,
-    gradLogprobs.handle,
-    options.gradEntropy?.handle ?? null,
-    options.temperature ?? 1,
-    options.inPlace ?? false,
-  );
+  const handle = addon().tokenLogprobsBackward(...backwardArgs(logits, tokens, lse, gradLogprobs, options));
+  return options.inPlace ? logits : wrap(handle);
+}
+
+/** tokenLogprobsBackward() off the JS thread. */
+export async function tokenLogprobsBackwardAsync(
+  logits: Tensor,
+  tokens: Tensor<'int32'>,
+  lse: Tensor<'float32'>,
+  gradLogprobs: Tensor<'float32'>,
+  options: TokenLogprobsBackwardOptions = {},
+): Promise<Tensor> {
+  const handle = await addon().tokenLogprobsBackwardAsync(...backwardArgs(logits, tokens, lse, gradLogprobs, options));
   return options.inPlace ? logits : wrap(handle);
 }
 
@@ -154,10 +263,23 @@ function groupOffsets(count: number, options: GroupAdvantagesOptions): Int32Arra
     throw new RangeError(`${op}: give exactly one of groupSize and groupOffsets`);
   }
   if (options.groupOffsets !== undefined) return integersPerRow(op, 'groupOffsets', options.groupOffsets, 0);
-  const size = options.groupSize as number;
+  const size = numberOption(op, 'groupSize', options.groupSize, 1);
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`${op}: groupSize ${size} must be an integer >= 1`);
   if (count % size !== 0) throw new RangeError(`${op}: groupSize ${size} does not divide ${count} rewards`);
   return Int32Array.from({ length: count / size + 1 }, (_, group) => group * size);
+}
+
+function advantagesArgs(
+  rewards: Tensor<'float32'>,
+  options: GroupAdvantagesOptions,
+): Parameters<NativeOps['groupAdvantages']> {
+  const op = 'groupAdvantages';
+  const handle = handleOf(op, 'rewards', rewards);
+  checkOptions(op, options);
+  const offsets = groupOffsets(rewards.shape[0] ?? 0, options);
+  const scale = scales.indexOf(checkChoice(op, 'scale', options.scale ?? 'group', scales));
+  const estimator = estimators.indexOf(checkChoice(op, 'estimator', options.estimator ?? 'grpo', estimators));
+  return [handle, offsets, scale, estimator, numberOption(op, 'eps', options.eps, 1e-4)];
 }
 
 /**
@@ -166,11 +288,46 @@ function groupOffsets(count: number, options: GroupAdvantagesOptions): Int32Arra
  * mean of the other samples. A group of one gets 0.
  */
 export function groupAdvantages(rewards: Tensor<'float32'>, options: GroupAdvantagesOptions): Tensor<'float32'> {
-  const op = 'groupAdvantages';
-  const offsets = groupOffsets(rewards.shape[0] ?? 0, options);
-  const scale = scales.indexOf(checkChoice(op, 'scale', options.scale ?? 'group', scales));
-  const estimator = estimators.indexOf(checkChoice(op, 'estimator', options.estimator ?? 'grpo', estimators));
-  return wrap(addon().groupAdvantages(rewards.handle, offsets, scale, estimator, options.eps ?? 1e-4));
+  return wrap(addon().groupAdvantages(...advantagesArgs(rewards, options)));
+}
+
+/** groupAdvantages() off the JS thread. */
+export async function groupAdvantagesAsync(
+  rewards: Tensor<'float32'>,
+  options: GroupAdvantagesOptions,
+): Promise<Tensor<'float32'>> {
+  return wrap(await addon().groupAdvantagesAsync(...advantagesArgs(rewards, options)));
+}
+
+function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): Parameters<NativeOps['policyLoss']> {
+  const op = 'policyLoss';
+  checkOptions(op, inputs);
+  checkOptions(op, options);
+  const lossType = lossTypes.indexOf(checkChoice(op, 'lossType', options.lossType ?? 'grpo', lossTypes));
+  const normaliser = (name: string, value: unknown): number => {
+    const given = numberOption(op, name, value, 0);
+    if (value !== undefined && !(given > 0)) throw new RangeError(`${op}: ${name} = ${given} must be > 0`);
+    return given;
+  };
+  return [
+    handleOf(op, 'logprobs', inputs.logprobs),
+    handleOf(op, 'oldLogprobs', inputs.oldLogprobs),
+    optionalHandle(op, 'refLogprobs', inputs.refLogprobs),
+    handleOf(op, 'advantages', inputs.advantages),
+    handleOf(op, 'mask', inputs.mask),
+    {
+      epsLow: numberOption(op, 'epsLow', options.epsLow, 0.2),
+      epsHigh: numberOption(op, 'epsHigh', options.epsHigh, 0.2),
+      beta: numberOption(op, 'beta', options.beta, 0),
+      lossType,
+      maxCompletionLength: normaliser('maxCompletionLength', options.maxCompletionLength),
+      numItemsInBatch: normaliser('numItemsInBatch', options.numItemsInBatch),
+    },
+  ];
+}
+
+function policyLossResult(result: NativeResult<'policyLoss'>): PolicyLossResult {
+  return { loss: result.loss, gradLogprobs: wrap(result.gradLogprobs), stats: result.stats };
 }
 
 /**
@@ -178,28 +335,10 @@ export function groupAdvantages(rewards: Tensor<'float32'>, options: GroupAdvant
  * `logprobs`, in one pass; aggregated as TRL's loss types.
  */
 export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions = {}): PolicyLossResult {
-  const op = 'policyLoss';
-  const lossType = lossTypes.indexOf(checkChoice(op, 'lossType', options.lossType ?? 'grpo', lossTypes));
-  for (const [name, value] of [
-    ['maxCompletionLength', options.maxCompletionLength],
-    ['numItemsInBatch', options.numItemsInBatch],
-  ] as const) {
-    if (value !== undefined && !(value > 0)) throw new RangeError(`${op}: ${name} = ${value} must be > 0`);
-  }
-  const result = addon().policyLoss(
-    inputs.logprobs.handle,
-    inputs.oldLogprobs.handle,
-    inputs.refLogprobs?.handle ?? null,
-    inputs.advantages.handle,
-    inputs.mask.handle,
-    {
-      epsLow: options.epsLow ?? 0.2,
-      epsHigh: options.epsHigh ?? 0.2,
-      beta: options.beta ?? 0,
-      lossType,
-      maxCompletionLength: options.maxCompletionLength ?? 0,
-      numItemsInBatch: options.numItemsInBatch ?? 0,
-    },
-  );
-  return { loss: result.loss, gradLogprobs: wrap(result.gradLogprobs), stats: result.stats };
+  return policyLossResult(addon().policyLoss(...policyLossArgs(inputs, options)));
+}
+
+/** policyLoss() off the JS thread. */
+export async function policyLossAsync(inputs: PolicyLossInputs, options: PolicyLossOptions = {}): Promise<PolicyLossResult> {
+  return policyLossResult(await addon().policyLossAsync(...policyLossArgs(inputs, options)));
 }

@@ -1,6 +1,7 @@
 /** Types shared by the native ops and their pure-TS references. Semantics: docs/ops.md. */
 
-export type DType = 'float32' | 'bfloat16' | 'int32';
+/** uint8 and bool (one byte holding 0 or 1) are for masks. */
+export type DType = 'float32' | 'bfloat16' | 'int32' | 'uint8' | 'bool';
 
 /** `cpu` or `cuda:N`. */
 export type DeviceName = 'cpu' | `cuda:${number}`;
@@ -10,9 +11,14 @@ export interface DTypeArray {
   float32: Float32Array;
   bfloat16: Uint16Array;
   int32: Int32Array;
+  uint8: Uint8Array;
+  bool: Uint8Array;
 }
 
-export type AnyTypedArray = Float32Array | Uint16Array | Int32Array;
+export type AnyTypedArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
+
+/** A mask of 0s and 1s, in any dtype PyTorch users pass one in. */
+export type MaskDType = 'float32' | 'int32' | 'uint8' | 'bool';
 
 /** Plain host data in a shape: what the references take, and what `Tensor.toHost()` gives. */
 export interface HostTensor<D extends DType = DType> {

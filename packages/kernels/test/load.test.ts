@@ -15,8 +15,9 @@ describe('loading the addon', () => {
     });
     expect(child.status).toBe(3);
     expect(child.stdout).toMatch(/could not load the native addon/);
-    expect(child.stdout).toMatch(/Possible fixes/);
-    expect(child.stdout).toMatch(/npm install/);
+    expect(child.stdout).toMatch(/Looked for napo.node in:\n  - .*load\.test\.ts/);
+    expect(child.stdout).toMatch(/npm rebuild @napo\/kernels/);
+    expect(child.stdout).toMatch(/NAPO_ADDON_PATH/);
     expect(child.stdout).toMatch(/reference/);
   });
 });

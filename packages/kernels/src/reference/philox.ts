@@ -78,6 +78,10 @@ export function splitUint64(value: bigint): Uint64Words {
  * @throws RangeError when the value is negative, not an integer, or not below 2^64
  */
 export function toUint64(value: number | bigint, label: string): bigint {
+  const given: unknown = value;
+  if (typeof given !== 'number' && typeof given !== 'bigint') {
+    throw new TypeError(`${label} must be a number or a bigint, got ${given === null ? 'null' : typeof given}`);
+  }
   if (typeof value === 'number' && !Number.isInteger(value)) {
     throw new RangeError(`${label} = ${value} must be an integer in [0, 2^64)`);
   }
