@@ -55,8 +55,14 @@ class ThreadPool {
     std::lock_guard<std::mutex> lock(callMutex_);
     stopWorkers();
     stopping_ = false;
+    // A new worker starts at the current generation: the last job is not one it still owes.
+    uint64_t generation;
+    {
+      std::lock_guard<std::mutex> jobLock(jobMutex_);
+      generation = generation_;
+    }
     try {
-      for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { workerLoop(); });
+      for (int i = 1; i < threads; ++i) workers_.emplace_back([this, generation] { workerLoop(generation); });
     } catch (const std::system_error& error) {
       setNote("asked for " + std::to_string(threads) + " CPU threads, the system allowed " +
               std::to_string(workers_.size() + 1) + " (" + error.what() + ")");
@@ -105,8 +111,7 @@ class ThreadPool {
     insideParallelBody = false;
   }
 
-  void workerLoop() {
-    uint64_t seenGeneration = 0;
+  void workerLoop(uint64_t seenGeneration) {
     for (;;) {
       {
         std::unique_lock<std::mutex> jobLock(jobMutex_);
