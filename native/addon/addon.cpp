@@ -42,7 +42,8 @@ Napi::Value CudaDeviceProperties(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   napo_device_properties props{};
   const int64_t index = integerArg(env, info[0], "deviceProperties", "index");
-  check(env, napo_cuda_device_properties(int32_t(std::clamp<int64_t>(index, INT32_MIN, INT32_MAX)), &props));
+  checkFor(env, "deviceProperties",
+           napo_cuda_device_properties(int32_t(std::clamp<int64_t>(index, INT32_MIN, INT32_MAX)), &props));
   Napi::Object result = Napi::Object::New(env);
   result.Set("name", props.name);
   result.Set("totalBytes", double(props.total_bytes));
@@ -55,7 +56,7 @@ Napi::Value CudaDeviceProperties(const Napi::CallbackInfo& info) {
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   napo_memory_stats stats{};
-  check(env, napo_memory_stats_get(parseDevice(env, info[0], "memoryStats"), &stats));
+  checkFor(env, "memoryStats", napo_memory_stats_get(parseDevice(env, info[0], "memoryStats"), &stats));
   Napi::Object result = Napi::Object::New(env);
   result.Set("allocatedBytes", double(stats.allocated_bytes));
   result.Set("reservedBytes", double(stats.reserved_bytes));
@@ -69,19 +70,19 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 
 Napi::Value ResetPeakMemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  check(env, napo_reset_peak_memory_stats(parseDevice(env, info[0], "resetPeakMemoryStats")));
+  checkFor(env, "resetPeakMemoryStats", napo_reset_peak_memory_stats(parseDevice(env, info[0], "resetPeakMemoryStats")));
   return env.Undefined();
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  check(env, napo_empty_cache(parseDevice(env, info[0], "emptyCache")));
+  checkFor(env, "emptyCache", napo_empty_cache(parseDevice(env, info[0], "emptyCache")));
   return env.Undefined();
 }
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  check(env, napo_synchronize(parseDevice(env, info[0], "synchronize")));
+  checkFor(env, "synchronize", napo_synchronize(parseDevice(env, info[0], "synchronize")));
   return env.Undefined();
 }
 

@@ -138,10 +138,10 @@ std::string indexText(const napo_tensor& t, int64_t flat) {
   return text;
 }
 
-napo_status notFiniteError(const char* op, const char* name, const napo_tensor& t, int64_t flat, double value,
-                           bool whereMasked) {
-  return fail(NAPO_ERR_RANGE, "%s: %s%s = %g is not finite%s", op, name, indexText(t, flat).c_str(), value,
-              whereMasked ? " (the mask is 1 there)" : "");
+napo_status notFiniteError(const char* op, const char* name, const napo_tensor& t, int64_t flat, double value) {
+  // The words JS prints for the value, as the reference ops' messages read.
+  const char* what = std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+  return fail(NAPO_ERR_RANGE, "%s: %s%s is %s", op, name, indexText(t, flat).c_str(), what);
 }
 
 napo_status badMaskError(const char* op, const napo_tensor& mask, int64_t flat, double value) {
@@ -153,7 +153,7 @@ napo_status checkFinite(const char* op, const char* name, const napo_tensor* t) 
   const float* values = dataAs<const float>(*t);
   const int64_t count = numel(*t);
   for (int64_t i = 0; i < count; ++i) {
-    if (!std::isfinite(values[i])) return notFiniteError(op, name, *t, i, values[i], false);
+    if (!std::isfinite(values[i])) return notFiniteError(op, name, *t, i, values[i]);
   }
   return NAPO_OK;
 }
@@ -173,7 +173,7 @@ napo_status checkFiniteWhereMasked(const char* op, const char* name, const napo_
   const float* values = dataAs<const float>(*t);
   const int64_t count = numel(*t);
   for (int64_t i = 0; i < count; ++i) {
-    if (maskValue(*mask, i) != 0.0 && !std::isfinite(values[i])) return notFiniteError(op, name, *t, i, values[i], true);
+    if (maskValue(*mask, i) != 0.0 && !std::isfinite(values[i])) return notFiniteError(op, name, *t, i, values[i]);
   }
   return NAPO_OK;
 }

@@ -34,8 +34,7 @@ napo_status checkMask(const char* op, const napo_tensor* mask);
 // Every value of a float32 tensor finite where the mask (same shape) is 1 (host memory only).
 napo_status checkFiniteWhereMasked(const char* op, const char* name, const napo_tensor* t, const napo_tensor* mask);
 // The messages of those checks, shared with the CUDA backend, which finds the value on the device.
-napo_status notFiniteError(const char* op, const char* name, const napo_tensor& t, int64_t flat, double value,
-                           bool whereMasked);
+napo_status notFiniteError(const char* op, const char* name, const napo_tensor& t, int64_t flat, double value);
 napo_status badMaskError(const char* op, const napo_tensor& mask, int64_t flat, double value);
 // "[3, 17]" for flat index 3 * T + 17 of a rank-2 tensor, "[5]" for rank 1.
 std::string indexText(const napo_tensor& t, int64_t flat);

@@ -310,8 +310,7 @@ void launchTokenLogprobsBackward(Launch&& launch, const LogprobsBackwardArgs<Log
 // LogprobsBackwardInput order (null where absent), `value` as read back.
 inline napo_status backwardInputError(InputPosition where, const napo_tensor* const inputs[4], double value) {
   static const char* const names[] = {"lse", "entropy", "gradLogprobs", "gradEntropy"};
-  return notFiniteError("tokenLogprobsBackward", names[where.argument], *inputs[where.argument], where.index, value,
-                        false);
+  return notFiniteError("tokenLogprobsBackward", names[where.argument], *inputs[where.argument], where.index, value);
 }
 
 }  // namespace napo::cuda

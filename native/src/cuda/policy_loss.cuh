@@ -172,8 +172,7 @@ inline napo_status policyLossInputError(InputPosition where, const napo_tensor* 
   constexpr const char* op = "policyLoss";
   if (where.argument == kMaskInput) return badMaskError(op, *inputs[kMaskInput], where.index, value);
   static const char* const names[] = {"mask", "advantages", "logprobs", "oldLogprobs", "refLogprobs"};
-  return notFiniteError(op, names[where.argument], *inputs[where.argument], where.index, value,
-                        where.argument != kAdvantagesInput);
+  return notFiniteError(op, names[where.argument], *inputs[where.argument], where.index, value);
 }
 
 }  // namespace napo::cuda

@@ -21,8 +21,8 @@ export function devices(): DeviceName[] {
 }
 
 export function deviceProperties(device: DeviceName): DeviceProperties {
-  const match = /^cuda:(\d+)$/.exec(device);
-  if (!match) throw new RangeError(`deviceProperties: '${device}' is not a CUDA device`);
+  const match = typeof device === 'string' ? /^cuda:(\d+)$/.exec(device) : null;
+  if (!match) throw new RangeError(`deviceProperties: '${String(device)}' is not a CUDA device`);
   return addon().cudaDeviceProperties(Number(match[1]));
 }
 

@@ -72,6 +72,19 @@ const scales: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 const estimators: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
 const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
 
+/** One of `allowed`, by name; a value that is not a string at all is a TypeError. */
+function choiceOption<Choice extends string>(
+  op: string,
+  name: string,
+  value: unknown,
+  allowed: readonly Choice[],
+  fallback: Choice,
+): Choice {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string') throw new TypeError(`${op}: ${name} must be one of ${allowed.join(', ')}, got ${typeof value}`);
+  return checkChoice(op, name, value, allowed);
+}
+
 function checkOptions(op: string, options: unknown): void {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`${op}: options must be an object`);
@@ -277,8 +290,8 @@ function advantagesArgs(
   const handle = handleOf(op, 'rewards', rewards);
   checkOptions(op, options);
   const offsets = groupOffsets(rewards.shape[0] ?? 0, options);
-  const scale = scales.indexOf(checkChoice(op, 'scale', options.scale ?? 'group', scales));
-  const estimator = estimators.indexOf(checkChoice(op, 'estimator', options.estimator ?? 'grpo', estimators));
+  const scale = scales.indexOf(choiceOption(op, 'scale', options.scale, scales, 'group'));
+  const estimator = estimators.indexOf(choiceOption(op, 'estimator', options.estimator, estimators, 'grpo'));
   return [handle, offsets, scale, estimator, numberOption(op, 'eps', options.eps, 1e-4)];
 }
 
@@ -303,7 +316,7 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
   const op = 'policyLoss';
   checkOptions(op, inputs);
   checkOptions(op, options);
-  const lossType = lossTypes.indexOf(checkChoice(op, 'lossType', options.lossType ?? 'grpo', lossTypes));
+  const lossType = lossTypes.indexOf(choiceOption(op, 'lossType', options.lossType, lossTypes, 'grpo'));
   const normaliser = (name: string, value: unknown): number => {
     const given = numberOption(op, name, value, 0);
     if (value !== undefined && !(given > 0)) throw new RangeError(`${op}: ${name} = ${given} must be > 0`);

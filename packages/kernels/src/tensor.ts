@@ -90,6 +90,7 @@ export class Tensor<D extends DType = DType> {
    * with `{ copy: false }` a view of a CPU tensor's memory.
    */
   toArray(options: ReadOptions = {}): DTypeArray[D] {
+    if (typeof options !== 'object' || options === null) throw new TypeError('Tensor.toArray: options must be an object');
     const copy = options.copy ?? true;
     if (typeof copy !== 'boolean') throw new TypeError('Tensor.toArray: copy must be a boolean');
     try {
@@ -229,7 +230,7 @@ export function tensor<D extends DType = DType>(
     if (!(data instanceof storageTypes[dtype])) {
       throw new TypeError(`tensor: { copy: false } needs data as a ${storageTypes[dtype].name} for ${dtype}, got ${describe(data)}`);
     }
-    if (device !== 'cpu') throw new TypeError(`tensor: { copy: false } wraps CPU memory; device is '${device}'`);
+    if (device !== 'cpu') throw new TypeError(`tensor: { copy: false } wraps CPU memory; device is '${String(device)}'`);
     if (dtype === 'bool') checkIntegerRange(data, dtype);
     return Tensor.fromHandle<D>(addon().wrap(data, dtype, dims));
   }

@@ -379,3 +379,141 @@ describe('policyLoss (native) against the reference', () => {
     });
   }
 });
+
+describe('policyLoss masks and input rules', () => {
+  const sequences = 3;
+  const steps = 4;
+  const random = seededRandom(9);
+  const logprobs = Float32Array.from({ length: 12 }, () => -1 - random());
+  const oldLogprobs = Float32Array.from(logprobs, (lp) => lp + (random() - 0.5) * 0.6);
+  const advantages = Float32Array.of(0.5, -1, 2);
+  const bits = [1, 1, 0, 0, 1, 1, 1, 0, 1, 0, 0, 0];
+  const native = (mask: ReturnType<typeof tensor>, values = logprobs, adv = advantages) =>
+    policyLoss({
+      logprobs: tensor(values, [sequences, steps]),
+      oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
+      advantages: tensor(adv),
+      mask: mask as never,
+    });
+
+  it('takes float32, int32, uint8 and bool masks and gives the same loss and gradient', () => {
+    const masks = [
+      tensor(Float32Array.from(bits), [sequences, steps]),
+      tensor(Int32Array.from(bits), [sequences, steps]),
+      tensor(Uint8Array.from(bits), [sequences, steps]),
+      tensor(bits.map((bit) => bit === 1), [sequences, steps]),
+    ];
+    expect(masks.map((mask) => mask.dtype)).toEqual(['float32', 'int32', 'uint8', 'bool']);
+    const expected = reference.policyLoss({
+      logprobs: { dtype: 'float32', shape: [sequences, steps], data: logprobs },
+      oldLogprobs: { dtype: 'float32', shape: [sequences, steps], data: oldLogprobs },
+      advantages,
+      mask: { dtype: 'uint8', shape: [sequences, steps], data: Uint8Array.from(bits) },
+    });
+    for (const mask of masks) {
+      const result = native(mask);
+      expect(result.loss).toBeCloseTo(expected.loss, 6);
+      expect(maxAbsDifference(result.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-7);
+      expect(result.stats.tokenCount).toBe(6);
+    }
+  });
+
+  it('rejects masks that are not 0/1 and non-finite inputs where the mask is 1, with the reference\'s message', () => {
+    const cases: [string, () => unknown, () => unknown][] = [];
+    for (const bad of [0.5, 2, -1]) {
+      const values = Float32Array.from(bits);
+      values[5] = bad;
+      cases.push([
+        `mask ${bad}`,
+        () => native(tensor(values, [sequences, steps])),
+        () => reference.policyLoss({
+          logprobs: { dtype: 'float32', shape: [sequences, steps], data: logprobs },
+          oldLogprobs: { dtype: 'float32', shape: [sequences, steps], data: oldLogprobs },
+          advantages,
+          mask: { dtype: 'float32', shape: [sequences, steps], data: values },
+        }),
+      ]);
+    }
+    const poisoned = logprobs.slice();
+    poisoned[4] = Number.NaN; // mask 1 there
+    poisoned[2] = Number.NaN; // mask 0 there: padding may hold anything
+    const uint8 = tensor(Uint8Array.from(bits), [sequences, steps]);
+    const host = { dtype: 'uint8', shape: [sequences, steps], data: Uint8Array.from(bits) } as const;
+    cases.push([
+      'NaN logprob',
+      () => native(uint8, poisoned),
+      () => reference.policyLoss({
+        logprobs: { dtype: 'float32', shape: [sequences, steps], data: poisoned },
+        oldLogprobs: { dtype: 'float32', shape: [sequences, steps], data: oldLogprobs },
+        advantages,
+        mask: host,
+      }),
+    ]);
+    const infinite = Float32Array.of(0.5, Number.POSITIVE_INFINITY, 2);
+    cases.push([
+      'Infinity advantage',
+      () => native(uint8, logprobs, infinite),
+      () => reference.policyLoss({
+        logprobs: { dtype: 'float32', shape: [sequences, steps], data: logprobs },
+        oldLogprobs: { dtype: 'float32', shape: [sequences, steps], data: oldLogprobs },
+        advantages: infinite,
+        mask: host,
+      }),
+    ]);
+    for (const [name, run, runReference] of cases) {
+      const message = (action: () => unknown) => {
+        try {
+          action();
+        } catch (error) {
+          expect(error, name).toBeInstanceOf(RangeError);
+          return (error as Error).message;
+        }
+        throw new Error(`${name}: no error`);
+      };
+      expect(message(run), name).toBe(message(runReference));
+    }
+  });
+});
+
+describe('tokenLogprobsBackward input rules', () => {
+  const rows = 3;
+  const vocab = 50;
+  const values = randomLogits(rows, vocab, 2, 31);
+  const ids = randomTokens(rows, vocab, 32);
+
+  it('rejects non-finite lse, gradients and NaN logits with the reference\'s message, in place or not', () => {
+    const message = (action: () => unknown) => {
+      try {
+        action();
+      } catch (error) {
+        expect(error).toBeInstanceOf(RangeError);
+        return (error as Error).message;
+      }
+      throw new Error('no error');
+    };
+    const lse = reference.tokenLogprobs({ dtype: 'float32', shape: [rows, vocab], data: values }, ids).lse;
+    const gradients = Float32Array.of(1, -0.5, 0.25);
+    const variants: [string, Float32Array, Float32Array, Float32Array][] = [];
+    const badLse = lse.slice();
+    badLse[1] = Number.NaN;
+    variants.push(['lse', values, badLse, gradients]);
+    const badGrad = gradients.slice();
+    badGrad[2] = Number.NEGATIVE_INFINITY;
+    variants.push(['gradLogprobs', values, lse, badGrad]);
+    const badLogits = values.slice();
+    badLogits[vocab + 7] = Number.NaN;
+    variants.push(['logits', badLogits, lse, gradients]);
+    for (const [name, logits, lseValues, grad] of variants) {
+      const expected = message(() =>
+        reference.tokenLogprobsBackward({ dtype: 'float32', shape: [rows, vocab], data: logits }, ids, lseValues, grad),
+      );
+      expect(expected, name).toMatch(new RegExp(`^tokenLogprobsBackward: ${name}\\[`));
+      for (const inPlace of [false, true]) {
+        const got = message(() =>
+          tokenLogprobsBackward(tensor(logits, [rows, vocab]), tensor(ids), tensor(lseValues), tensor(grad), { inPlace }),
+        );
+        expect(got, `${name} inPlace=${inPlace}`).toBe(expected);
+      }
+    }
+  });
+});

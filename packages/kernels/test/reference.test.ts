@@ -805,8 +805,11 @@ describe('argument errors', () => {
       "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo",
     );
     expectError(() => policyLoss({ ...valid(), advantages: new Float32Array(3) }), RangeError, 'policyLoss: advantages has 3 entries for 2 sequences');
-    const int32Mask = { dtype: 'int32', shape: [2, 4], data: new Int32Array(8) } as unknown as HostTensor<'float32'>;
-    expectError(() => policyLoss({ ...valid(), mask: int32Mask }), TypeError, 'policyLoss: mask must be float32, got int32');
+    const int16Mask = { dtype: 'int16', shape: [2, 4], data: new Int16Array(8) } as unknown as HostTensor<'float32'>;
+    expectError(() => policyLoss({ ...valid(), mask: int16Mask }), TypeError, 'policyLoss: mask must be float32, int32, uint8 or bool, got int16');
+    const halfMask = valid();
+    halfMask.mask.data[6] = 0.5;
+    expectError(() => policyLoss(halfMask), RangeError, 'policyLoss: mask[1, 2] = 0.5 must be 0 or 1');
     const rankOne: HostTensor<'float32'> = { dtype: 'float32', shape: [8], data: new Float32Array(8) };
     expectError(() => policyLoss({ ...valid(), logprobs: rankOne }), RangeError, 'policyLoss: logprobs must have rank 2, got shape [8]');
     const nanInputs = valid();

@@ -126,7 +126,12 @@ export function tokenLogprobsBackward(
   checkFloat32Vector(op, 'lse', lse, rows, 'rows');
   checkFloat32Vector(op, 'gradLogprobs', gradLogprobs, rows, 'rows');
   if (gradEntropy !== undefined) checkFloat32Vector(op, 'gradEntropy', gradEntropy, rows, 'rows');
+  // In the order the native backends check them.
   for (let row = 0; row < rows; row++) checkFiniteEntry(op, `lse[${row}]`, lse[row] as number);
+  for (let row = 0; row < rows; row++) checkFiniteEntry(op, `gradLogprobs[${row}]`, gradLogprobs[row] as number);
+  for (let row = 0; gradEntropy !== undefined && row < rows; row++) {
+    checkFiniteEntry(op, `gradEntropy[${row}]`, gradEntropy[row] as number);
+  }
   const temperature = resolveTemperature(op, options.temperature);
   const gradLogits = new Float32Array(rows * vocab);
   const rowLogits = new Float64Array(vocab);

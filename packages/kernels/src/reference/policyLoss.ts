@@ -3,7 +3,7 @@
  * asymmetric ranges, an optional k3 KL penalty, the four TRL aggregations, its gradient with
  * respect to the logprobs, and clip statistics, in float64.
  */
-import type { HostTensor, LossType, PolicyLossOptions, PolicyLossStats } from '../types.js';
+import type { HostTensor, LossType, MaskDType, PolicyLossOptions, PolicyLossStats } from '../types.js';
 import {
   checkChoice,
   checkFiniteEntry,
@@ -12,6 +12,7 @@ import {
   checkNonNegative,
   checkPositive,
   opRangeError,
+  checkMaskTensor,
 } from './validate.js';
 
 const OP = 'policyLoss';
@@ -27,8 +28,8 @@ export interface PolicyLossInputs {
   refLogprobs?: HostTensor<'float32'>;
   /** `[S]`: one advantage per sequence. */
   advantages: Float32Array | HostTensor<'float32'>;
-  /** `[S, T]` token weights, usually 1 for completion tokens and 0 for padding. */
-  mask: HostTensor<'float32'>;
+  /** `[S, T]`: 1 for completion tokens, 0 for padding (float32, int32, uint8 or bool). */
+  mask: HostTensor<MaskDType>;
 }
 
 export interface PolicyLossResult {
@@ -54,7 +55,7 @@ interface CheckedInputs {
   readonly oldLogprobs: Float32Array;
   readonly refLogprobs: Float32Array | undefined;
   readonly advantages: Float32Array;
-  readonly mask: Float32Array;
+  readonly mask: ArrayLike<number>;
 }
 
 /** What one token contributes before aggregation. */
@@ -113,31 +114,34 @@ function checkInputs(inputs: PolicyLossInputs): CheckedInputs {
     inputs.refLogprobs === undefined
       ? undefined
       : checkFloat32Tensor(OP, 'refLogprobs', inputs.refLogprobs, shape);
-  const mask = checkFloat32Tensor(OP, 'mask', inputs.mask, shape);
+  const mask = checkMaskTensor(OP, inputs.mask, shape);
   const advantages = checkAdvantages(inputs.advantages, sequences);
   return { sequences, length, logprobs, oldLogprobs, refLogprobs, advantages, mask };
 }
 
 /**
- * Values are only checked where the mask is non-zero: padding positions routinely hold garbage
+ * The inputs' rules, in the order the native backends check them: a mask of 0s and 1s, finite
+ * advantages, then finite log-probs where the mask is 1. Padding positions routinely hold garbage
  * (e.g. -Infinity logprobs), and they never reach the loss.
  */
 function checkValues(inputs: CheckedInputs): void {
-  const { sequences, length } = inputs;
+  const { sequences, length, mask } = inputs;
+  const label = (index: number): string => `[${Math.floor(index / length)}, ${index % length}]`;
+  for (let index = 0; index < sequences * length; index++) {
+    const value = mask[index] as number;
+    if (value !== 0 && value !== 1) throw opRangeError(OP, `mask${label(index)} = ${value} must be 0 or 1`);
+  }
   for (let sequence = 0; sequence < sequences; sequence++) {
     checkFiniteEntry(OP, `advantages[${sequence}]`, inputs.advantages[sequence] as number);
-    for (let position = 0; position < length; position++) {
-      const index = sequence * length + position;
-      const label = `[${sequence}, ${position}]`;
-      const weight = inputs.mask[index] as number;
-      checkFiniteEntry(OP, `mask${label}`, weight);
-      if (weight < 0) throw opRangeError(OP, `mask${label} = ${weight} must be >= 0`);
-      if (weight === 0) continue;
-      checkFiniteEntry(OP, `logprobs${label}`, inputs.logprobs[index] as number);
-      checkFiniteEntry(OP, `oldLogprobs${label}`, inputs.oldLogprobs[index] as number);
-      if (inputs.refLogprobs !== undefined) {
-        checkFiniteEntry(OP, `refLogprobs${label}`, inputs.refLogprobs[index] as number);
-      }
+  }
+  const masked: [string, Float32Array | undefined][] = [
+    ['logprobs', inputs.logprobs],
+    ['oldLogprobs', inputs.oldLogprobs],
+    ['refLogprobs', inputs.refLogprobs],
+  ];
+  for (const [name, values] of masked) {
+    for (let index = 0; values !== undefined && index < sequences * length; index++) {
+      if (mask[index] !== 0) checkFiniteEntry(OP, `${name}${label(index)}`, values[index] as number);
     }
   }
 }
@@ -181,7 +185,7 @@ function tokenTerms(
 }
 
 /** Sum of the mask over one sequence. */
-function sequenceMass(mask: Float32Array, sequence: number, length: number): number {
+function sequenceMass(mask: ArrayLike<number>, sequence: number, length: number): number {
   let mass = 0;
   for (let position = 0; position < length; position++) mass += mask[sequence * length + position] as number;
   return mass;
@@ -236,7 +240,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
   checkValues(checked);
   const { sequences, length, mask } = checked;
   let totalMass = 0;
-  for (const weight of mask) totalMass += weight;
+  for (let index = 0; index < mask.length; index++) totalMass += mask[index] as number;
   const gradLogprobs = new Float32Array(sequences * length);
   let loss = 0;
   let clippedLowMass = 0;

@@ -3,7 +3,7 @@
  * the value in the same forms the native backends use, so a test can expect the same text from
  * every backend. Wrong dtypes are TypeErrors; everything else (shapes, ranges, NaN) RangeErrors.
  */
-import type { HostTensor, PerRow } from '../types.js';
+import type { HostTensor, MaskDType, PerRow } from '../types.js';
 import type { LogitsTensor } from './bf16.js';
 
 /** The two dimensions of a rank-2 tensor. */
@@ -162,6 +162,25 @@ export function checkFloat32Tensor(
   const expectedLength = given.shape.reduce((product, dimension) => product * dimension, 1);
   if (given.data.length !== expectedLength) {
     throw opRangeError(op, `${name} has ${given.data.length} values for shape ${formatShape(given.shape)}`);
+  }
+  return given.data;
+}
+
+const maskStorage = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array, bool: Uint8Array } as const;
+
+/** Checks a mask's dtype (float32, int32, uint8 or bool: a TypeError otherwise) and exact shape. */
+export function checkMaskTensor(op: string, mask: HostTensor<MaskDType>, expectedShape: readonly number[]): ArrayLike<number> {
+  const given: unknown = mask;
+  if (!isTensorLike(given)) throw opTypeError(op, `mask must be float32, int32, uint8 or bool, got ${describeKind(given)}`);
+  const storage = maskStorage[given.dtype as MaskDType] as (typeof maskStorage)[MaskDType] | undefined;
+  if (storage === undefined || !(given.data instanceof storage)) {
+    throw opTypeError(op, `mask must be float32, int32, uint8 or bool, got ${String(given.dtype)}`);
+  }
+  if (!sameShape(given.shape, expectedShape)) {
+    throw opRangeError(op, `mask has shape ${formatShape(given.shape)}, expected ${formatShape(expectedShape)}`);
+  }
+  if (given.data.length !== expectedShape.reduce((product, dimension) => product * dimension, 1)) {
+    throw opRangeError(op, `mask has ${given.data.length} values for shape ${formatShape(given.shape)}`);
   }
   return given.data;
 }
