@@ -1,33 +1,41 @@
 // Host emulation of the slice of CUDA that napo's kernels use, so CI runs the kernel bodies with
 // g++ on a machine without a GPU. Include it before any .cuh of src/cuda.
 //
-// Model: blocks run one after another; the threads of a block are fibers (ucontext) on the calling
-// OS thread. A thread runs until it waits at __syncthreads or at a warp collective, then the next
-// thread in index order runs, so a barrier that is missing shows: a thread reads shared memory
-// before a later thread has written it. Block-shared storage is static (one block is alive at a
-// time), and since threads only switch at collectives, atomics are plain read-modify-writes.
-// Collectives are strict: a __syncthreads that not every thread of the block reaches, or a warp
-// collective whose mask is not the whole warp, stops the run with a message instead of hanging.
+// Model: the blocks of a launch are shared out among OS threads (one per core), as a GPU runs
+// them in any order; the threads of a block are fibers on one OS thread. A thread runs until it
+// waits at __syncthreads or at a warp collective, then the next thread in index order runs, so a
+// barrier that is missing shows: a thread reads shared memory before a later thread has written
+// it. Block-shared storage is thread_local static (each OS thread runs one block at a time);
+// inside a block threads only switch at collectives, and atomics are real ones, since other
+// blocks run at the same time. Fibers switch with a few instructions (x86-64) instead of
+// swapcontext, which makes a system call on every switch. Collectives are strict: a
+// __syncthreads that not every thread of the block reaches, or a warp collective whose mask is
+// not the whole warp, stops the run with a message instead of hanging.
 #pragma once
 
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <type_traits>
 #include <vector>
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
 
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static thread_local
 #define __launch_bounds__(...)
 
 struct dim3 {
@@ -47,11 +55,12 @@ struct alignas(16) float4 {
 
 constexpr int warpSize = 32;
 
-// Set by the scheduler before it resumes a thread; kernels read them like CUDA's built-ins.
-inline uint3 threadIdx;
-inline uint3 blockIdx;
-inline dim3 blockDim;
-inline dim3 gridDim;
+// Set by the scheduler before it resumes a thread; kernels read them like CUDA's built-ins. Each OS
+// thread runs its own block.
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local dim3 blockDim;
+inline thread_local dim3 gridDim;
 
 namespace emu {
 
@@ -61,8 +70,75 @@ namespace emu {
   std::abort();
 }
 
-struct Fiber {
+// ---- switching fibers ------------------------------------------------------------------------------
+#if defined(__x86_64__)
+// switchStack(&saveSp, loadSp): saves the callee-saved registers and the SSE / x87 control words
+// on this stack, stores the stack pointer in *saveSp, then resumes the stack at loadSp the same
+// way. No system call: swapcontext also saves the signal mask, one syscall per switch.
+extern "C" void napo_emu_switch_stack(void** saveSp, void* loadSp);
+asm(R"(
+  .text
+  .p2align 4
+  .weak napo_emu_switch_stack
+  .type napo_emu_switch_stack, @function
+napo_emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size napo_emu_switch_stack, .-napo_emu_switch_stack
+)");
+
+struct FiberContext {
+  void* sp = nullptr;
+};
+
+// A fresh stack that napo_emu_switch_stack resumes into entry(), with 16-byte alignment at its entry.
+inline void prepareContext(FiberContext& context, char* stack, size_t bytes, void (*entry)()) {
+  auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15));
+  top[-1] = 0;                                           // entry's return address: it never returns
+  top[-2] = reinterpret_cast<uint64_t>(entry);           // where the switch's ret goes
+  for (int r = 3; r <= 8; ++r) top[-r] = 0;              // rbp, rbx, r12..r15
+  top[-9] = 0x1f80u | (uint64_t(0x037fu) << 32);         // default MXCSR, x87 control word
+  context.sp = top - 9;
+}
+
+inline void switchContext(FiberContext& from, FiberContext& to) { napo_emu_switch_stack(&from.sp, to.sp); }
+#else
+struct FiberContext {
   ucontext_t context;
+};
+
+inline void prepareContext(FiberContext& context, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&context.context);
+  context.context.uc_stack.ss_sp = stack;
+  context.context.uc_stack.ss_size = bytes;
+  context.context.uc_link = nullptr;
+  makecontext(&context.context, entry, 0);
+}
+
+inline void switchContext(FiberContext& from, FiberContext& to) { swapcontext(&from.context, &to.context); }
+#endif
+
+struct Fiber {
+  FiberContext context;
   uint3 index;
   bool finished;
   // Blocked until *waitOn differs from waitValue (a barrier generation that has not moved yet).
@@ -84,7 +160,7 @@ struct Warp {
 struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
-  ucontext_t scheduler;  // runBlock's own context, resumed when the last thread finishes
+  FiberContext scheduler;  // runBlock's own context, resumed when the last thread finishes
   int current = 0;
   int live = 0;
   int arrived = 0;
@@ -93,15 +169,15 @@ struct Block {
 };
 
 inline Block& block() {
-  static Block instance;
+  static thread_local Block instance;
   return instance;
 }
 
 constexpr size_t kStackBytes = 256 * 1024;
 
 inline char* stacks(size_t count) {
-  static char* memory = nullptr;
-  static size_t capacity = 0;
+  static thread_local char* memory = nullptr;
+  static thread_local size_t capacity = 0;
   if (count > capacity) {
     if (memory) munmap(memory, capacity * kStackBytes);
     void* mapped = mmap(nullptr, count * kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -150,9 +226,10 @@ inline void waitWhile(const uint64_t* generation, uint64_t value) {
   fiber.waitValue = value;
   const int next = nextRunnable();
   if (next < 0) fatal("deadlock: every live thread waits at a barrier the others never reach");
-  swapcontext(&fiber.context, &enter(next).context);
+  switchContext(fiber.context, enter(next).context);
 }
 
+// Every fiber starts here; the last one to finish resumes runBlock.
 inline void fiberMain() {
   Block& b = block();
   (*b.body)();
@@ -164,17 +241,10 @@ inline void fiberMain() {
   --warp.live;
   if (warp.arrived > 0) fatal("a thread exited while its warp waits at a collective");
   const int next = nextRunnable();
-  if (next >= 0) setcontext(&enter(next).context);
-  // Returning resumes runBlock through uc_link: every thread has finished.
+  if (next >= 0) switchContext(fiber.context, enter(next).context);
   if (b.live > 0) fatal("deadlock: every live thread waits at a barrier the others never reach");
-}
-
-__attribute__((noinline)) inline void prepareFiber(Fiber& fiber, char* stack, ucontext_t* link) {
-  getcontext(&fiber.context);
-  fiber.context.uc_stack.ss_sp = stack;
-  fiber.context.uc_stack.ss_size = kStackBytes;
-  fiber.context.uc_link = link;
-  makecontext(&fiber.context, fiberMain, 0);
+  switchContext(fiber.context, b.scheduler);
+  fatal("a finished thread was resumed");
 }
 
 inline void runBlock(const std::function<void()>& body, int threads) {
@@ -192,9 +262,9 @@ inline void runBlock(const std::function<void()>& body, int threads) {
   for (int t = 0; t < threads; ++t) {
     Fiber& fiber = b.fibers[size_t(t)];
     fiber.index = {unsigned(t) % blockDim.x, unsigned(t) / blockDim.x % blockDim.y, unsigned(t) / (blockDim.x * blockDim.y)};
-    prepareFiber(fiber, stackBase + size_t(t) * kStackBytes, &b.scheduler);
+    prepareContext(fiber.context, stackBase + size_t(t) * kStackBytes, kStackBytes, fiberMain);
   }
-  swapcontext(&b.scheduler, &enter(0).context);
+  switchContext(b.scheduler, enter(0).context);
 }
 
 inline Warp& warpOf(unsigned mask) {
@@ -290,29 +360,33 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) { return emu::ballot
 inline int __any_sync(unsigned mask, int predicate) { return emu::ballot(mask, predicate != 0) != 0; }
 inline int __all_sync(unsigned mask, int predicate) { return emu::ballot(mask, predicate != 0) == mask; }
 
+// Real atomics: other blocks run at the same time on other OS threads.
+namespace emu {
+template <typename T, typename Update>
+T atomicUpdate(T* address, Update update) {
+  T old = __atomic_load_n(address, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(address, &old, update(old), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+  }
+  return old;
+}
+}  // namespace emu
+
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
+  return emu::atomicUpdate(address, [value](T old) { return T(old + value); });
 }
 template <typename T>
 T atomicMin(T* address, T value) {
-  const T old = *address;
-  if (value < old) *address = value;
-  return old;
+  return emu::atomicUpdate(address, [value](T old) { return value < old ? value : old; });
 }
 template <typename T>
 T atomicMax(T* address, T value) {
-  const T old = *address;
-  if (value > old) *address = value;
-  return old;
+  return emu::atomicUpdate(address, [value](T old) { return value > old ? value : old; });
 }
 template <typename T>
 T atomicCAS(T* address, T compare, T value) {
-  const T old = *address;
-  if (old == compare) *address = value;
-  return old;
+  __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return compare;
 }
 
 namespace emu {
@@ -349,22 +423,28 @@ inline float __expf(float x) { return std::exp(x); }
 
 namespace emu {
 
-// Runs `kernel` over `grid` x `block` threads, block after block.
+// Runs `kernel` over `grid` x `block` threads; the blocks are shared out among one OS thread per
+// core (the caller's included), each taking the next block index in turn.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
   const int threads = int(block.x * block.y * block.z);
   if (threads < 1 || threads > 1024) fatal("a block must have 1 to 1024 threads");
   const std::function<void()> body = [&] { kernel(args...); };
-  gridDim = grid;
-  blockDim = block;
-  for (unsigned z = 0; z < grid.z; ++z) {
-    for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = {x, y, z};
-        runBlock(body, threads);
-      }
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  std::atomic<uint64_t> nextBlock{0};
+  auto runBlocks = [&] {
+    gridDim = grid;
+    blockDim = block;
+    for (uint64_t i = nextBlock++; i < blocks; i = nextBlock++) {
+      blockIdx = {unsigned(i % grid.x), unsigned(i / grid.x % grid.y), unsigned(i / (uint64_t(grid.x) * grid.y))};
+      runBlock(body, threads);
     }
-  }
+  };
+  const uint64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> helpers;
+  for (uint64_t h = 1; h < std::min(cores, blocks); ++h) helpers.emplace_back(runBlocks);
+  runBlocks();
+  for (std::thread& helper : helpers) helper.join();
 }
 
 }  // namespace emu
