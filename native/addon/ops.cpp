@@ -221,6 +221,97 @@ struct PolicyLossCall : OpCall {
   }
 };
 
+napo_linear_logprobs_options linearOptions(Napi::Env env, Napi::Value value, const char* op) {
+  Napi::Object given = objectArg(env, value, op, "options");
+  napo_linear_logprobs_options options{};
+  options.temperature = float(numberArg(env, given.Get("temperature"), op, "temperature"));
+  options.chunk_size = integerArg(env, given.Get("chunkSize"), op, "chunkSize");
+  return options;
+}
+
+// (hidden, weight, tokens, { temperature, chunkSize }, entropy: boolean) -> { logprobs, lse, entropy? }
+struct LinearLogprobsCall : OpCall {
+  static constexpr const char* kName = "linearLogprobs";
+  napo_tensor hidden{}, weight{}, tokens{}, logprobs{}, lse{}, entropy{};
+  napo_linear_logprobs_options options{};
+  bool withEntropy = false;
+
+  void prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    hidden = input(info[0], kName, "hidden");
+    weight = input(info[1], kName, "weight");
+    tokens = input(info[2], kName, "tokens");
+    options = linearOptions(env, info[3], kName);
+    withEntropy = boolArg(env, info[4], kName, "entropy");
+    check(env, napo_linear_logprobs_validate(&hidden, &weight, &tokens, &options));
+    logprobs = output(env, kName, NAPO_FLOAT32, {hidden.shape[0]}, hidden.device);
+    lse = output(env, kName, NAPO_FLOAT32, {hidden.shape[0]}, hidden.device);
+    if (withEntropy) entropy = output(env, kName, NAPO_FLOAT32, {hidden.shape[0]}, hidden.device);
+  }
+
+  napo_status run() {
+    return napo_linear_logprobs(&hidden, &weight, &tokens, &options, &logprobs, withEntropy ? &entropy : nullptr, &lse,
+                                nullptr);
+  }
+
+  Napi::Value result(Napi::Env env) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("logprobs", outputObject(0));
+    out.Set("lse", outputObject(1));
+    if (withEntropy) out.Set("entropy", outputObject(2));
+    return out;
+  }
+};
+
+// (hidden, weight, tokens, lse, entropy|null, gradLogprobs, gradEntropy|null, options,
+//  gradHidden|null, gradWeight|null) -> { gradHidden, gradWeight }. Given gradient tensors are
+// added to (both or neither); otherwise new ones are returned.
+struct LinearLogprobsBackwardCall : OpCall {
+  static constexpr const char* kName = "linearLogprobsBackward";
+  napo_tensor hidden{}, weight{}, tokens{}, lse{}, entropy{}, gradLogprobs{}, gradEntropy{}, gradHidden{}, gradWeight{};
+  napo_linear_logprobs_options options{};
+  bool hasEntropy = false, hasGradEntropy = false, accumulate = false;
+  Napi::ObjectReference gradHiddenObject, gradWeightObject;  // the caller's, when accumulating
+
+  void prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    hidden = input(info[0], kName, "hidden");
+    weight = input(info[1], kName, "weight");
+    tokens = input(info[2], kName, "tokens");
+    lse = input(info[3], kName, "lse");
+    hasEntropy = optionalInput(info[4], kName, "entropy", &entropy);
+    gradLogprobs = input(info[5], kName, "gradLogprobs");
+    hasGradEntropy = optionalInput(info[6], kName, "gradEntropy", &gradEntropy);
+    options = linearOptions(env, info[7], kName);
+    const bool givenHidden = optionalInput(info[8], kName, "gradHidden", &gradHidden);
+    const bool givenWeight = optionalInput(info[9], kName, "gradWeight", &gradWeight);
+    if (givenHidden != givenWeight) throwType(env, "linearLogprobsBackward: give both gradHidden and gradWeight to accumulate into, or neither");
+    check(env, napo_linear_logprobs_backward_validate(&hidden, &weight, &tokens, &lse, hasEntropy ? &entropy : nullptr,
+                                                      &gradLogprobs, hasGradEntropy ? &gradEntropy : nullptr, &options));
+    accumulate = givenHidden;
+    if (accumulate) {
+      gradHiddenObject = Napi::Persistent(info[8].As<Napi::Object>());
+      gradWeightObject = Napi::Persistent(info[9].As<Napi::Object>());
+    } else {
+      gradHidden = output(env, kName, NAPO_FLOAT32, {hidden.shape[0], hidden.shape[1]}, hidden.device);
+      gradWeight = output(env, kName, NAPO_FLOAT32, {weight.shape[0], weight.shape[1]}, hidden.device);
+    }
+  }
+
+  napo_status run() {
+    return napo_linear_logprobs_backward(&hidden, &weight, &tokens, &lse, hasEntropy ? &entropy : nullptr,
+                                         &gradLogprobs, hasGradEntropy ? &gradEntropy : nullptr, &options,
+                                         accumulate ? 1 : 0, &gradHidden, &gradWeight, nullptr);
+  }
+
+  Napi::Value result(Napi::Env env) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("gradHidden", accumulate ? gradHiddenObject.Value() : outputObject(0));
+    out.Set("gradWeight", accumulate ? gradWeightObject.Value() : outputObject(1));
+    return out;
+  }
+};
+
 }  // namespace
 
 void registerOps(Napi::Env env, Napi::Object exports) {
@@ -229,6 +320,8 @@ void registerOps(Napi::Env env, Napi::Object exports) {
   registerOp<TokenLogprobsBackwardCall>(env, exports);
   registerOp<GroupAdvantagesCall>(env, exports);
   registerOp<PolicyLossCall>(env, exports);
+  registerOp<LinearLogprobsCall>(env, exports);
+  registerOp<LinearLogprobsBackwardCall>(env, exports);
 }
 
 }  // namespace napo::addon

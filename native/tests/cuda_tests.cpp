@@ -144,12 +144,12 @@ class CudaBackend : public Backend {
   napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) override {
     const int64_t s = in.sequences, t = in.steps;
     auto lp = deviceCopy(in.logprobs), old = deviceCopy(in.oldLogprobs), ref = deviceCopy(in.refLogprobs),
-         adv = deviceCopy(in.advantages), mask = deviceCopy(in.mask);
+         adv = deviceCopy(in.advantages), mask = deviceCopy(in.maskBytes());
     DeviceBuffer grad(size_t(s * t) * 4);
     napo_tensor lpt = tensorView(lp->data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor oldt = tensorView(old->data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor reft = tensorView(ref->data(), NAPO_FLOAT32, {s, t}, kCuda);
-    napo_tensor maskt = tensorView(mask->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor maskt = tensorView(mask->data(), in.maskDtype, {s, t}, kCuda);
     napo_tensor gradt = tensorView(grad.data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor advt = tensorView(adv->data(), NAPO_FLOAT32, {s}, kCuda);
     const napo_status status = napo_policy_loss(&lpt, &oldt, in.refLogprobs.empty() ? nullptr : &reft, &advt, &maskt,
@@ -157,6 +157,59 @@ class CudaBackend : public Backend {
     if (status != NAPO_OK) return status;
     out.grad.resize(size_t(s * t));
     grad.download(out.grad.data());
+    return NAPO_OK;
+  }
+
+  napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
+    const int64_t n = in.rows();
+    DeviceLogits hidden(in.hidden), weight(in.weight);
+    auto tokens = deviceCopy(in.tokens);
+    DeviceBuffer lp(size_t(n) * 4), lse(size_t(n) * 4), ent(size_t(n) * 4);
+    napo_tensor h = tensorView(hidden.data(), in.hidden.dtype, {n, in.width()}, kCuda);
+    napo_tensor w = tensorView(weight.data(), in.weight.dtype, {in.vocab(), in.width()}, kCuda);
+    napo_tensor t = tensorView(tokens->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lpt = tensorView(lp.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor lset = tensorView(lse.data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorView(ent.data(), NAPO_FLOAT32, {n}, kCuda);
+    const napo_linear_logprobs_options options = in.options();
+    const napo_status status =
+        napo_linear_logprobs(&h, &w, &t, &options, &lpt, in.withEntropy ? &entt : nullptr, &lset, stream_);
+    if (status != NAPO_OK) return status;
+    out.logprobs.resize(size_t(n));
+    out.lse.resize(size_t(n));
+    lp.download(out.logprobs.data());
+    lse.download(out.lse.data());
+    if (in.withEntropy) {
+      out.entropy.resize(size_t(n));
+      ent.download(out.entropy.data());
+    }
+    return NAPO_OK;
+  }
+
+  napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) override {
+    const int64_t n = in.rows(), width = in.width(), vocab = in.vocab();
+    DeviceLogits hidden(in.hidden), weight(in.weight);
+    auto tokens = deviceCopy(in.tokens), lse = deviceCopy(in.lse), ent = deviceCopy(in.entropy),
+         glp = deviceCopy(in.gradLogprobs), gent = deviceCopy(in.gradEntropy);
+    out.gradHidden = in.accumulate ? in.gradHidden : std::vector<float>(size_t(n * width), 0.0f);
+    out.gradWeight = in.accumulate ? in.gradWeight : std::vector<float>(size_t(vocab * width), 0.0f);
+    auto gh = deviceCopy(out.gradHidden), gw = deviceCopy(out.gradWeight);
+    napo_tensor h = tensorView(hidden.data(), in.hidden.dtype, {n, width}, kCuda);
+    napo_tensor w = tensorView(weight.data(), in.weight.dtype, {vocab, width}, kCuda);
+    napo_tensor t = tensorView(tokens->data(), NAPO_INT32, {n}, kCuda);
+    napo_tensor lset = tensorView(lse->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor entt = tensorView(ent->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor glpt = tensorView(glp->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor gentt = tensorView(gent->data(), NAPO_FLOAT32, {n}, kCuda);
+    napo_tensor ght = tensorView(gh->data(), NAPO_FLOAT32, {n, width}, kCuda);
+    napo_tensor gwt = tensorView(gw->data(), NAPO_FLOAT32, {vocab, width}, kCuda);
+    const napo_linear_logprobs_options options = in.options();
+    const napo_status status = napo_linear_logprobs_backward(
+        &h, &w, &t, &lset, in.entropy.empty() ? nullptr : &entt, &glpt, in.gradEntropy.empty() ? nullptr : &gentt,
+        &options, in.accumulate ? 1 : 0, &ght, &gwt, stream_);
+    if (status != NAPO_OK) return status;
+    gh->download(out.gradHidden.data());
+    gw->download(out.gradWeight.data());
     return NAPO_OK;
   }
 

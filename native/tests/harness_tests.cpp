@@ -9,6 +9,7 @@
 #include "harness/cuda_emulation.h"
 
 #include "cuda/advantages.cuh"
+#include "cuda/linear_logprobs.cuh"
 #include "cuda/logprobs.cuh"
 #include "cuda/policy_loss.cuh"
 #include "cuda/sample.cuh"
@@ -52,6 +53,7 @@ napo_status logitsErrors(const char* op, const kernels::KernelErrors& found, con
 double elementAt(const napo_tensor& t, int64_t index) {
   switch (t.dtype) {
     case NAPO_INT32: return static_cast<const int32_t*>(t.data)[index];
+    case NAPO_BFLOAT16: return napo::bf16ToFloat(static_cast<const uint16_t*>(t.data)[index]);
     case NAPO_UINT8:
     case NAPO_BOOL: return static_cast<const uint8_t*>(t.data)[index];
     default: return static_cast<const float*>(t.data)[index];
@@ -191,7 +193,114 @@ class EmulatedBackend : public Backend {
     return NAPO_OK;
   }
 
+  napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
+    const Linear views = linearViews(in);
+    const napo_linear_logprobs_options options = in.options();
+    NAPO_TRY(napo_linear_logprobs_validate(&views.hidden, &views.weight, &views.tokens, &options));
+    const int64_t n = in.rows();
+    out.logprobs.assign(size_t(n), 0.0f);
+    out.lse.assign(size_t(n), 0.0f);
+    out.entropy.assign(in.withEntropy ? size_t(n) : 0, 0.0f);
+    const kernels::LinearOutputs outputs{out.logprobs.data(), in.withEntropy ? out.entropy.data() : nullptr,
+                                         out.lse.data()};
+    if (in.hidden.dtype == NAPO_BFLOAT16) return linearForward<uint16_t>(in, views, outputs);
+    return linearForward<float>(in, views, outputs);
+  }
+
+  napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) override {
+    const Linear views = linearViews(in);
+    const int64_t n = in.rows();
+    auto rowsOf = [&](const std::vector<float>& v) { return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {n}, kDevice); };
+    const napo_tensor lse = rowsOf(in.lse), ent = rowsOf(in.entropy), glp = rowsOf(in.gradLogprobs),
+                      gent = rowsOf(in.gradEntropy);
+    const napo_tensor* entropy = in.entropy.empty() ? nullptr : &ent;
+    const napo_tensor* gradEntropy = in.gradEntropy.empty() ? nullptr : &gent;
+    const napo_linear_logprobs_options options = in.options();
+    NAPO_TRY(napo_linear_logprobs_backward_validate(&views.hidden, &views.weight, &views.tokens, &lse, entropy, &glp,
+                                                    gradEntropy, &options));
+    out.gradHidden = in.accumulate ? in.gradHidden : std::vector<float>(size_t(n * in.width()), 0.0f);
+    out.gradWeight = in.accumulate ? in.gradWeight : std::vector<float>(size_t(in.vocab() * in.width()), 0.0f);
+    const napo_tensor* const inputs[6] = {&views.hidden, &views.weight, &lse, entropy, &glp, gradEntropy};
+    if (in.hidden.dtype == NAPO_BFLOAT16) return linearBackward<uint16_t>(in, views, inputs, out);
+    return linearBackward<float>(in, views, inputs, out);
+  }
+
  private:
+  struct Linear {
+    napo_tensor hidden, weight, tokens;
+  };
+
+  static Linear linearViews(const LinearInputs& in) {
+    return {tensorView(const_cast<void*>(in.hidden.data()), in.hidden.dtype, {in.rows(), in.width()}, kDevice),
+            tensorView(const_cast<void*>(in.weight.data()), in.weight.dtype, {in.vocab(), in.width()}, kDevice),
+            tensorView(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {in.rows()}, kDevice)};
+  }
+
+  // The workspace linear_logprobs.cu takes from its scratch: one chunk of logits, then the rows'
+  // running statistics (and three more rows for a recomputed entropy).
+  template <typename T>
+  static kernels::LinearArgs<T> linearArgs(const LinearInputs& in, std::vector<float>& workspace,
+                                           kernels::KernelErrors* errors) {
+    const int64_t n = in.rows();
+    const int64_t chunk = napo_linear_logprobs_chunk(n, in.vocab(), in.chunk);
+    workspace.assign(size_t(n * chunk + 7 * n), 0.0f);
+    float* state = workspace.data() + n * chunk;
+    return {static_cast<const T*>(in.hidden.data()), static_cast<const T*>(in.weight.data()), in.tokens.data(), n,
+            in.width(), in.vocab(), chunk, 1.0f / in.temperature, workspace.data(),
+            kernels::LinearRowState{state, state + n, state + 2 * n, state + 3 * n}, errors};
+  }
+
+  // What linear_logprobs.cu reports: a token, then a checked input, then an overflowing logit.
+  static napo_status linearErrors(const char* op, const LinearInputs& in, const kernels::KernelErrors& found,
+                                  const napo_tensor* const inputs[6]) {
+    if (found.badIndex != kernels::kNothingFound) {
+      return kernels::badTokenError(op, int64_t(found.badIndex), in.tokens[found.badIndex], in.vocab());
+    }
+    if (found.badInput != kernels::kNothingFound) {
+      const kernels::InputPosition where = kernels::decodeBadInput(found.badInput);
+      return kernels::linearInputError(op, where, inputs, elementAt(*inputs[where.argument], where.index));
+    }
+    if (found.badLogit != kernels::kNothingFound) {
+      const kernels::LogitPosition where = kernels::decodeBadLogit(found.badLogit, in.vocab());
+      return napo::linearOverflowError(op, where.row, where.column, in.temperature);
+    }
+    return NAPO_OK;
+  }
+
+  template <typename T>
+  napo_status linearForward(const LinearInputs& in, const Linear& views, const kernels::LinearOutputs& outputs) {
+    kernels::KernelErrors errors = clearedErrors();
+    std::vector<float> workspace;
+    const kernels::LinearArgs<T> args = linearArgs<T>(in, workspace, &errors);
+    kernels::launchLinearCheck(emulated, args, static_cast<const kernels::LinearGradients*>(nullptr));
+    kernels::launchLinearLogprobs(emulated, args, outputs);
+    const napo_tensor* const inputs[6] = {&views.hidden, &views.weight, nullptr, nullptr, nullptr, nullptr};
+    return linearErrors("linearLogprobs", in, errors, inputs);
+  }
+
+  template <typename T>
+  napo_status linearBackward(const LinearInputs& in, const Linear& views, const napo_tensor* const inputs[6],
+                             LinearGradientsResult& out) {
+    kernels::KernelErrors errors = clearedErrors();
+    std::vector<float> workspace;
+    const kernels::LinearArgs<T> args = linearArgs<T>(in, workspace, &errors);
+    kernels::LinearGradients grads{in.lse.data(),
+                                   in.entropy.empty() ? nullptr : in.entropy.data(),
+                                   in.gradLogprobs.data(),
+                                   in.gradEntropy.empty() ? nullptr : in.gradEntropy.data(),
+                                   out.gradHidden.data(),
+                                   out.gradWeight.data(),
+                                   in.accumulate};
+    kernels::launchLinearCheck(emulated, args, &grads);
+    if (!in.gradEntropy.empty() && in.entropy.empty()) {
+      float* scratch = args.state.target + in.rows();
+      kernels::launchLinearLogprobs(emulated, args, kernels::LinearOutputs{scratch, scratch + in.rows(), scratch + 2 * in.rows()});
+      grads.entropy = scratch + in.rows();
+    }
+    kernels::launchLinearLogprobsBackward(emulated, args, grads);
+    return linearErrors("linearLogprobsBackward", in, errors, inputs);
+  }
+
   template <typename Logit>
   void forward(const Logits& logits, const std::vector<int32_t>& tokens, float temperature, LogprobsResult& out,
                kernels::KernelErrors& errors) {

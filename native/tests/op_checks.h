@@ -225,6 +225,28 @@ struct PolicyLossResult {
   napo_policy_loss_stats stats{};
 };
 
+// linearLogprobs: hidden [N, H] and weight [V, H] (one dtype; stored like logits), the forward's
+// options, and for the backward its per-row inputs and, when accumulating, the gradients' start.
+struct LinearInputs {
+  Logits hidden, weight;
+  std::vector<int32_t> tokens;
+  float temperature = 1.0f;
+  int64_t chunk = 0;
+  bool withEntropy = false;
+  std::vector<float> lse, entropy, gradLogprobs, gradEntropy;  // entropy, gradEntropy: empty = none
+  bool accumulate = false;
+  std::vector<float> gradHidden, gradWeight;  // the values accumulated into
+
+  int64_t rows() const { return hidden.rows; }
+  int64_t width() const { return hidden.vocab; }
+  int64_t vocab() const { return weight.rows; }
+  napo_linear_logprobs_options options() const { return {temperature, chunk}; }
+};
+
+struct LinearGradientsResult {
+  std::vector<float> gradHidden, gradWeight;
+};
+
 // A backend under test, or the CPU reference. Each call returns the op's status; on failure the
 // message is napo_last_error().
 class Backend {
@@ -238,6 +260,8 @@ class Backend {
   virtual napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) = 0;
   virtual napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) = 0;
   virtual napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) = 0;
+  virtual napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) = 0;
+  virtual napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) = 0;
 };
 
 inline const float* optional(const std::vector<float>& values) { return values.empty() ? nullptr : values.data(); }
@@ -308,6 +332,38 @@ class CpuBackend : public Backend {
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
     return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options, &grad,
                             &out.stats, nullptr);
+  }
+
+  napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
+    const int64_t n = in.rows();
+    out.logprobs.assign(size_t(n), 0.0f);
+    out.lse.assign(size_t(n), 0.0f);
+    out.entropy.assign(in.withEntropy ? size_t(n) : 0, 0.0f);
+    napo_tensor h = tensorView(const_cast<void*>(in.hidden.data()), in.hidden.dtype, {n, in.width()}, kCpu);
+    napo_tensor w = tensorView(const_cast<void*>(in.weight.data()), in.weight.dtype, {in.vocab(), in.width()}, kCpu);
+    napo_tensor t = tensorView(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kCpu);
+    napo_tensor lp = tensorView(out.logprobs.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor lse = tensorView(out.lse.data(), NAPO_FLOAT32, {n}, kCpu);
+    napo_tensor ent = tensorView(out.entropy.data(), NAPO_FLOAT32, {n}, kCpu);
+    const napo_linear_logprobs_options options = in.options();
+    return napo_linear_logprobs(&h, &w, &t, &options, &lp, in.withEntropy ? &ent : nullptr, &lse, nullptr);
+  }
+
+  napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) override {
+    const int64_t n = in.rows(), width = in.width(), vocab = in.vocab();
+    out.gradHidden = in.accumulate ? in.gradHidden : std::vector<float>(size_t(n * width), 0.0f);
+    out.gradWeight = in.accumulate ? in.gradWeight : std::vector<float>(size_t(vocab * width), 0.0f);
+    napo_tensor h = tensorView(const_cast<void*>(in.hidden.data()), in.hidden.dtype, {n, width}, kCpu);
+    napo_tensor w = tensorView(const_cast<void*>(in.weight.data()), in.weight.dtype, {vocab, width}, kCpu);
+    napo_tensor t = tensorView(const_cast<int32_t*>(in.tokens.data()), NAPO_INT32, {n}, kCpu);
+    auto rowsOf = [&](const std::vector<float>& v) { return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {n}, kCpu); };
+    napo_tensor lse = rowsOf(in.lse), ent = rowsOf(in.entropy), glp = rowsOf(in.gradLogprobs), gent = rowsOf(in.gradEntropy);
+    napo_tensor gh = tensorView(out.gradHidden.data(), NAPO_FLOAT32, {n, width}, kCpu);
+    napo_tensor gw = tensorView(out.gradWeight.data(), NAPO_FLOAT32, {vocab, width}, kCpu);
+    const napo_linear_logprobs_options options = in.options();
+    return napo_linear_logprobs_backward(&h, &w, &t, &lse, in.entropy.empty() ? nullptr : &ent, &glp,
+                                         in.gradEntropy.empty() ? nullptr : &gent, &options, in.accumulate ? 1 : 0,
+                                         &gh, &gw, nullptr);
   }
 
  private:
@@ -816,6 +872,90 @@ inline void errorSuite(Checks& checks, Backend& candidate, Backend& reference) {
   }
 }
 
+// linearLogprobs: the forward (with and without the entropy) and the backward (entropy given,
+// recomputed or unused; overwriting or accumulating) on odd shapes and chunkings, float32 and
+// bfloat16; then its errors (bad token, NaN hidden, Infinity weight, NaN lse, an overflowing logit).
+inline void linearLogprobsSuite(Checks& checks, Backend& candidate, Backend& reference) {
+  struct Case {
+    int64_t rows, width, vocab, chunk;
+  };
+  const Case cases[] = {{1, 1, 1, 0}, {3, 5, 7, 2}, {4, 33, 1000, 0}, {17, 9, 300, 64}, {2, 64, 5003, 512}, {5, 16, 4100, 0}};
+  uint64_t seed = 700;
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    for (const Case& c : cases) {
+      for (float temperature : {1.0f, 0.7f}) {
+        LinearInputs in;
+        in.hidden = makeLogits(dtype, c.rows, c.width, Pattern::Normal, ++seed, int(c.rows % 2));
+        in.weight = makeLogits(dtype, c.vocab, c.width, Pattern::Normal, ++seed);
+        in.tokens = randomTokens(c.rows, c.vocab, ++seed);
+        in.temperature = temperature;
+        in.chunk = c.chunk;
+        in.withEntropy = true;
+        const std::string what = format("linearLogprobs %s [%lld, %lld] x [%lld] chunk %lld T=%g",
+                                        dtype == NAPO_BFLOAT16 ? "bf16" : "f32", (long long)c.rows, (long long)c.width,
+                                        (long long)c.vocab, (long long)c.chunk, double(temperature));
+        LogprobsResult want, got;
+        bool ok = false;
+        bothRun(checks, what, [&](bool ref) { return (ref ? reference : candidate).linearLogprobs(in, ref ? want : got); },
+                &ok);
+        if (!ok) continue;
+        allClose(checks, what + " logprobs", got.logprobs.data(), want.logprobs.data(), want.logprobs.size(), 2e-4, 1e-4);
+        allClose(checks, what + " lse", got.lse.data(), want.lse.data(), want.lse.size(), 2e-4, 1e-4);
+        allClose(checks, what + " entropy", got.entropy.data(), want.entropy.data(), want.entropy.size(), 2e-4, 1e-4);
+        for (int variant = 0; variant < 3; ++variant) {
+          LinearInputs back = in;
+          back.lse = want.lse;
+          back.gradLogprobs = randomNormal(size_t(c.rows), ++seed);
+          if (variant >= 1) back.gradEntropy = randomNormal(size_t(c.rows), ++seed, 0.5f);
+          if (variant == 1) back.entropy = want.entropy;
+          back.accumulate = variant == 2;
+          if (back.accumulate) {
+            back.gradHidden = randomNormal(size_t(c.rows * c.width), ++seed);
+            back.gradWeight = randomNormal(size_t(c.vocab * c.width), ++seed);
+          }
+          const std::string backWhat = what + format(" backward variant=%d", variant);
+          LinearGradientsResult wantGrad, gotGrad;
+          bool backOk = false;
+          bothRun(checks, backWhat,
+                  [&](bool ref) { return (ref ? reference : candidate).linearLogprobsBackward(back, ref ? wantGrad : gotGrad); },
+                  &backOk);
+          if (!backOk) continue;
+          allClose(checks, backWhat + " gradHidden", gotGrad.gradHidden.data(), wantGrad.gradHidden.data(),
+                   wantGrad.gradHidden.size(), 2e-4, 1e-3);
+          allClose(checks, backWhat + " gradWeight", gotGrad.gradWeight.data(), wantGrad.gradWeight.data(),
+                   wantGrad.gradWeight.size(), 2e-4, 1e-3);
+        }
+      }
+    }
+  }
+  // Errors, each reported the same way by both backends.
+  for (int poison = 0; poison < 5; ++poison) {
+    LinearInputs in;
+    in.hidden = makeLogits(NAPO_FLOAT32, 4, 6, Pattern::Normal, 790);
+    in.weight = makeLogits(NAPO_FLOAT32, 50, 6, Pattern::Normal, 791);
+    in.tokens = randomTokens(4, 50, 792);
+    in.lse.assign(4, 5.0f);
+    in.gradLogprobs.assign(4, 1.0f);
+    const char* name = "";
+    switch (poison) {
+      case 0: in.tokens[2] = 50; name = "token out of range"; break;
+      case 1: in.hidden.set(1, 3, NAN); name = "NaN hidden"; break;
+      case 2: in.weight.set(17, 0, INFINITY); name = "Infinity weight"; break;
+      case 3: in.lse[3] = NAN; name = "NaN lse"; break;
+      case 4:
+        for (int64_t h = 0; h < 6; ++h) in.hidden.set(2, h, 1.0e20f), in.weight.set(9, h, 1.0e20f);
+        name = "overflowing logit";
+        break;
+    }
+    LogprobsResult want, got;
+    bothRun(checks, format("linearLogprobs errors %s", name),
+            [&](bool ref) { return (ref ? reference : candidate).linearLogprobs(in, ref ? want : got); });
+    LinearGradientsResult wantGrad, gotGrad;
+    bothRun(checks, format("linearLogprobsBackward errors %s", name),
+            [&](bool ref) { return (ref ? reference : candidate).linearLogprobsBackward(in, ref ? wantGrad : gotGrad); });
+  }
+}
+
 // Every suite on small shapes: what the host emulation harness runs in CI, and the first part
 // of the GPU tests.
 inline void runSmallSuites(Checks& checks, Backend& candidate, Backend& reference) {
@@ -825,6 +965,7 @@ inline void runSmallSuites(Checks& checks, Backend& candidate, Backend& referenc
   sampleSuite(checks, candidate, reference, {{1, 1}, {1, 5}, {8, 7}, {16, 100}, {24, 1000}, {6, 5003}, {3, 20000}});
   advantagesSuite(checks, candidate, reference);
   policyLossSuite(checks, candidate, reference);
+  linearLogprobsSuite(checks, candidate, reference);
   errorSuite(checks, candidate, reference);
 }
 

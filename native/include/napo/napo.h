@@ -240,6 +240,43 @@ NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_te
                                       napo_tensor* grad_logprobs, napo_policy_loss_stats* stats,
                                       void* stream);
 
+/* ---- linearLogprobs: log-probs straight from hidden states ----------------------------------- */
+
+typedef struct napo_linear_logprobs_options {
+  float temperature;
+  /* Vocabulary columns per chunk; 0 = napo's choice (about 4 MiB of logits per chunk, at most
+   * V/8 columns once V >= 32K). Extra memory is O(N * chunk + chunk * H), never [N, V]. */
+  int64_t chunk_size;
+} napo_linear_logprobs_options;
+
+/* hidden [N, H] f32|bf16, weight [V, H] (nn.Linear layout, hidden's dtype), tokens [N] i32 ->
+ * logprobs [N], lse [N], entropy [N] (optional, NULL skips it) f32, of z = hidden weight^T / T,
+ * with float32 accumulation: the vocabulary is walked in chunks with an online max / sum. */
+NAPO_API napo_status napo_linear_logprobs_validate(const napo_tensor* hidden, const napo_tensor* weight,
+                                                   const napo_tensor* tokens,
+                                                   const napo_linear_logprobs_options* options);
+NAPO_API napo_status napo_linear_logprobs(const napo_tensor* hidden, const napo_tensor* weight,
+                                          const napo_tensor* tokens, const napo_linear_logprobs_options* options,
+                                          napo_tensor* logprobs, napo_tensor* entropy, napo_tensor* lse, void* stream);
+
+/* The gradients of sum(grad_logprobs * logprobs + grad_entropy * entropy) with respect to hidden
+ * and weight: grad_hidden [N, H] f32 and grad_weight [V, H] f32, overwritten, or added to when
+ * `accumulate` is non-zero (a model's LM-head gradient). lse [N] and entropy [N] (optional; NULL:
+ * recomputed when grad_entropy is given) come from the forward; grad_entropy may be NULL. The
+ * logits of each chunk are recomputed: nothing of [N, V] is kept between the two calls. */
+NAPO_API napo_status napo_linear_logprobs_backward_validate(
+    const napo_tensor* hidden, const napo_tensor* weight, const napo_tensor* tokens, const napo_tensor* lse,
+    const napo_tensor* entropy, const napo_tensor* grad_logprobs, const napo_tensor* grad_entropy,
+    const napo_linear_logprobs_options* options);
+NAPO_API napo_status napo_linear_logprobs_backward(
+    const napo_tensor* hidden, const napo_tensor* weight, const napo_tensor* tokens, const napo_tensor* lse,
+    const napo_tensor* entropy, const napo_tensor* grad_logprobs, const napo_tensor* grad_entropy,
+    const napo_linear_logprobs_options* options, int32_t accumulate, napo_tensor* grad_hidden,
+    napo_tensor* grad_weight, void* stream);
+
+/* The vocabulary chunk a call with these sizes uses (options->chunk_size, or napo's choice). */
+NAPO_API int64_t napo_linear_logprobs_chunk(int64_t rows, int64_t vocab, int64_t chunk_size);
+
 /* ---- benchmark probes ------------------------------------------------------------------ */
 
 /* This machine's sustained read bandwidth from memory: every CPU thread streams a share of a

@@ -65,4 +65,15 @@ napo_status policyLoss(const napo_tensor&, const napo_tensor&, const napo_tensor
   return fail(NAPO_ERR_UNAVAILABLE, "policyLoss: %s", kReason);
 }
 
+napo_status linearLogprobs(const napo_tensor&, const napo_tensor&, const napo_tensor&,
+                           const napo_linear_logprobs_options&, napo_tensor&, napo_tensor*, napo_tensor&, void*) {
+  return fail(NAPO_ERR_UNAVAILABLE, "linearLogprobs: %s", kReason);
+}
+
+napo_status linearLogprobsBackward(const napo_tensor&, const napo_tensor&, const napo_tensor&, const napo_tensor&,
+                                   const napo_tensor*, const napo_tensor&, const napo_tensor*,
+                                   const napo_linear_logprobs_options&, bool, napo_tensor&, napo_tensor&, void*) {
+  return fail(NAPO_ERR_UNAVAILABLE, "linearLogprobsBackward: %s", kReason);
+}
+
 }  // namespace napo::cuda

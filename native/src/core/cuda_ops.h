@@ -26,4 +26,13 @@ napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogpro
                        const napo_policy_loss_options& options, napo_tensor& gradLogprobs,
                        napo_policy_loss_stats* stats, void* stream);
 
+napo_status linearLogprobs(const napo_tensor& hidden, const napo_tensor& weight, const napo_tensor& tokens,
+                           const napo_linear_logprobs_options& options, napo_tensor& logprobs, napo_tensor* entropy,
+                           napo_tensor& lse, void* stream);
+
+napo_status linearLogprobsBackward(const napo_tensor& hidden, const napo_tensor& weight, const napo_tensor& tokens,
+                                   const napo_tensor& lse, const napo_tensor* entropy, const napo_tensor& gradLogprobs,
+                                   const napo_tensor* gradEntropy, const napo_linear_logprobs_options& options,
+                                   bool accumulate, napo_tensor& gradHidden, napo_tensor& gradWeight, void* stream);
+
 }  // namespace napo::cuda

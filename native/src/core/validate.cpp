@@ -148,6 +148,11 @@ napo_status badMaskError(const char* op, const napo_tensor& mask, int64_t flat, 
   return fail(NAPO_ERR_RANGE, "%s: mask%s = %g must be 0 or 1", op, indexText(mask, flat).c_str(), value);
 }
 
+napo_status linearOverflowError(const char* op, int64_t row, int64_t column, float temperature) {
+  return fail(NAPO_ERR_RANGE, "%s: the logit of hidden row %lld and weight row %lld is not finite at temperature %g", op,
+              (long long)row, (long long)column, temperature);
+}
+
 napo_status checkFinite(const char* op, const char* name, const napo_tensor* t) {
   if (!t || t->device.kind != NAPO_CPU) return NAPO_OK;
   const float* values = dataAs<const float>(*t);

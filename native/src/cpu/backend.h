@@ -30,10 +30,34 @@ using PolicyLossKernel = void(const float* logprobs, const float* oldLogprobs, c
                               const napo_policy_loss_options& options, float* gradLogprobs,
                               napo_policy_loss_stats* stats);
 
+// linearLogprobs (src/cpu/linear_logprobs.cpp): hidden [N, H] and weight [V, H] of one dtype;
+// `tile` is a workspace of N * chunk floats (the caller allocates it, so memoryStats counts it).
+// The backward needs the forward's entropy when gradEntropy is given.
+using LinearLogprobsKernel = napo_status(const napo_tensor& hidden, const napo_tensor& weight, const int32_t* tokens,
+                                         float temperature, int64_t chunk, float* tile, float* logprobs,
+                                         float* entropy, float* lse);
+using LinearLogprobsBackwardKernel = napo_status(const napo_tensor& hidden, const napo_tensor& weight,
+                                                 const int32_t* tokens, const float* lse, const float* entropy,
+                                                 const float* gradLogprobs, const float* gradEntropy,
+                                                 float temperature, int64_t chunk, bool accumulate, float* tile,
+                                                 float* gradHidden, float* gradWeight);
+
 // ---- model layers (row-major float32 host memory) ---------------------------------------------
 // C[M,N] = alpha * op(A) op(B) + beta * C. transA: A stored [K, M]; transB: B stored [N, K].
 using MatmulKernel = void(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// One GEMM operand: row-major float32 or bfloat16, `transposed` when op(X) = X^T (then stored
+// [K, M] for A, [N, K] for B), leading dimension `ld`.
+struct GemmOperand {
+  const void* data;
+  napo_dtype dtype;
+  bool transposed;
+  int64_t ld;
+};
+// C[M,N] = alpha * op(A) op(B) + beta * C, float32 accumulation: the building block of the model
+// layers and of linearLogprobs. (MatmulKernel is its float32-only form.)
+using GemmKernel = void(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha,
+                        float beta, float* c, int64_t ldc);
 // y[M,N] += bias[N] for every row.
 using AddBiasKernel = void(int64_t m, int64_t n, const float* bias, float* y);
 // dbias[N] += sum over rows of dy[M,N].
@@ -90,7 +114,10 @@ struct CpuBackend {
   TokenLogprobsBackwardKernel* tokenLogprobsBackward;
   GroupAdvantagesKernel* groupAdvantages;
   PolicyLossKernel* policyLoss;
+  LinearLogprobsKernel* linearLogprobs;
+  LinearLogprobsBackwardKernel* linearLogprobsBackward;
   MatmulKernel* matmul;
+  GemmKernel* gemm;
   AddBiasKernel* addBias;
   BiasBackwardKernel* biasBackward;
   LayerNormForwardKernel* layerNormForward;

@@ -1,4 +1,5 @@
-// Single-precision GEMM for the CPU backend, BLIS-style: B is packed once per call into panels
+// Single-precision GEMM for the CPU backend (float32 or bfloat16 operands, float32 accumulation),
+// BLIS-style: B is packed once per call into panels
 // of NR columns, each task packs its MC x KC block of A into panels of MR rows, and an MR x NR
 // register-tiled micro-kernel runs over the packed panels. Tasks are (MC rows x NC columns) tiles
 // spread with parallelFor; each element of C is computed by one task in a fixed order, so the
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "../core/math.h"
 #include "../core/thread_pool.h"
 #include "kernels.h"
 
@@ -90,8 +92,13 @@ inline void microKernel(int64_t kc, const float* __restrict a, const float* __re
   }
 }
 
-// Panel p of packed B holds columns [p*NR, p*NR + NR) for every k: [K][NR], zero-padded.
-void packB(bool transB, int64_t n, int64_t k, const float* b, int64_t ldb, float* packed, bool serial) {
+inline float loadValue(const float* x, int64_t i) { return x[i]; }
+inline float loadValue(const uint16_t* x, int64_t i) { return bf16ToFloat(x[i]); }
+
+// Panel p of packed B holds columns [p*NR, p*NR + NR) for every k: [K][NR], zero-padded; bfloat16
+// operands are widened here, so the micro-kernel only ever sees float32.
+template <typename T>
+void packB(bool transB, int64_t n, int64_t k, const T* b, int64_t ldb, float* packed, bool serial) {
   const int64_t panels = (n + NR - 1) / NR;
   parallelFor(panels, serial ? panels : 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
@@ -100,10 +107,10 @@ void packB(bool transB, int64_t n, int64_t k, const float* b, int64_t ldb, float
       for (int64_t kk = 0; kk < k; ++kk) {
         float* out = dst + kk * NR;
         if (!transB) {
-          const float* src = b + kk * ldb + j0;
-          for (int64_t j = 0; j < cols; ++j) out[j] = src[j];
+          const T* src = b + kk * ldb + j0;
+          for (int64_t j = 0; j < cols; ++j) out[j] = loadValue(src, j);
         } else {
-          for (int64_t j = 0; j < cols; ++j) out[j] = b[(j0 + j) * ldb + kk];
+          for (int64_t j = 0; j < cols; ++j) out[j] = loadValue(b, (j0 + j) * ldb + kk);
         }
         for (int64_t j = cols; j < NR; ++j) out[j] = 0.0f;
       }
@@ -112,20 +119,20 @@ void packB(bool transB, int64_t n, int64_t k, const float* b, int64_t ldb, float
 }
 
 // Rows [i0, i0 + mc) and depth [k0, k0 + kc) of op(A) as panels of MR rows: [panel][kc][MR].
-void packA(bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, const float* a,
-           int64_t lda, float* packed) {
+template <typename T>
+void packA(bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, const T* a, int64_t lda, float* packed) {
   for (int64_t p = 0; p * MR < mc; ++p) {
     float* dst = packed + p * kc * MR;
     const int64_t r0 = i0 + p * MR, rows = std::min(MR, mc - p * MR);
     if (!transA) {
       for (int64_t r = 0; r < rows; ++r) {
-        const float* src = a + (r0 + r) * lda + k0;
-        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * MR + r] = src[kk];
+        const T* src = a + (r0 + r) * lda + k0;
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * MR + r] = loadValue(src, kk);
       }
     } else {
       for (int64_t kk = 0; kk < kc; ++kk) {
-        const float* src = a + (k0 + kk) * lda + r0;
-        for (int64_t r = 0; r < rows; ++r) dst[kk * MR + r] = src[r];
+        const T* src = a + (k0 + kk) * lda + r0;
+        for (int64_t r = 0; r < rows; ++r) dst[kk * MR + r] = loadValue(src, r);
       }
     }
     for (int64_t r = rows; r < MR; ++r)
@@ -133,9 +140,9 @@ void packA(bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, const fl
   }
 }
 
-void sgemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
-              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-              int64_t ldc) {
+template <typename TA, typename TB>
+void gemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
+             const TB* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i)
@@ -190,7 +197,20 @@ void sgemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float a
 
 void matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  sgemmCpu(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  gemmCpu(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+          float* c, int64_t ldc) {
+  const bool bf16A = a.dtype == NAPO_BFLOAT16, bf16B = b.dtype == NAPO_BFLOAT16;
+  const auto* af = static_cast<const float*>(a.data);
+  const auto* ah = static_cast<const uint16_t*>(a.data);
+  const auto* bf = static_cast<const float*>(b.data);
+  const auto* bh = static_cast<const uint16_t*>(b.data);
+  if (bf16A && bf16B) return gemmCpu(a.transposed, b.transposed, m, n, k, alpha, ah, a.ld, bh, b.ld, beta, c, ldc);
+  if (bf16A) return gemmCpu(a.transposed, b.transposed, m, n, k, alpha, ah, a.ld, bf, b.ld, beta, c, ldc);
+  if (bf16B) return gemmCpu(a.transposed, b.transposed, m, n, k, alpha, af, a.ld, bh, b.ld, beta, c, ldc);
+  gemmCpu(a.transposed, b.transposed, m, n, k, alpha, af, a.ld, bf, b.ld, beta, c, ldc);
 }
 
 void addBias(int64_t m, int64_t n, const float* bias, float* y) {

@@ -77,6 +77,12 @@ napo_status downloadElement(DeviceCall& call, const napo_tensor& tensor, int64_t
       *value = v;
       return NAPO_OK;
     }
+    case NAPO_BFLOAT16: {
+      uint16_t v;
+      NAPO_TRY(call.download(&v, at, sizeof v));
+      *value = bf16ToFloat(v);
+      return NAPO_OK;
+    }
     case NAPO_UINT8:
     case NAPO_BOOL: {
       uint8_t v;

@@ -59,7 +59,7 @@ inline auto launchOn(cudaStream_t stream) {
 napo_status badLogitFound(DeviceCall& call, const napo_tensor& logits, unsigned long long key,
                           napo_row_f32 temperatures);
 
-// One element of a float32, int32, uint8 or bool device tensor, as a double (for messages).
+// One element of a device tensor of any dtype, as a double (for messages).
 napo_status downloadElement(DeviceCall& call, const napo_tensor& tensor, int64_t index, double* value);
 
 // The CPU backend's message for the first out-of-range token the kernel found.

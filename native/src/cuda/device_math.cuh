@@ -98,6 +98,9 @@ struct Sum {
   template <typename T>
   __device__ T operator()(T a, T b) const { return a + b; }
 };
+struct MaxFloat {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
 struct MaxInt {
   __device__ int32_t operator()(int32_t a, int32_t b) const { return a > b ? a : b; }
 };

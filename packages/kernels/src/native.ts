@@ -137,6 +137,31 @@ export interface NativeOps {
       tokenCount: number;
     };
   };
+  linearLogprobs(
+    hidden: NativeTensorHandle,
+    weight: NativeTensorHandle,
+    tokens: NativeTensorHandle,
+    options: NativeLinearLogprobsOptions,
+    entropy: boolean,
+  ): { logprobs: NativeTensorHandle; lse: NativeTensorHandle; entropy?: NativeTensorHandle };
+  linearLogprobsBackward(
+    hidden: NativeTensorHandle,
+    weight: NativeTensorHandle,
+    tokens: NativeTensorHandle,
+    lse: NativeTensorHandle,
+    entropy: NativeTensorHandle | null,
+    gradLogprobs: NativeTensorHandle,
+    gradEntropy: NativeTensorHandle | null,
+    options: NativeLinearLogprobsOptions,
+    gradHidden: NativeTensorHandle | null,
+    gradWeight: NativeTensorHandle | null,
+  ): { gradHidden: NativeTensorHandle; gradWeight: NativeTensorHandle };
+}
+
+export interface NativeLinearLogprobsOptions {
+  temperature: number;
+  /** 0: napo's choice. */
+  chunkSize: number;
 }
 
 type Async<F> = F extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;

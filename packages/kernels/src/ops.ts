@@ -12,6 +12,7 @@ import type {
   AdvantageEstimator,
   AdvantageScale,
   GroupAdvantagesOptions,
+  LinearLogprobsOptions,
   LossType,
   MaskDType,
   PerRow,
@@ -46,6 +47,30 @@ export interface TokenLogprobsBackwardOptions {
   temperature?: number;
   /** Write the gradient over the logits (saves [N, V] of memory); the logits are lost. */
   inPlace?: boolean;
+}
+
+export interface LinearLogprobsBackwardOptions {
+  /** The forward's temperature. Default 1. */
+  temperature?: number;
+  /** The forward's chunk size (any value gives the same result). */
+  chunkSize?: number;
+  /** d loss / d entropy [N]; omitted = 0. */
+  gradEntropy?: Tensor<'float32'>;
+  /** The forward's entropy [N]; without it, gradEntropy costs one more pass over the vocabulary. */
+  entropy?: Tensor<'float32'>;
+  /**
+   * Accumulate into these (float32 [N, H] and [V, H], both or neither), as a model's LM-head
+   * gradient needs; they are returned. Default: new tensors.
+   */
+  gradHidden?: Tensor<'float32'>;
+  gradWeight?: Tensor<'float32'>;
+}
+
+export interface LinearLogprobsGradients {
+  /** float32 [N, H]. */
+  gradHidden: Tensor<'float32'>;
+  /** float32 [V, H]. */
+  gradWeight: Tensor<'float32'>;
 }
 
 export interface PolicyLossInputs {
@@ -354,4 +379,118 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
 /** policyLoss() off the JS thread. */
 export async function policyLossAsync(inputs: PolicyLossInputs, options: PolicyLossOptions = {}): Promise<PolicyLossResult> {
   return policyLossResult(await addon().policyLossAsync(...policyLossArgs(inputs, options)));
+}
+
+function linearOptions(op: string, options: LinearLogprobsOptions | LinearLogprobsBackwardOptions) {
+  const chunkSize = numberOption(op, 'chunkSize', options.chunkSize, 0);
+  if (options.chunkSize !== undefined && !(Number.isInteger(chunkSize) && chunkSize >= 1)) {
+    throw new RangeError(`${op}: chunkSize = ${chunkSize} must be an integer >= 1`);
+  }
+  return { temperature: numberOption(op, 'temperature', options.temperature, 1), chunkSize };
+}
+
+function linearLogprobsArgs(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  options: LinearLogprobsOptions,
+): Parameters<NativeOps['linearLogprobs']> {
+  const op = 'linearLogprobs';
+  checkOptions(op, options);
+  return [
+    handleOf(op, 'hidden', hidden),
+    handleOf(op, 'weight', weight),
+    handleOf(op, 'tokens', tokens),
+    linearOptions(op, options),
+    booleanOption(op, 'entropy', options.entropy, false),
+  ];
+}
+
+/**
+ * log p(tokens[n]) under softmax(hidden[n] weight^T / T), straight from the hidden states [N, H]
+ * and the LM head weight [V, H] (nn.Linear's layout), float32 or bfloat16: the vocabulary is
+ * walked in chunks with an online max / sum, so the [N, V] logits never exist.
+ */
+export function linearLogprobs(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  options: LinearLogprobsOptions = {},
+): TokenLogprobsResult {
+  return tokenLogprobsResult(addon().linearLogprobs(...linearLogprobsArgs(hidden, weight, tokens, options)));
+}
+
+/** linearLogprobs() off the JS thread. */
+export async function linearLogprobsAsync(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  options: LinearLogprobsOptions = {},
+): Promise<TokenLogprobsResult> {
+  return tokenLogprobsResult(await addon().linearLogprobsAsync(...linearLogprobsArgs(hidden, weight, tokens, options)));
+}
+
+function linearBackwardArgs(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  lse: Tensor<'float32'>,
+  gradLogprobs: Tensor<'float32'>,
+  options: LinearLogprobsBackwardOptions,
+): Parameters<NativeOps['linearLogprobsBackward']> {
+  const op = 'linearLogprobsBackward';
+  checkOptions(op, options);
+  return [
+    handleOf(op, 'hidden', hidden),
+    handleOf(op, 'weight', weight),
+    handleOf(op, 'tokens', tokens),
+    handleOf(op, 'lse', lse),
+    optionalHandle(op, 'entropy', options.entropy),
+    handleOf(op, 'gradLogprobs', gradLogprobs),
+    optionalHandle(op, 'gradEntropy', options.gradEntropy),
+    linearOptions(op, options),
+    optionalHandle(op, 'gradHidden', options.gradHidden),
+    optionalHandle(op, 'gradWeight', options.gradWeight),
+  ];
+}
+
+function linearGradients(
+  result: NativeResult<'linearLogprobsBackward'>,
+  options: LinearLogprobsBackwardOptions,
+): LinearLogprobsGradients {
+  return {
+    gradHidden: options.gradHidden ?? wrap(result.gradHidden),
+    gradWeight: options.gradWeight ?? wrap(result.gradWeight),
+  };
+}
+
+/**
+ * The gradients of sum(gradLogprobs * logprobs + gradEntropy * entropy) with respect to hidden
+ * and weight, recomputing each chunk's logits (nothing of [N, V] is kept between the calls).
+ */
+export function linearLogprobsBackward(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  lse: Tensor<'float32'>,
+  gradLogprobs: Tensor<'float32'>,
+  options: LinearLogprobsBackwardOptions = {},
+): LinearLogprobsGradients {
+  const result = addon().linearLogprobsBackward(...linearBackwardArgs(hidden, weight, tokens, lse, gradLogprobs, options));
+  return linearGradients(result, options);
+}
+
+/** linearLogprobsBackward() off the JS thread. */
+export async function linearLogprobsBackwardAsync(
+  hidden: Tensor,
+  weight: Tensor,
+  tokens: Tensor<'int32'>,
+  lse: Tensor<'float32'>,
+  gradLogprobs: Tensor<'float32'>,
+  options: LinearLogprobsBackwardOptions = {},
+): Promise<LinearLogprobsGradients> {
+  const result = await addon().linearLogprobsBackwardAsync(
+    ...linearBackwardArgs(hidden, weight, tokens, lse, gradLogprobs, options),
+  );
+  return linearGradients(result, options);
 }

@@ -52,6 +52,18 @@ export interface TokenLogprobsOptions {
   entropy?: boolean;
 }
 
+export interface LinearLogprobsOptions {
+  /** Default 1; must be > 0. */
+  temperature?: number;
+  /** Also compute the entropy of each row's distribution. Default false. */
+  entropy?: boolean;
+  /**
+   * Vocabulary columns per chunk; default napo's choice (about 4 MiB of logits at a time, at most
+   * V/8 columns once V >= 32K). Extra memory is O(N * chunk + chunk * H).
+   */
+  chunkSize?: number;
+}
+
 export type AdvantageScale = 'group' | 'batch' | 'none';
 export type AdvantageEstimator = 'grpo' | 'rloo';
 

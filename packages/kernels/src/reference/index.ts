@@ -4,6 +4,7 @@
  */
 export { sample, filteredDistribution, type RowFilterOptions } from './sample.js';
 export { tokenLogprobs, tokenLogprobsBackward } from './logprobs.js';
+export { linearLogprobs, linearLogprobsBackward } from './linearLogprobs.js';
 export { groupAdvantages } from './advantages.js';
 export { policyLoss, type PolicyLossInputs, type PolicyLossResult } from './policyLoss.js';
 export { philox4x32, philoxUniform, toUint64 } from './philox.js';

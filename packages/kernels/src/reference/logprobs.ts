@@ -14,14 +14,14 @@ import {
 } from './validate.js';
 
 /** Softmax statistics of one temperature-scaled row. */
-interface RowStatistics {
+export interface RowStatistics {
   readonly logSumExp: number;
   /** `lse - sum_i p_i z_i`. */
   readonly entropy: number;
 }
 
 // The C ABI carries the temperature as float32; dividing by the same value keeps z identical.
-function resolveTemperature(op: string, temperature: number | undefined): number {
+export function resolveTemperature(op: string, temperature: number | undefined): number {
   const given = temperature ?? 1;
   checkPositive(op, 'temperature', given);
   return Math.fround(given);
@@ -31,7 +31,7 @@ function resolveTemperature(op: string, temperature: number | undefined): number
  * One pass with a running max `m`: `S = sum e_i` and `W = sum e_i (z_i - m)`, rescaled whenever
  * the max rises, so entropy = log S - W / S. This is the recurrence the native kernels use.
  */
-function rowStatistics(logits: Float64Array, temperature: number): RowStatistics {
+export function rowStatistics(logits: Float64Array, temperature: number): RowStatistics {
   let max = -Infinity;
   let sum = 0;
   let shiftedWeightedSum = 0;
@@ -94,7 +94,7 @@ export function tokenLogprobs(
 }
 
 /** `sum_j p_j z_j` with `p_j = exp(z_j - lse)`, the same p the gradient uses. */
-function expectedScaledLogit(logits: Float64Array, temperature: number, logSumExp: number): number {
+export function expectedScaledLogit(logits: Float64Array, temperature: number, logSumExp: number): number {
   let expectation = 0;
   for (const logit of logits) {
     const scaled = logit / temperature;
