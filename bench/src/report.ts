@@ -17,12 +17,16 @@ function comparisonCell(entry: KernelEntry, kind: 'unfused' | 'reference'): stri
   const comparison = entry.comparisons.find((c) => c.kind === kind);
   if (!comparison) return '-';
   const scaled = comparison.scaledFromRows ? ` (from ${comparison.scaledFromRows} rows)` : '';
-  return `${ratio(comparison.speedup)}${kind === 'unfused' ? ` vs ${comparison.name}` : ''}${scaled}`;
+  const memory =
+    entry.peakAllocatedBytes !== undefined && comparison.peakAllocatedBytes
+      ? `; peak ${mebibytes(entry.peakAllocatedBytes)} MiB = ${((100 * entry.peakAllocatedBytes) / comparison.peakAllocatedBytes).toFixed(1)}% of its ${mebibytes(comparison.peakAllocatedBytes)}`
+      : '';
+  return `${ratio(comparison.speedup)}${kind === 'unfused' ? ` vs ${comparison.name}` : ''}${scaled}${memory}`;
 }
 
 export function kernelTable(result: KernelsResult): string {
   const table = new Table({
-    head: ['op', 'dtype', 'shape', 'median ms (min-max)', 'GB/s', 'of BW', 'vs unfused', 'vs TS ref'],
+    head: ['op', 'dtype', 'shape', 'median ms (min-max)', 'GB/s (or GFLOP/s)', 'of BW', 'vs unfused', 'vs TS ref'],
     style: { head: [], border: [] },
   });
   for (const entry of result.entries) {
@@ -32,7 +36,7 @@ export function kernelTable(result: KernelsResult): string {
       entry.dtype,
       entry.shape.join('x'),
       `${milliseconds(medianMs)} (${milliseconds(minMs)}-${milliseconds(maxMs)})`,
-      gigabytes(entry.bytesPerSecond),
+      entry.flops ? `${(entry.flops / (medianMs / 1000) / 1e9).toFixed(1)} GFLOP/s` : gigabytes(entry.bytesPerSecond),
       entry.fractionOfBandwidth === undefined ? '-' : `${(100 * entry.fractionOfBandwidth).toFixed(0)}%`,
       comparisonCell(entry, 'unfused'),
       comparisonCell(entry, 'reference'),

@@ -61,6 +61,8 @@ export interface Comparison {
   speedup: number;
   /** Measured on this many rows and scaled linearly to the entry's rows (rows are independent). */
   scaledFromRows?: number;
+  /** The allocator's peak above what was held before one call (ops that track memory). */
+  peakAllocatedBytes?: number;
 }
 
 /** One op, one variant, one shape, one dtype, one implementation. */
@@ -84,6 +86,10 @@ export interface KernelEntry {
   bytesPerSecond: number;
   /** bytesPerSecond / the device's measured bandwidth (absent when none was measured). */
   fractionOfBandwidth?: number;
+  /** The allocator's peak above what was held before one call (ops whose point is memory). */
+  peakAllocatedBytes?: number;
+  /** Multiply-adds x 2 per call, for the GEMM-bound ops (GFLOP/s = flops / time). */
+  flops?: number;
   comparisons: Comparison[];
 }
 

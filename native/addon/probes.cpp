@@ -63,12 +63,25 @@ Napi::Value ProbeSortedSample(const Napi::CallbackInfo& info) {
   return tokens;
 }
 
+// (a, b, transA, transB, alpha, beta, c): c = alpha op(a) op(b) + beta c, into c.
+Napi::Value ProbeGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "probeGemm";
+  const napo_tensor a = TensorHandle::FromValue(info[0], op, "a")->view(env, op);
+  const napo_tensor b = TensorHandle::FromValue(info[1], op, "b")->view(env, op);
+  napo_tensor c = TensorHandle::FromValue(info[6], op, "c")->view(env, op);
+  check(env, napo_probe_gemm(&a, boolArg(env, info[2], op, "transA") ? 1 : 0, &b, boolArg(env, info[3], op, "transB") ? 1 : 0,
+                             float(numberArg(env, info[4], op, "alpha")), float(numberArg(env, info[5], op, "beta")), &c));
+  return env.Undefined();
+}
+
 }  // namespace
 
 void registerProbes(Napi::Env env, Napi::Object exports) {
   exports.Set("probeReadBandwidth", Napi::Function::New<ProbeReadBandwidth>(env, "probeReadBandwidth"));
   exports.Set("probeUnfusedLogprobs", Napi::Function::New<ProbeUnfusedLogprobs>(env, "probeUnfusedLogprobs"));
   exports.Set("probeSortedSample", Napi::Function::New<ProbeSortedSample>(env, "probeSortedSample"));
+  exports.Set("probeGemm", Napi::Function::New<ProbeGemm>(env, "probeGemm"));
 }
 
 }  // namespace napo::addon

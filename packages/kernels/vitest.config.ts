@@ -11,7 +11,7 @@ export default defineConfig({
       { extends: true, test: { name: 'kernels', include: ['test/**/*.test.ts'] } },
       ...['avx2', 'generic'].map((isa) => ({
         extends: true,
-        test: { name: `kernels on ${isa}`, include: ['test/ops.test.ts', 'test/isa.test.ts'], env: { NAPO_CPU_ISA: isa } },
+        test: { name: `kernels on ${isa}`, include: ['test/ops.test.ts', 'test/linear-logprobs.test.ts', 'test/isa.test.ts'], env: { NAPO_CPU_ISA: isa } },
       })),
     ],
   },

@@ -5,8 +5,13 @@
  * bandwidth, to the unfused composition and (CPU) to the TS reference.
  */
 import {
+  empty,
   groupAdvantages,
+  linearLogprobs,
+  linearLogprobsBackward,
+  memoryStats,
   policyLoss,
+  resetPeakMemoryStats,
   reference,
   sample,
   tensor,
@@ -21,7 +26,7 @@ import {
 } from '@napo/kernels';
 
 import { resultHeader } from '../machine.js';
-import { readBandwidth, sortedSample, unfusedLogprobs } from '../probes.js';
+import { gemm, readBandwidth, sortedSample, unfusedLogprobs } from '../probes.js';
 import type { BenchMode, Comparison, KernelEntry, KernelsResult } from '../results.js';
 import { timeCall } from '../timing.js';
 import {
@@ -52,14 +57,16 @@ export interface KernelSuiteOptions {
   completionLength: number;
   /** Samples per group for groupAdvantages. */
   groupSize: number;
+  /** linearLogprobs against the unfused composition: N hidden rows of width H, a vocabulary V. */
+  linear: { rows: number; width: number; vocab: number; dtypes: LogitsDType[]; iterations: number };
 }
 
 const baseOptions = { dtypes: ['float32', 'bfloat16'] as LogitsDType[], warmup: 2, referenceRows: 4, completionLength: 128, groupSize: 8 };
 
 export const kernelSuitePresets: Record<BenchMode, KernelSuiteOptions> = {
-  smoke: { ...baseOptions, mode: 'smoke', rows: [8], vocabs: [1000], iterations: 5, warmup: 1, baselineRows: 4, referenceRows: 2, bandwidthBytes: 64 << 20, completionLength: 4 },
-  quick: { ...baseOptions, mode: 'quick', rows: [256], vocabs: [32_000, 151_936], iterations: 5, baselineRows: 32, bandwidthBytes: 1 << 30 },
-  full: { ...baseOptions, mode: 'full', rows: [256, 2_048, 8_192], vocabs: [32_000, 151_936], iterations: 10, baselineRows: 256, bandwidthBytes: 1 << 30 },
+  smoke: { ...baseOptions, mode: 'smoke', rows: [8], vocabs: [1000], iterations: 5, warmup: 1, baselineRows: 4, referenceRows: 2, bandwidthBytes: 64 << 20, completionLength: 4, linear: { rows: 8, width: 16, vocab: 1000, dtypes: ['float32'], iterations: 5 } },
+  quick: { ...baseOptions, mode: 'quick', rows: [256], vocabs: [32_000, 151_936], iterations: 5, baselineRows: 32, bandwidthBytes: 1 << 30, linear: { rows: 512, width: 896, vocab: 151_936, dtypes: ['float32'], iterations: 5 } },
+  full: { ...baseOptions, mode: 'full', rows: [256, 2_048, 8_192], vocabs: [32_000, 151_936], iterations: 10, baselineRows: 256, bandwidthBytes: 1 << 30, linear: { rows: 2_048, width: 896, vocab: 151_936, dtypes: ['float32', 'bfloat16'], iterations: 5 } },
 };
 
 /** The sampler's modes: each filter alone, the common pair, and greedy. */
@@ -89,6 +96,8 @@ interface Baseline {
   name: string;
   rows: number;
   run: () => void;
+  /** Also record the allocator's peak during one call (for ops whose point is memory). */
+  trackMemory?: boolean;
 }
 
 /** One op call to time, with what it is compared with. */
@@ -103,6 +112,10 @@ interface Case {
   run: () => void;
   /** Extra repetitions for microsecond ops, whose single calls are mostly timer noise. */
   iterations?: number;
+  /** Record the allocator's peak during one call, and the unfused baseline's. */
+  trackMemory?: boolean;
+  /** Useful multiply-adds x 2 per call (GEMM-bound ops). */
+  flops?: number;
   unfused?: Baseline;
   reference?: Baseline;
 }
@@ -179,6 +192,14 @@ function asReference(host: HostLogits): reference.LogitsTensor {
 
 const disposeAll = (...tensors: (Tensor | undefined)[]) => tensors.forEach((t) => t?.dispose());
 
+/** The allocator's peak above what it held before, during one call on the CPU. */
+function peakDuring(run: () => void): number {
+  const before = memoryStats('cpu').allocatedBytes;
+  resetPeakMemoryStats('cpu');
+  run();
+  return memoryStats('cpu').peakAllocatedBytes - before;
+}
+
 function timeBaseline(baseline: Baseline, entryRows: number, entryMs: number, kind: Comparison['kind']): Comparison {
   const timing = timeCall(baseline.name, baseline.run, { iterations: 5, warmup: 1 });
   const medianMs = timing.medianMs * (entryRows / baseline.rows);
@@ -188,6 +209,7 @@ function timeBaseline(baseline: Baseline, entryRows: number, entryMs: number, ki
     medianMs,
     speedup: medianMs / entryMs,
     ...(baseline.rows !== entryRows ? { scaledFromRows: baseline.rows } : {}),
+    ...(baseline.trackMemory ? { peakAllocatedBytes: peakDuring(baseline.run) } : {}),
   };
 }
 
@@ -209,7 +231,9 @@ function measure(item: Case, context: DeviceContext): KernelEntry {
     timing,
     bytesMoved: item.bytesMoved,
     bytesPerSecond,
-    ...(bandwidth ? { fractionOfBandwidth: bytesPerSecond / bandwidth } : {}),
+    ...(bandwidth && !item.flops ? { fractionOfBandwidth: bytesPerSecond / bandwidth } : {}),
+    ...(item.trackMemory ? { peakAllocatedBytes: peakDuring(item.run) } : {}),
+    ...(item.flops ? { flops: item.flops } : {}),
     comparisons,
   };
 }
@@ -392,6 +416,85 @@ function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
   return { cases, release: () => Object.values(inputs).forEach((t) => t.dispose()) };
 }
 
+/**
+ * linearLogprobs against the unfused composition on the same inputs: the [N, V] logits of a GEMM,
+ * then tokenLogprobs; for forward + backward, then tokenLogprobsBackward in place and the two
+ * GEMMs into the gradients. Both accumulate into preallocated gradients (an LM head's), so the
+ * peaks compare the memory each needs on top of its inputs and outputs. CPU only (the GEMM probe).
+ */
+function linearCases(dtype: LogitsDType, context: DeviceContext): CaseGroup {
+  const { rows, width, vocab, iterations } = context.options.linear;
+  const stored = (values: Float32Array, shape: number[]) =>
+    dtype === 'float32' ? tensor(values, shape) : tensor(Uint16Array.from(values, reference.float32ToBf16), shape, { dtype: 'bfloat16' });
+  const hidden = stored(normals(rows * width, 31, 1), [rows, width]);
+  const weight = stored(normals(vocab * width, 37, 1 / Math.sqrt(width) * 3), [vocab, width]);
+  const tokens = tensor<'int32'>(Int32Array.from({ length: rows }, (_, r) => (r * 7919) % vocab), [rows]);
+  const gradHidden = tensor<'float32'>(new Float32Array(rows * width), [rows, width]);
+  const gradWeight = tensor<'float32'>(new Float32Array(vocab * width), [vocab, width]);
+  const gradLogprobs = tensor<'float32'>(new Float32Array(rows).fill(-1 / rows), [rows]);
+  const matmulFlops = 2 * rows * vocab * width;
+  const unfusedLogits = () => {
+    const logits = empty([rows, vocab]);
+    gemm(hidden, weight, logits, { transB: true });
+    return logits;
+  };
+  const unfusedForward = () => {
+    const logits = unfusedLogits();
+    const result = tokenLogprobs(logits, tokens, { entropy: true });
+    disposeAll(logits, result.logprobs, result.lse, result.entropy);
+  };
+  const cases: Case[] = [
+    {
+      op: 'linearLogprobs',
+      variant: 'forward',
+      dtype,
+      rows,
+      vocab,
+      shape: [rows, width, vocab],
+      bytesMoved: (rows + vocab) * width * (dtype === 'float32' ? 4 : 2),
+      iterations,
+      trackMemory: true,
+      flops: matmulFlops,
+      run: () => {
+        const result = linearLogprobs(hidden, weight, tokens, { entropy: true });
+        disposeAll(result.logprobs, result.lse, result.entropy);
+      },
+      unfused: { name: 'GEMM to [N,V] logits + tokenLogprobs', rows, run: unfusedForward, trackMemory: true },
+    },
+    {
+      op: 'linearLogprobs',
+      variant: 'forward+backward',
+      dtype,
+      rows,
+      vocab,
+      shape: [rows, width, vocab],
+      bytesMoved: (rows + vocab) * width * (dtype === 'float32' ? 4 : 2),
+      iterations,
+      trackMemory: true,
+      flops: 3 * matmulFlops,
+      run: () => {
+        const result = linearLogprobs(hidden, weight, tokens, { entropy: true });
+        linearLogprobsBackward(hidden, weight, tokens, result.lse, gradLogprobs, { gradHidden, gradWeight });
+        disposeAll(result.logprobs, result.lse, result.entropy);
+      },
+      unfused: {
+        name: 'GEMM to [N,V] + tokenLogprobs + its backward in place + 2 GEMMs',
+        rows,
+        trackMemory: true,
+        run: () => {
+          const logits = unfusedLogits();
+          const result = tokenLogprobs(logits, tokens, { entropy: true });
+          tokenLogprobsBackward(logits, tokens, result.lse, gradLogprobs, { inPlace: true });
+          gemm(logits, weight, gradHidden, { beta: 1 });
+          gemm(logits, hidden, gradWeight, { transA: true, beta: 1 });
+          disposeAll(logits, result.logprobs, result.lse, result.entropy);
+        },
+      },
+    },
+  ];
+  return { cases, release: () => disposeAll(hidden, weight, tokens, gradHidden, gradWeight, gradLogprobs) };
+}
+
 function measureAll(group: CaseGroup, context: DeviceContext, onEntry: (entry: KernelEntry) => void): KernelEntry[] {
   try {
     return group.cases.map((item) => {
@@ -431,6 +534,9 @@ export function runKernelSuiteOn(device: DeviceName, options: KernelSuiteOptions
   for (const rows of options.rows) {
     entries.push(...measureAll(advantageCases(rows, context), context, onEntry));
     entries.push(...measureAll(policyLossCases(rows, context), context, onEntry));
+  }
+  if (device === 'cpu') {
+    for (const dtype of options.linear.dtypes) entries.push(...measureAll(linearCases(dtype, context), context, onEntry));
   }
   return {
     ...resultHeader('kernels', options.mode, device),

@@ -295,6 +295,12 @@ NAPO_API napo_status napo_probe_unfused_logprobs(const napo_tensor* logits, cons
 NAPO_API napo_status napo_probe_sorted_sample(const napo_tensor* logits, int32_t top_k, float top_p, uint64_t seed,
                                               napo_tensor* scratch, napo_tensor* tokens);
 
+/* The unfused composition linearLogprobs is measured against starts with the [N, V] logits of a
+ * plain GEMM: c = alpha op(a) op(b) + beta c on CPU tensors (a, b float32 or bfloat16, rank 2;
+ * c float32), with napo's packed CPU GEMM. */
+NAPO_API napo_status napo_probe_gemm(const napo_tensor* a, int32_t trans_a, const napo_tensor* b, int32_t trans_b,
+                                     float alpha, float beta, napo_tensor* c);
+
 #ifdef __cplusplus
 }
 #endif

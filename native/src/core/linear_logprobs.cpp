@@ -50,13 +50,33 @@ napo_status checkMatrix(const char* op, const char* name, const napo_tensor* t) 
   return NAPO_OK;
 }
 
-// Finite values of a float32 or bfloat16 host matrix (a CUDA kernel checks its own).
+// Whether values[0, count) holds a NaN or an infinity: an exponent of all ones, tested on the bits
+// so the loop vectorises (the weight of a real vocabulary is ~10^8 values, read on every call).
+template <typename Bits>
+bool anyNonFinite(const Bits* values, int64_t count, Bits exponent) {
+  Bits seen = 0;
+#pragma omp simd reduction(| : seen)
+  for (int64_t i = 0; i < count; ++i) seen |= Bits((values[i] & exponent) == exponent);
+  return seen != 0;
+}
+
+// Finite values of a float32 or bfloat16 host matrix (a CUDA kernel checks its own). Blocks are
+// screened on their bits; the first value of a failing block is then found and named.
 napo_status checkFiniteMatrix(const char* op, const char* name, const napo_tensor* t) {
   if (t->device.kind != NAPO_CPU) return NAPO_OK;
   const int64_t count = numel(*t);
-  for (int64_t i = 0; i < count; ++i) {
-    const float value = t->dtype == NAPO_BFLOAT16 ? bf16ToFloat(dataAs<const uint16_t>(*t)[i]) : dataAs<const float>(*t)[i];
-    if (!std::isfinite(value)) return notFiniteError(op, name, *t, i, value);
+  constexpr int64_t kBlock = 1 << 14;
+  for (int64_t start = 0; start < count; start += kBlock) {
+    const int64_t size = std::min(kBlock, count - start);
+    const bool suspect = t->dtype == NAPO_BFLOAT16
+                             ? anyNonFinite(dataAs<const uint16_t>(*t) + start, size, uint16_t(0x7f80))
+                             : anyNonFinite(dataAs<const uint32_t>(*t) + start, size, uint32_t(0x7f800000));
+    if (!suspect) continue;
+    for (int64_t i = start; i < start + size; ++i) {
+      const float value =
+          t->dtype == NAPO_BFLOAT16 ? bf16ToFloat(dataAs<const uint16_t>(*t)[i]) : dataAs<const float>(*t)[i];
+      if (!std::isfinite(value)) return notFiniteError(op, name, *t, i, value);
+    }
   }
   return NAPO_OK;
 }
@@ -123,7 +143,7 @@ napo_status napo_linear_logprobs(const napo_tensor* hidden, const napo_tensor* w
   const int64_t chunk = napo_linear_logprobs_chunk(hidden->shape[0], weight->shape[0], options->chunk_size);
   Workspace workspace(hidden->device);
   float* tile = nullptr;
-  NAPO_TRY(workspace.allocate(size_t(hidden->shape[0] * chunk), &tile));
+  NAPO_TRY(workspace.allocate(size_t(hidden->shape[0] * (chunk + cpu::kLinearTilePad)), &tile));
   return cpuBackend().linearLogprobs(*hidden, *weight, dataAs<const int32_t>(*tokens), options->temperature, chunk,
                                      tile, dataAs<float>(*logprobs), entropy ? dataAs<float>(*entropy) : nullptr,
                                      dataAs<float>(*lse));
@@ -174,10 +194,11 @@ napo_status napo_linear_logprobs_backward(const napo_tensor* hidden, const napo_
   // The entropy term needs sum p z = lse - entropy: when the forward's entropy is not given, one
   // more pass over the vocabulary finds it.
   const bool recompute = gradEntropy && !entropy;
-  NAPO_TRY(workspace.allocate(size_t(rows * chunk + (recompute ? 3 * rows : 0)), &tile));
+  const int64_t tileFloats = rows * (chunk + cpu::kLinearTilePad);
+  NAPO_TRY(workspace.allocate(size_t(tileFloats + (recompute ? 3 * rows : 0)), &tile));
   const float* rowEntropy = entropy ? dataAs<const float>(*entropy) : nullptr;
   if (recompute) {
-    float* scratch = tile + rows * chunk;
+    float* scratch = tile + tileFloats;
     NAPO_TRY(cpuBackend().linearLogprobs(*hidden, *weight, dataAs<const int32_t>(*tokens), options->temperature, chunk,
                                          tile, scratch, scratch + rows, scratch + 2 * rows));
     rowEntropy = scratch + rows;

@@ -54,6 +54,27 @@ napo_status napo_probe_sorted_sample(const napo_tensor* logits, int32_t topK, fl
   return NAPO_OK;
 }
 
+napo_status napo_probe_gemm(const napo_tensor* a, int32_t transA, const napo_tensor* b, int32_t transB, float alpha,
+                            float beta, napo_tensor* c) {
+  constexpr const char* op = "probeGemm";
+  for (const napo_tensor* t : {a, b, static_cast<const napo_tensor*>(c)}) {
+    if (!t || t->device.kind != NAPO_CPU || t->ndim != 2) return fail(NAPO_ERR_RANGE, "%s: CPU matrices only", op);
+  }
+  if ((a->dtype != NAPO_FLOAT32 && a->dtype != NAPO_BFLOAT16) || (b->dtype != NAPO_FLOAT32 && b->dtype != NAPO_BFLOAT16) ||
+      c->dtype != NAPO_FLOAT32) {
+    return fail(NAPO_ERR_TYPE, "%s: a and b are float32 or bfloat16, c float32", op);
+  }
+  const int64_t m = transA ? a->shape[1] : a->shape[0], k = transA ? a->shape[0] : a->shape[1];
+  const int64_t n = transB ? b->shape[0] : b->shape[1], kb = transB ? b->shape[1] : b->shape[0];
+  if (kb != k || c->shape[0] != m || c->shape[1] != n) {
+    return fail(NAPO_ERR_RANGE, "%s: op(a) is [%lld, %lld], op(b) [%lld, %lld], c %s", op, (long long)m, (long long)k,
+                (long long)kb, (long long)n, shapeText(*c).c_str());
+  }
+  cpuBackend().gemm({a->data, a->dtype, transA != 0, a->shape[1]}, {b->data, b->dtype, transB != 0, b->shape[1]}, m, n,
+                    k, alpha, beta, dataAs<float>(*c), n);
+  return NAPO_OK;
+}
+
 napo_status napo_sgemm(int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                        int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m < 0 || n < 0 || k < 0) {

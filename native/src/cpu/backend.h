@@ -31,7 +31,10 @@ using PolicyLossKernel = void(const float* logprobs, const float* oldLogprobs, c
                               napo_policy_loss_stats* stats);
 
 // linearLogprobs (src/cpu/linear_logprobs.cpp): hidden [N, H] and weight [V, H] of one dtype;
-// `tile` is a workspace of N * chunk floats (the caller allocates it, so memoryStats counts it).
+// `tile` is a workspace of N * (chunk + kLinearTilePad) floats (the caller allocates it, so
+// memoryStats counts it): rows padded so that a power-of-two chunk does not put every row of the
+// GEMM's 8-row micro-tile in the same cache sets.
+constexpr int64_t kLinearTilePad = 16;
 // The backward needs the forward's entropy when gradEntropy is given.
 using LinearLogprobsKernel = napo_status(const napo_tensor& hidden, const napo_tensor& weight, const int32_t* tokens,
                                          float temperature, int64_t chunk, float* tile, float* logprobs,

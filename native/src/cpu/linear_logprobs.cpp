@@ -1,6 +1,6 @@
 // linearLogprobs on the CPU: log p(token) of z = hidden weight^T / T without ever holding [N, V].
 // The vocabulary is walked in chunks: one GEMM gives the chunk's logits for every row ([N, chunk],
-// in the caller's workspace), then each row folds them into its running max / sum / entropy moment
+// in the caller's workspace, rows padded), then each row folds them into its running max / sum / entropy moment
 // (row_softmax.h) while they are still in cache. The backward recomputes each chunk's logits, turns
 // them into d loss / d logits in place, and multiplies them into both gradients.
 #include <algorithm>
@@ -23,11 +23,11 @@ namespace {
 // The logits of vocabulary rows [c0, c0 + count) for every hidden row: tile[N, count] = hidden
 // weight[c0 : c0 + count]^T * scale.
 void chunkLogits(const napo_tensor& hidden, const napo_tensor& weight, int64_t c0, int64_t count, float scale,
-                 float* tile) {
+                 float* tile, int64_t stride) {
   const int64_t rows = hidden.shape[0], width = hidden.shape[1];
   const char* weightRows = static_cast<const char*>(weight.data) + size_t(c0 * width) * dtypeSize(weight.dtype);
   gemm({hidden.data, hidden.dtype, false, width}, {weightRows, weight.dtype, true, width}, rows, count, width, scale,
-       0.0f, tile, count);
+       0.0f, tile, stride);
 }
 
 // The first column of a tile row whose logit is not finite (finite hidden and weight large enough
@@ -55,19 +55,18 @@ napo_status linearLogprobs(const napo_tensor& hidden, const napo_tensor& weight,
   BadRow bad;
   for (int64_t c0 = 0; c0 < vocab && bad.row < 0; c0 += chunk) {
     const int64_t count = std::min(chunk, vocab - c0);
-    chunkLogits(hidden, weight, c0, count, scale, tile);
+    const int64_t stride = count + kLinearTilePad;
+    chunkLogits(hidden, weight, c0, count, scale, tile, stride);
     parallelFor(rows, std::max<int64_t>(1, 65536 / count), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const float* z = tile + r * count;
-        const int64_t badColumn = firstBadLogit(z, count);
-        if (badColumn >= 0) {
-          bad.report(r, c0 + badColumn);
+        const float* z = tile + r * stride;
+        bool nonFinite = false;
+        const float chunkMax = finiteMax(z, count, &nonFinite);
+        if (nonFinite) {
+          bad.report(r, c0 + firstBadLogit(z, count));
           continue;
         }
         RowSoftmax& row = stats[size_t(r)];
-        float chunkMax = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : chunkMax)
-        for (int64_t i = 0; i < count; ++i) chunkMax = std::max(chunkMax, z[i]);
         if (chunkMax > row.max) raiseMax(chunkMax, row);
         accumulateChunk(z, count, entropy != nullptr, row);
         const int64_t token = tokens[r];
@@ -95,11 +94,12 @@ napo_status linearLogprobsBackward(const napo_tensor& hidden, const napo_tensor&
   BadRow bad;
   for (int64_t c0 = 0; c0 < vocab; c0 += chunk) {
     const int64_t count = std::min(chunk, vocab - c0);
-    chunkLogits(hidden, weight, c0, count, scale, tile);
+    const int64_t stride = count + kLinearTilePad;
+    chunkLogits(hidden, weight, c0, count, scale, tile, stride);
     // dz = g_lp (onehot - p) - g_ent p (z - sum p z), written over the logits as dz / T.
     parallelFor(rows, std::max<int64_t>(1, 65536 / count), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        float* z = tile + r * count;
+        float* z = tile + r * stride;
         const int64_t badColumn = firstBadLogit(z, count);
         if (badColumn >= 0) {
           bad.report(r, c0 + badColumn);
@@ -121,9 +121,9 @@ napo_status linearLogprobsBackward(const napo_tensor& hidden, const napo_tensor&
     if (bad.row >= 0) return linearOverflowError("linearLogprobsBackward", bad.row, bad.column, temperature);
     const char* weightRows = static_cast<const char*>(weight.data) + size_t(c0 * width) * weightElement;
     // gradHidden (+)= dlogits weight[chunk]; gradWeight[chunk] (+)= dlogits^T hidden.
-    gemm({tile, NAPO_FLOAT32, false, count}, {weightRows, weight.dtype, false, width}, rows, width, count, 1.0f,
+    gemm({tile, NAPO_FLOAT32, false, stride}, {weightRows, weight.dtype, false, width}, rows, width, count, 1.0f,
          accumulate || c0 > 0 ? 1.0f : 0.0f, gradHidden, width);
-    gemm({tile, NAPO_FLOAT32, true, count}, {hidden.data, hidden.dtype, false, width}, count, width, rows, 1.0f,
+    gemm({tile, NAPO_FLOAT32, true, stride}, {hidden.data, hidden.dtype, false, width}, count, width, rows, 1.0f,
          accumulate ? 1.0f : 0.0f, gradWeight + c0 * width, width);
   }
   return NAPO_OK;

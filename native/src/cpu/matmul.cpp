@@ -140,20 +140,10 @@ void packA(bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, const T*
   }
 }
 
-template <typename TA, typename TB>
-void gemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
-             const TB* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta != 0.0f ? beta * c[i * ldc + j] : 0.0f;
-    return;
-  }
-  const int64_t panels = (n + NR - 1) / NR;
-  AlignedBuffer packedB = alignedFloats(size_t(panels * k * NR));
-  // Below a few MFLOP (decode-sized products) waking the pool costs more than it saves.
-  const bool serial = 2.0 * double(m) * double(n) * double(k) < 4.0e6;
-  packB(transB, n, k, b, ldb, packedB.get(), serial);
+// C[:, j0 : j0 + n] for one packed slab of B's columns.
+template <typename TA>
+void gemmSlab(bool transA, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
+              const float* packedB, float beta, float* c, int64_t ldc, bool serial) {
   // Smaller tiles when the problem has too few for every thread to get several.
   int64_t mcBlock = MC, ncBlock = NC;
   const int64_t wanted = 4 * int64_t(threadCount());
@@ -180,17 +170,48 @@ void gemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float al
         packA(transA, i0, mc, k0, kc, a, lda, packedA.get());
         const float blockBeta = k0 == 0 ? beta : 1.0f;
         for (int64_t j = 0; j < nc; j += NR) {
-          const float* bPanel = packedB.get() + ((j0 + j) / NR) * k * NR + k0 * NR;
+          const float* bPanel = packedB + ((j0 + j) / NR) * k * NR + k0 * NR;
           const int64_t nr = std::min(NR, nc - j);
           for (int64_t i = 0; i < mc; i += MR) {
-            microKernel(kc, packedA.get() + (i / MR) * kc * MR, bPanel,
-                        c + (i0 + i) * ldc + j0 + j, ldc, std::min(MR, mc - i), nr, alpha,
-                        blockBeta);
+            microKernel(kc, packedA.get() + (i / MR) * kc * MR, bPanel, c + (i0 + i) * ldc + j0 + j, ldc,
+                        std::min(MR, mc - i), nr, alpha, blockBeta);
           }
         }
       }
     }
   });
+}
+
+// B is packed a slab of kSlabColumns columns at a time, so the packed copy stays a few MiB however
+// wide C is (the [N, V] logits of a vocabulary projection: 151,936 columns).
+constexpr int64_t kSlabColumns = 2048;
+
+template <typename TA, typename TB>
+void gemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
+             const TB* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta != 0.0f ? beta * c[i * ldc + j] : 0.0f;
+    return;
+  }
+  const int64_t slab = std::min(n, kSlabColumns);
+  // Kept between calls (grown when a call needs more): a fresh buffer per call costs page faults
+  // on every call of a chunked caller such as linearLogprobs.
+  thread_local AlignedBuffer packedB;
+  thread_local size_t packedBCapacity = 0;
+  const size_t need = size_t(((slab + NR - 1) / NR) * k * NR);
+  if (packedBCapacity < need) {
+    packedB = alignedFloats(need);
+    packedBCapacity = need;
+  }
+  // Below a few MFLOP (decode-sized products) waking the pool costs more than it saves.
+  const bool serial = 2.0 * double(m) * double(n) * double(k) < 4.0e6;
+  for (int64_t j0 = 0; j0 < n; j0 += slab) {
+    const int64_t width = std::min(slab, n - j0);
+    packB(transB, width, k, transB ? b + j0 * ldb : b + j0, ldb, packedB.get(), serial);
+    gemmSlab(transA, m, width, k, alpha, a, lda, packedB.get(), beta, c + j0, ldc, serial);
+  }
 }
 
 }  // namespace
