@@ -28,9 +28,10 @@ constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 constexpr int64_t kBlock = 1024;
 // Candidates kept by one row's scan: 8 bytes each.
 constexpr size_t kCandidateCapacity = 32768;
-// top-p's candidates lie within this of the max (e >= ~1e-6): the kept mass of any row that is
-// not nearly flat. A row whose top-p set reaches lower takes the slow path.
-constexpr float kTopPWindow = 13.8f;
+// top-p alone: the scan sums the mass within each of these distances of the running max, which
+// brackets the top-p threshold between two of them; a second pass collects only that band.
+constexpr int kBands = 10;
+constexpr float kBandEdges[kBands] = {2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f, 9.5f, 12.0f, 16.0f};
 
 struct RowParams {
   float temperature;
@@ -57,9 +58,13 @@ struct RowBuffers {
   std::vector<float> weights;              // a filtered list's e values
   std::vector<float> sorted;
   std::vector<float> z, e, scratch;        // the slow path's whole row
+  // top-p's band: its tokens' indices and z (16 of slack for whole-vector stores).
+  std::vector<int32_t> bandIndex;
+  std::vector<float> bandZ, bandMass;
 
   explicit RowBuffers(int64_t vocab)
-      : blockMass(size_t((vocab + kBlock - 1) / kBlock)), blockMax(blockMass.size()) {
+      : blockMass(size_t((vocab + kBlock - 1) / kBlock)), blockMax(blockMass.size()),
+        bandIndex(kCandidateCapacity + 16), bandZ(kCandidateCapacity + 16) {
     candidates.reserve(kCandidateCapacity);
   }
 };
@@ -70,8 +75,9 @@ inline float weightOf(float z, float max) { return expNonPositive(std::max(z - m
 
 // ---- the scan -------------------------------------------------------------------------------
 
-// What a row's scan collects.
-enum class Collect { None, TopK, Window };
+// What a row's scan collects: nothing (greedy, temperature only), the running top-k, the tokens
+// within a window of the running max (min-p), or the masses of top-p's bands.
+enum class Collect { None, TopK, Window, Bands };
 
 struct RowScan {
   float max = kNegativeInfinity;
@@ -79,6 +85,7 @@ struct RowScan {
   int64_t argmax = -1;          // first index of the max
   int64_t badIndex = -1;        // first NaN or +Inf z
   bool overflow = false;        // the candidate list could not hold every candidate
+  float bandMass[kBands] = {};  // Bands: sum of exp(z - max) over z >= running max - kBandEdges[j]
 };
 
 // z = x * scale for one block into `z` (L1), its max, and whether a value is NaN or +Inf.
@@ -124,6 +131,39 @@ inline float blockSum(const float* z, int64_t count, float max) {
   return stats.sumExp;
 }
 
+// sum of exp(z - max) over one block in L1, and the part of it within each band edge of the max.
+inline float blockSumAndBands(const float* z, int64_t count, float max, float* bands) {
+  int64_t i = 0;
+  float sum = 0.0f;
+#if defined(__AVX512F__)
+  const __m512 maxVector = _mm512_set1_ps(max);
+  __m512 sums = _mm512_setzero_ps();
+  __m512 partial[kBands];
+  __m512 limits[kBands];
+  for (int j = 0; j < kBands; ++j) {
+    partial[j] = _mm512_setzero_ps();
+    limits[j] = _mm512_set1_ps(max - kBandEdges[j]);
+  }
+  for (; i + 16 <= count; i += 16) {
+    const __m512 v = _mm512_loadu_ps(z + i);
+    __m512 shifted;
+    const __m512 e = expShifted512(v, maxVector, &shifted);
+    sums = _mm512_add_ps(sums, e);
+    for (int j = 0; j < kBands; ++j) {
+      partial[j] = _mm512_mask_add_ps(partial[j], _mm512_cmp_ps_mask(v, limits[j], _CMP_GE_OQ), partial[j], e);
+    }
+  }
+  sum = _mm512_reduce_add_ps(sums);
+  for (int j = 0; j < kBands; ++j) bands[j] += _mm512_reduce_add_ps(partial[j]);
+#endif
+  for (; i < count; ++i) {
+    const float e = expNonPositive(std::max(z[i] - max, -88.0f));
+    sum += e;
+    for (int j = 0; j < kBands; ++j) bands[j] += z[i] >= max - kBandEdges[j] ? e : 0.0f;
+  }
+  return sum;
+}
+
 // Appends the tokens of a block at or above `threshold` (in index order).
 inline void collectAtLeast(const float* z, int64_t start, int64_t count, float threshold, std::vector<Candidate>& out) {
   int64_t i = 0;
@@ -161,24 +201,9 @@ struct TopK {
     }
   }
 
-  // Most values of a block fall below the k-th largest so far: only those above it reach the heap.
-  void offer(const float* z, int64_t count) {
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= count; i += 16) {
-      if (heap.size() < k) {
-        for (int lane = 0; lane < 16; ++lane) push(z[i + lane]);
-        continue;
-      }
-      const __m512 values = _mm512_loadu_ps(z + i);
-      __mmask16 hits = _mm512_cmp_ps_mask(values, _mm512_set1_ps(heap.front()), _CMP_GT_OQ);
-      while (hits) {
-        push(z[i + __builtin_ctz(hits)]);
-        hits &= hits - 1;
-      }
-    }
-#endif
-    for (; i < count; ++i) push(z[i]);
+  // The candidates a block added: the values below the k-th largest so far were never collected.
+  void offer(const Candidate* added, size_t count) {
+    for (size_t i = 0; i < count; ++i) push(added[i].z);
   }
 };
 
@@ -214,18 +239,26 @@ RowScan scanRow(const Logit* row, int64_t vocab, float scale, Collect collect, f
     if (chunkMax > scan.max) {
       // Strictly greater: the first index of the max wins ties, as greedy's rule says.
       scan.argmax = start + (std::find(z, z + count, chunkMax) - z);
-      if (scan.sum > 0.0f) scan.sum *= std::exp(scan.max - chunkMax);
+      if (scan.sum > 0.0f) {
+        const float rescale = std::exp(scan.max - chunkMax);
+        scan.sum *= rescale;
+        for (float& band : scan.bandMass) band *= rescale;
+      }
       scan.max = chunkMax;
     }
-    const float mass = scan.max > kNegativeInfinity ? blockSum(z, count, scan.max) : 0.0f;
+    float mass = 0.0f;
+    if (scan.max > kNegativeInfinity) {
+      mass = collect == Collect::Bands ? blockSumAndBands(z, count, scan.max, scan.bandMass)
+                                       : blockSum(z, count, scan.max);
+    }
     buffers.blockMass[size_t(b)] = mass;
     buffers.blockMax[size_t(b)] = scan.max;
     scan.sum += mass;
-    if (collect == Collect::None || scan.overflow) continue;
+    if (collect == Collect::None || collect == Collect::Bands || scan.overflow) continue;
     if (collect == Collect::TopK) {
-      const float threshold = top.threshold();
-      collectAtLeast(z, start, count, threshold, buffers.candidates);
-      top.offer(z, count);
+      const size_t before = buffers.candidates.size();
+      collectAtLeast(z, start, count, top.threshold(), buffers.candidates);
+      top.offer(buffers.candidates.data() + before, buffers.candidates.size() - before);
       if (buffers.candidates.size() > kCandidateCapacity) dropBelow(buffers.candidates, top.threshold());
     } else {
       collectAtLeast(z, start, count, scan.max - window, buffers.candidates);
@@ -307,32 +340,113 @@ int32_t drawFiltered(RowBuffers& buffers, const RowParams& params, float max, do
   return drawFromList(kept, weights, uniform);
 }
 
-// An unfiltered draw: the block whose cumulative mass crosses u * sum, then a walk inside it.
+// A draw by blocks: the block whose cumulative kept mass (`masses`, relative to `max`) crosses
+// u * total, then a walk inside it over the tokens with z >= keepZ (on into the next blocks when
+// rounding leaves the target past the block's end). The cut is on z, not on e: e is monotone in z,
+// and a vectorised exp may round differently from the scalar one by an ulp.
 template <typename Logit>
-int32_t drawFromBlocks(const Logit* row, int64_t vocab, float scale, float max, const RowBuffers& buffers,
-                       float uniform) {
-  const int64_t blocks = int64_t(buffers.blockMass.size());
+int32_t drawFromBlocks(const Logit* row, int64_t vocab, float scale, float max, const std::vector<float>& masses,
+                       float keepZ, float uniform) {
+  const int64_t blocks = int64_t(masses.size());
   double total = 0.0;
-  for (int64_t b = 0; b < blocks; ++b) {
-    total += double(buffers.blockMass[size_t(b)]) * std::exp(double(buffers.blockMax[size_t(b)]) - double(max));
-  }
+  for (float mass : masses) total += mass;
   const double target = double(uniform) * total;
   double running = 0.0;
   int64_t b = 0;
   for (; b + 1 < blocks; ++b) {
-    const double mass = double(buffers.blockMass[size_t(b)]) * std::exp(double(buffers.blockMax[size_t(b)]) - double(max));
-    if (running + mass > target) break;
-    running += mass;
+    if (running + masses[size_t(b)] > target) break;
+    running += masses[size_t(b)];
   }
   int32_t lastKept = -1;
   for (int64_t i = b * kBlock; i < vocab; ++i) {
-    const float w = weightOf(widen(row[i]) * scale, max);
+    const float z = widen(row[i]) * scale;
+    if (!(z >= keepZ)) continue;
+    const float w = weightOf(z, max);
     if (w == 0.0f) continue;
     running += w;
     lastKept = int32_t(i);
     if (running > target) return lastKept;
   }
   return lastKept;
+}
+
+// top-p alone, second pass: with the row's max known, each block's mass of the tokens surely kept
+// (within `lo` of the max; none when lo < 0) and the band [max - hi, max - lo) in bandIndex /
+// bandZ. Returns the mass surely kept, or -1 when the band does not fit.
+template <typename Logit>
+double collectBand(const Logit* row, int64_t vocab, float scale, float max, float lo, float hi, RowBuffers& buffers,
+                   size_t* bandSize) {
+  alignas(64) float z[kBlock];
+  const float keptFrom = lo >= 0.0f ? max - lo : std::numeric_limits<float>::infinity();
+  const float bandFrom = max - hi;
+  int32_t* bandIndex = buffers.bandIndex.data();
+  float* bandZ = buffers.bandZ.data();
+  size_t n = 0;
+  double above = 0.0;
+  for (int64_t start = 0, b = 0; start < vocab; start += kBlock, ++b) {
+    const int64_t count = std::min(kBlock, vocab - start);
+    prefetchBlock(row + start + kBlock, std::min(kBlock, vocab - start - kBlock));
+    if (n + size_t(count) > kCandidateCapacity) return -1.0;
+    bool bad = false;
+    scaleBlock(row + start, count, scale, z, &bad);
+    float kept = 0.0f;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    // Branch-free: the surely-kept lanes' exp are summed under a mask, the band's lanes compressed.
+    const __m512 maxVector = _mm512_set1_ps(max), keptLimit = _mm512_set1_ps(keptFrom);
+    const __m512 bandLimit = _mm512_set1_ps(bandFrom);
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512 keptSum = _mm512_setzero_ps();
+    for (; i + 16 <= count; i += 16) {
+      const __m512 v = _mm512_loadu_ps(z + i);
+      const __mmask16 surely = _mm512_cmp_ps_mask(v, keptLimit, _CMP_GE_OQ);
+      __m512 shifted;
+      keptSum = _mm512_mask_add_ps(keptSum, surely, keptSum, expShifted512(v, maxVector, &shifted));
+      const __mmask16 inBand = _mm512_cmp_ps_mask(v, bandLimit, _CMP_GE_OQ) & __mmask16(~surely);
+      const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(int32_t(start + i)), lanes);
+      _mm512_storeu_ps(bandZ + n, _mm512_maskz_compress_ps(inBand, v));
+      _mm512_storeu_si512(bandIndex + n, _mm512_maskz_compress_epi32(inBand, index));
+      n += size_t(__builtin_popcount(inBand));
+    }
+    kept = _mm512_reduce_add_ps(keptSum);
+#endif
+    for (; i < count; ++i) {
+      if (z[i] >= keptFrom) {
+        kept += weightOf(z[i], max);
+      } else if (z[i] >= bandFrom) {
+        bandIndex[n] = int32_t(start + i);
+        bandZ[n++] = z[i];
+      }
+    }
+    buffers.blockMass[size_t(b)] = kept;
+    above += kept;
+  }
+  *bandSize = n;
+  return above;
+}
+
+// The top-p threshold among a band's weights, given the mass `need` still to be reached: the band's
+// z range is cut into fine buckets (ranked by z, as e is), the bucket where the mass crosses is sorted.
+float bandThreshold(const float* z, const float* weights, size_t n, float zTop, float zBottom, double need,
+                    std::vector<float>& sorted) {
+  constexpr int kBuckets = 256;
+  double mass[kBuckets] = {};
+  const float toBucket = float(kBuckets) / std::max(zTop - zBottom, 1e-30f);
+  auto bucketOf = [&](float value) { return std::clamp(int((zTop - value) * toBucket), 0, kBuckets - 1); };
+  for (size_t i = 0; i < n; ++i) mass[bucketOf(z[i])] += weights[i];
+  int crossing = 0;
+  double before = 0.0;
+  while (crossing < kBuckets - 1 && before + mass[crossing] < need) before += mass[crossing++];
+  sorted.clear();
+  for (size_t i = 0; i < n; ++i) {
+    if (bucketOf(z[i]) == crossing) sorted.push_back(weights[i]);
+  }
+  std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+  for (float w : sorted) {
+    before += w;
+    if (before >= need) return w;
+  }
+  return sorted.empty() ? 0.0f : sorted.back();
 }
 
 // ---- the slow path: the whole row in scratch -----------------------------------------------------
@@ -386,6 +500,51 @@ int32_t drawSlow(const Logit* row, int64_t vocab, float scale, float max, const 
   return lastKept;
 }
 
+// top-p alone: the bands bracket the threshold, a second pass collects the band between them, the
+// exact threshold comes from the band's tokens, and the draw goes by blocks. A row whose bands were
+// misjudged by the running max (or whose top-p set reaches past the widest band) takes the slow path.
+template <typename Logit>
+int32_t drawTopP(const Logit* row, int64_t vocab, float scale, const RowScan& scan, double need, RowBuffers& buffers,
+                 float uniform) {
+  int band = 0;
+  while (band < kBands - 1 && double(scan.bandMass[band]) < need) ++band;
+  // The scan's band masses count against the running max, so they can overstate a band: when the
+  // collected band misses the threshold, the neighbour on its side is collected instead.
+  std::vector<float>& weights = buffers.bandMass;
+  int lastMove = 0;
+  for (int pass = 0; pass < 3 && band >= 0 && band < kBands; ++pass) {
+    const float lo = band > 0 ? kBandEdges[band - 1] : -1.0f, hi = kBandEdges[band];
+    size_t n = 0;
+    const double above = collectBand(row, vocab, scale, scan.max, lo, hi, buffers, &n);
+    if (above < 0.0) break;  // the band does not fit
+    weights.resize(n);
+    float bandTotal = 0.0f;
+#pragma omp simd reduction(+ : bandTotal)
+    for (size_t i = 0; i < n; ++i) {
+      weights[i] = weightOf(buffers.bandZ[i], scan.max);
+      bandTotal += weights[i];
+    }
+    const int move = above >= need ? -1 : above + double(bandTotal) < need ? 1 : 0;
+    if (move != 0) {
+      if (move == -lastMove) break;  // the threshold sits on an edge the bands cannot split
+      lastMove = move;
+      band += move;
+      continue;
+    }
+    const float keepE = bandThreshold(buffers.bandZ.data(), weights.data(), n, scan.max - std::max(lo, 0.0f),
+                                      scan.max - hi, need - above, buffers.sorted);
+    float keepZ = std::numeric_limits<float>::infinity();
+    for (size_t i = 0; i < n; ++i) {
+      if (weights[i] < keepE) continue;
+      buffers.blockMass[size_t(buffers.bandIndex[i] / kBlock)] += weights[i];
+      keepZ = std::min(keepZ, buffers.bandZ[i]);
+    }
+    return drawFromBlocks(row, vocab, scale, scan.max, buffers.blockMass, keepZ, uniform);
+  }
+  const RowParams slow{1.0f / scale, 0, float(need / double(scan.sum)), 0.0f};
+  return drawSlow(row, vocab, scale, scan.max, slow, buffers, uniform);
+}
+
 // ---- one row ------------------------------------------------------------------------------------
 
 // Samples one row; returns the bad column (or -2 for a row with no finite value), else -1.
@@ -397,30 +556,29 @@ int64_t sampleRow(const Logit* row, int64_t vocab, const RowParams& params, uint
   const bool topK = !greedy && params.topK > 0 && params.topK < vocab;
   const bool topP = !greedy && params.topP < 1.0f;
   const bool minP = !greedy && params.minP > 0.0f;
-  // The window a top-p or min-p row keeps candidates within; min-p's own cut when it is narrower.
-  const float minPWindow = minP ? -std::log(params.minP) + 1e-3f : 0.0f;
-  const float window = topP ? std::max(kTopPWindow, minPWindow) : minPWindow;
-  const Collect collect = topK ? Collect::TopK : (topP || minP) ? Collect::Window : Collect::None;
-  const RowScan scan = scanRow(row, vocab, scale, collect, window, params.topK, buffers);
+  // min-p keeps a window of the max (its cut, plus a hair for exp's rounding); top-p within it too.
+  const float window = minP ? -std::log(params.minP) + 1e-3f : 0.0f;
+  const Collect collect = topK ? Collect::TopK : minP ? Collect::Window : topP ? Collect::Bands : Collect::None;
+  RowScan scan = scanRow(row, vocab, scale, collect, window, params.topK, buffers);
   if (scan.badIndex >= 0) return scan.badIndex;
   if (scan.max == kNegativeInfinity) return -2;
   const float lse = scan.max + std::log(scan.sum);
   const float uniform = greedy ? 0.0f : philoxUniform(seed, offset, uint32_t(rowIndex));
+  // top-p over the whole row (no top-k) keeps the most likely tokens up to this mass.
+  const double need = topP && !topK ? double(params.topP) * double(scan.sum) : 0.0;
   if (greedy) {
     *token = int32_t(scan.argmax);
   } else if (collect == Collect::None) {
-    *token = drawFromBlocks(row, vocab, scale, scan.max, buffers, uniform);
-  } else {
-    // top-p over the whole row needs the row's mass; the window must hold all that top-p keeps.
-    double listMass = 0.0;
-    for (const Candidate& c : buffers.candidates) listMass += weightOf(c.z, scan.max);
-    const double need = topP && !topK ? double(params.topP) * double(scan.sum) : 0.0;
-    const bool windowHolds = !topP || topK || listMass >= need || (minP && params.minP >= std::exp(-kTopPWindow));
-    if (scan.overflow || !windowHolds) {
-      *token = drawSlow(row, vocab, scale, scan.max, params, buffers, uniform);
-    } else {
-      *token = drawFiltered(buffers, params, scan.max, need, uniform);
+    for (size_t b = 0; b < buffers.blockMass.size(); ++b) {
+      buffers.blockMass[b] *= std::exp(buffers.blockMax[b] - scan.max);
     }
+    *token = drawFromBlocks(row, vocab, scale, scan.max, buffers.blockMass, kNegativeInfinity, uniform);
+  } else if (collect == Collect::Bands) {
+    *token = drawTopP(row, vocab, scale, scan, need, buffers, uniform);
+  } else if (scan.overflow) {
+    *token = drawSlow(row, vocab, scale, scan.max, params, buffers, uniform);
+  } else {
+    *token = drawFiltered(buffers, params, scan.max, need, uniform);
   }
   *logprob = widen(row[*token]) * scale - lse;
   return -1;
