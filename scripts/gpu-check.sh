@@ -125,6 +125,7 @@ targets = {
     "tokenLogprobs vs torch.compile": target(speedups.get("tokenLogprobs vs torch.compile"), 1.5),
     "tokenLogprobs+entropy vs TRL": target(speedups.get("tokenLogprobs+entropy vs TRL"), 10.0),
     "sample top-k 50 top-p 0.9 vs torch sort": target(speedups.get("sample vs torch sort"), 5.0),
+    "linearLogprobs vs PyTorch eager (time ratio >= 1/1.1)": target(speedups.get("linearLogprobs vs eager"), 1 / 1.1),
 }
 summary = {
     "device": device,

@@ -7,6 +7,8 @@ stream, so both sides read the same bytes. Peers:
                   entropy_from_logits); torch.compile of log_softmax + gather (+ entropy)
   sample          torch's sort-based top-k / top-p sampling (the HF / vLLM reference path)
   groupAdvantages TRL's grouped mean / std
+  linearLogprobs  hidden @ weight.T -> log_softmax -> gather in PyTorch eager (and its autograd
+                  backward), forward and forward + backward, time and peak memory
 The device copy bandwidth is measured in the same run. Writes two JSON documents: its own summary
 (--out) and the same measurements in the bench result schema (bench/README.md, bench/src/results.ts:
 schemaVersion 1, kind "kernels", source "pytorch"), one entry per (op, variant, implementation),
@@ -81,6 +83,10 @@ class AdvantageOptions(ctypes.Structure):
     ]
 
 
+class LinearOptions(ctypes.Structure):
+    _fields_ = [("temperature", ctypes.c_float), ("chunk_size", ctypes.c_int64)]
+
+
 class Napo:
     def __init__(self, path):
         self.lib = ctypes.CDLL(path)
@@ -121,6 +127,22 @@ class Napo:
         r, a = self.tensor(rewards), self.tensor(advantages)
         self.check(self.lib.napo_group_advantages(ctypes.byref(r), ctypes.byref(options), ctypes.byref(a),
                                                   self.stream), "napo_group_advantages")
+
+
+    def linear_logprobs(self, hidden, weight, tokens, logprobs, lse):
+        options = LinearOptions(1.0, 0)
+        h, w, t, lp, l = (self.tensor(x) for x in (hidden, weight, tokens, logprobs, lse))
+        self.check(self.lib.napo_linear_logprobs(ctypes.byref(h), ctypes.byref(w), ctypes.byref(t), ctypes.byref(options),
+                                                 ctypes.byref(lp), None, ctypes.byref(l), self.stream),
+                   "napo_linear_logprobs")
+
+    def linear_logprobs_backward(self, hidden, weight, tokens, lse, grad_logprobs, grad_hidden, grad_weight):
+        options = LinearOptions(1.0, 0)
+        h, w, t, l, g, gh, gw = (self.tensor(x) for x in (hidden, weight, tokens, lse, grad_logprobs, grad_hidden,
+                                                          grad_weight))
+        self.check(self.lib.napo_linear_logprobs_backward(
+            ctypes.byref(h), ctypes.byref(w), ctypes.byref(t), ctypes.byref(l), None, ctypes.byref(g), None,
+            ctypes.byref(options), 1, ctypes.byref(gh), ctypes.byref(gw), self.stream), "napo_linear_logprobs_backward")
 
 
 def time_samples(fn, warmup=2, iterations=10):
@@ -250,6 +272,14 @@ def policy_loss_bytes(sequences, length):
     return 5 * sequences * length * FLOAT32_BYTES + sequences * FLOAT32_BYTES
 
 
+LINEAR_WIDTH = 896
+
+
+def linear_logprobs_bytes(rows, vocab, dtype):
+    """linearLogprobs: hidden [N, H] and weight [V, H] read once (a GEMM-bound op: its figure is GFLOP/s)."""
+    return (rows + vocab) * LINEAR_WIDTH * element_bytes(dtype)
+
+
 def op_bytes(op, variant, dtype, rows, vocab=None):
     """bytesMoved of one call of `op` as bench/src/suites/bytes.ts counts it (policyLoss: see above)."""
     if op == "sample":
@@ -260,6 +290,8 @@ def op_bytes(op, variant, dtype, rows, vocab=None):
         return token_logprobs_backward_bytes(rows, vocab, dtype, variant == "entropy")
     if op == "groupAdvantages":
         return group_advantages_bytes(rows)
+    if op == "linearLogprobs":
+        return linear_logprobs_bytes(rows, vocab, dtype)
     raise ValueError(f"no bytes formula for op {op!r}")
 
 
@@ -534,6 +566,60 @@ def main():
     napo.group_advantages(rewards, advantages, group)
     results["agreement"]["advantagesMaxAbsDiff"] = (advantages - trl_group_advantages(rewards, group)).abs().max().item()
 
+    # linearLogprobs: napo's chunked kernels against PyTorch eager on [N, V] logits (Qwen2.5-0.5B's
+    # head: H = 896, V = 151,936), forward and forward + backward, with each one's peak memory.
+    linear_rows = 512 if args.quick else 2048
+    hidden = (torch.randn(linear_rows, LINEAR_WIDTH, device="cuda")).to(torch.bfloat16)
+    weight = (torch.randn(vocab, LINEAR_WIDTH, device="cuda") * LINEAR_WIDTH ** -0.5 * 3).to(torch.bfloat16)
+    linear_tokens = torch.randint(0, vocab, (linear_rows,), device="cuda", dtype=torch.int32)
+    linear_lp = torch.empty(linear_rows, device="cuda")
+    linear_lse = torch.empty(linear_rows, device="cuda")
+    grad_lp = torch.full((linear_rows,), -1.0 / linear_rows, device="cuda")
+    grad_hidden = torch.zeros(linear_rows, LINEAR_WIDTH, device="cuda")
+    grad_weight = torch.zeros(vocab, LINEAR_WIDTH, device="cuda")
+
+    def linear_case(variant, implementation):
+        return {"op": "linearLogprobs", "variant": variant, "implementation": implementation, "dtype": "bfloat16",
+                "rows": linear_rows, "vocab": vocab, "shape": [linear_rows, LINEAR_WIDTH, vocab]}
+
+    def napo_linear_both():
+        napo.linear_logprobs(hidden, weight, linear_tokens, linear_lp, linear_lse)
+        napo.linear_logprobs_backward(hidden, weight, linear_tokens, linear_lse, grad_lp, grad_hidden, grad_weight)
+
+    def eager_linear():
+        return torch.log_softmax((hidden @ weight.T).float(), dim=-1).gather(1, linear_tokens.long()[:, None])[:, 0]
+
+    def eager_linear_both():
+        h = hidden.detach().requires_grad_()
+        w = weight.detach().requires_grad_()
+        lp = torch.log_softmax((h @ w.T).float(), dim=-1).gather(1, linear_tokens.long()[:, None])[:, 0]
+        lp.backward(grad_lp)
+
+    def peak_of(fn):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+
+    napo.linear_logprobs(hidden, weight, linear_tokens, linear_lp, linear_lse)
+    results["agreement"]["linearLogprobsMaxAbsDiff"] = (linear_lp - eager_linear()).abs().max().item()
+    record("napo linearLogprobs", lambda: napo.linear_logprobs(hidden, weight, linear_tokens, linear_lp, linear_lse),
+           schema=linear_case("forward", NAPO_IMPLEMENTATION), iterations=5)
+    record("torch eager linear+log_softmax+gather", eager_linear, schema=linear_case("forward", "pytorch-eager"),
+           iterations=5)
+    record("napo linearLogprobs forward+backward", napo_linear_both,
+           schema=linear_case("forward+backward", NAPO_IMPLEMENTATION), iterations=5)
+    record("torch eager linear forward+backward", eager_linear_both,
+           schema=linear_case("forward+backward", "pytorch-eager"), iterations=5)
+    results["linearPeakBytes"] = {
+        "napo forward": peak_of(lambda: napo.linear_logprobs(hidden, weight, linear_tokens, linear_lp, linear_lse)),
+        "torch eager forward": peak_of(eager_linear),
+        "napo forward+backward": peak_of(napo_linear_both),
+        "torch eager forward+backward": peak_of(eager_linear_both),
+    }
+
     def ratio(peer, ours):
         if peer in ops and ours in ops:
             return ops[peer]["ms"] / ops[ours]["ms"]
@@ -547,6 +633,9 @@ def main():
                                                         "napo tokenLogprobs+entropy"),
         "sample vs torch sort": ratio("torch sort sample top-k 50 top-p 0.9", "napo sample top-k 50 top-p 0.9"),
         "groupAdvantages vs TRL": ratio("TRL group advantages", "napo groupAdvantages"),
+        "linearLogprobs vs eager": ratio("torch eager linear+log_softmax+gather", "napo linearLogprobs"),
+        "linearLogprobs forward+backward vs eager": ratio("torch eager linear forward+backward",
+                                                          "napo linearLogprobs forward+backward"),
     }
     with open(args.out, "w") as file:
         json.dump(results, file, indent=2)
