@@ -1,6 +1,6 @@
-// Glue only: argument checks, copies of inputs into plain C++ values on the main thread, and
-// AsyncWorkers that call the napo_model C ABI off the JS thread. A model runs one call at a time;
-// a second call while one is in flight throws at once (the busy flag).
+// Glue only: JS values copied into plain C++ values on the main thread, AsyncWorkers that call the
+// napo_model C ABI off it, results turned back into JS values. napo checks every argument. A model
+// runs one call at a time; a second call while one is in flight throws at once (the busy flag).
 #include "model.h"
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "core/tensor.h"
 #include "napo/model.h"
+#include "op_call.h"
 #include "tensor.h"
 
 namespace napo::addon {
@@ -22,28 +23,93 @@ using napo::tensorView;
 
 namespace {
 
-int64_t intArg(Napi::Env env, Napi::Value value, const char* op, const char* name, int64_t lo, int64_t hi) {
-  const double number = numberArg(env, value, op, name);
-  if (!(number >= double(lo) && number <= double(hi)) || number != double(int64_t(number))) {
-    throwRange(env, std::string(op) + ": " + name + " = " + std::to_string(number) + " must be an integer in [" +
-                        std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-  return int64_t(number);
-}
-
 std::vector<int32_t> copyInt32(Napi::Int32Array array) {
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }
 
+int32_t int32Field(Napi::Env env, Napi::Object o, const char* key, const char* op) {
+  return int32_t(integerArg(env, o.Get(key), op, key));
+}
+
+float floatField(Napi::Env env, Napi::Object o, const char* key, const char* op) {
+  return float(numberArg(env, o.Get(key), op, key));
+}
+
+// The native config from the TS one (enums already as their codes; napo validates).
+napo_model_config configFrom(Napi::Env env, Napi::Object c, const char* op) {
+  napo_model_config config{};
+  config.family = int32Field(env, c, "familyCode", op);
+  config.vocab_size = int32Field(env, c, "vocabSize", op);
+  config.hidden_size = int32Field(env, c, "hiddenSize", op);
+  config.intermediate_size = int32Field(env, c, "intermediateSize", op);
+  config.num_layers = int32Field(env, c, "numLayers", op);
+  config.num_heads = int32Field(env, c, "numHeads", op);
+  config.num_kv_heads = int32Field(env, c, "numKvHeads", op);
+  config.head_dim = int32Field(env, c, "headDim", op);
+  config.max_positions = int32Field(env, c, "maxPositions", op);
+  config.norm_eps = floatField(env, c, "normEps", op);
+  config.rope_theta = numberArg(env, c.Get("ropeTheta"), op, "ropeTheta");
+  config.rope_scaling = int32Field(env, c, "ropeScalingCode", op);
+  config.rope_factor = floatField(env, c, "ropeFactor", op);
+  config.rope_low_freq_factor = floatField(env, c, "ropeLowFreqFactor", op);
+  config.rope_high_freq_factor = floatField(env, c, "ropeHighFreqFactor", op);
+  config.rope_original_max_positions = int32Field(env, c, "ropeOriginalMaxPositions", op);
+  config.qkv_bias = boolArg(env, c.Get("qkvBias"), op, "qkvBias");
+  config.output_bias = boolArg(env, c.Get("outputBias"), op, "outputBias");
+  config.mlp_bias = boolArg(env, c.Get("mlpBias"), op, "mlpBias");
+  config.tie_word_embeddings = boolArg(env, c.Get("tieWordEmbeddings"), op, "tieWordEmbeddings");
+  config.initializer_range = floatField(env, c, "initializerRange", op);
+  config.seed = uint64Arg(env, c.Get("seed"), op, "seed");
+  config.device = parseDevice(env, c.Get("device"), op);
+  return config;
+}
+
+// A padded host batch read from (tokens: Int32Array, batch, time, lengths: Int32Array | null).
+struct BatchArgs {
+  std::vector<int32_t> tokens, lengths;
+  int64_t batch = 0, time = 0;
+  bool hasLengths = false;
+
+  void read(Napi::Env env, const Napi::CallbackInfo& info, size_t first, const char* op) {
+    Napi::Int32Array array = int32ArrayArg(env, info[first], op, "tokens");
+    batch = integerArg(env, info[first + 1], op, "batch");
+    time = integerArg(env, info[first + 2], op, "time");
+    if (int64_t(array.ElementLength()) != batch * time) {
+      throwRange(env, std::string(op) + ": tokens has " + std::to_string(array.ElementLength()) +
+                          " values, expected batch * time = " + std::to_string(batch * time));
+    }
+    tokens = copyInt32(array);
+    hasLengths = !(info[first + 3].IsNull() || info[first + 3].IsUndefined());
+    if (hasLengths) lengths = copyInt32(int32ArrayArg(env, info[first + 3], op, "lengths"));
+  }
+  napo_tensor tokensView() { return tensorView(tokens.data(), NAPO_INT32, {batch, time}); }
+  napo_tensor lengthsView() { return tensorView(lengths.data(), NAPO_INT32, {int64_t(lengths.size())}); }
+  const napo_tensor* lengthsOrNull(napo_tensor* view) {
+    *view = lengthsView();
+    return hasLengths ? view : nullptr;
+  }
+};
+
+class ModelHandle;
+
+// One model call: what it read on the main thread, run() on a worker, result() back on the main
+// thread. Inputs and outputs are held by the OpCall base.
+class ModelCall : public OpCall {
+ public:
+  virtual ~ModelCall() = default;
+  virtual napo_status run(napo_model* model) = 0;
+  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
 
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ModelHandle",
                        {
-                           InstanceAccessor<&ModelHandle::GetConfig>("config"),
                            InstanceAccessor<&ModelHandle::GetOptimizerSteps>("optimizerSteps"),
                            InstanceAccessor<&ModelHandle::GetDisposed>("disposed"),
+                           InstanceMethod<&ModelHandle::Score>("score"),
+                           InstanceMethod<&ModelHandle::ScoreBackward>("scoreBackward"),
                            InstanceMethod<&ModelHandle::Forward>("forward"),
                            InstanceMethod<&ModelHandle::Backward>("backward"),
                            InstanceMethod<&ModelHandle::Step>("step"),
@@ -62,25 +128,16 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                        });
   }
 
-  // new ModelHandle({vocabSize, contextLength, dModel, nLayers, nHeads, seed, device}); the addon
-  // itself passes an External to adopt a clone.
+  // new ModelHandle(config); the addon itself passes an External to adopt a clone.
   explicit ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
     Napi::Env env = info.Env();
-    constexpr const char* op = "TinyGPT";
+    constexpr const char* op = "model";
     if (info.Length() >= 1 && info[0].IsExternal()) {
       model_ = info[0].As<Napi::External<napo_model>>().Data();
       return;
     }
-    if (info.Length() < 1 || !info[0].IsObject()) throwType(env, "TinyGPT: config must be an object");
-    Napi::Object c = info[0].As<Napi::Object>();
-    napo_model_config config{};
-    config.vocab_size = int32_t(intArg(env, c.Get("vocabSize"), op, "vocabSize", 1, 1 << 24));
-    config.context_length = int32_t(intArg(env, c.Get("contextLength"), op, "contextLength", 1, 65536));
-    config.d_model = int32_t(intArg(env, c.Get("dModel"), op, "dModel", 1, 65536));
-    config.n_layers = int32_t(intArg(env, c.Get("nLayers"), op, "nLayers", 1, 1024));
-    config.n_heads = int32_t(intArg(env, c.Get("nHeads"), op, "nHeads", 1, 65536));
-    config.seed = uint64Arg(env, c.Get("seed"), op, "seed");
-    config.device = parseDevice(env, c.Get("device"), op);
+    if (info.Length() < 1 || !info[0].IsObject()) throwType(env, "model: config must be an object");
+    const napo_model_config config = configFrom(env, info[0].As<Napi::Object>(), op);
     check(env, napo_model_create(&config, &model_));
   }
 
@@ -88,9 +145,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     if (model_) napo_model_destroy(model_);
   }
 
-  napo_model* model() const { return model_; }
   void release() { busy_ = nullptr; }
 
+ private:
   // Claims the model for one call; throws if disposed or busy.
   void acquire(Napi::Env env, const char* op) {
     if (!model_) throwType(env, std::string(op) + ": the model was disposed");
@@ -106,42 +163,33 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     busy_ = nullptr;
   }
 
- private:
+  napo_model_config config(Napi::Env env) const {
+    napo_model_config c{};
+    check(env, napo_model_config_get(model_, &c));
+    return c;
+  }
+
+  Napi::Value Queue(const Napi::CallbackInfo& info, const char* op, std::unique_ptr<ModelCall> call);
+  Napi::Value Score(const Napi::CallbackInfo& info);
+  Napi::Value ScoreBackward(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Prefill(const Napi::CallbackInfo& info);
   Napi::Value DecodeStep(const Napi::CallbackInfo& info);
-  Napi::Value RunBatch(const Napi::CallbackInfo& info, bool prefill);
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.zeroGrad");
+    requireIdle(env, "model.zeroGrad");
     check(env, napo_model_zero_grad(model_));
     return env.Undefined();
   }
 
   Napi::Value CachePosition(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.cachePosition");
-    const int64_t row = intArg(env, info[0], "TinyGPT.cachePosition", "row", 0, int64_t(1) << 40);
+    requireIdle(env, "model.cachePosition");
+    const int64_t row = integerArg(env, info[0], "model.cachePosition", "row");
     return Napi::Number::New(env, double(napo_model_cache_position(model_, row)));
-  }
-
-  Napi::Value GetConfig(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.config");
-    napo_model_config c{};
-    check(env, napo_model_config_get(model_, &c));
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("vocabSize", c.vocab_size);
-    out.Set("contextLength", c.context_length);
-    out.Set("dModel", c.d_model);
-    out.Set("nLayers", c.n_layers);
-    out.Set("nHeads", c.n_heads);
-    out.Set("seed", Napi::BigInt::New(env, c.seed));
-    out.Set("device", deviceName(c.device));
-    return out;
   }
 
   Napi::Value GetOptimizerSteps(const Napi::CallbackInfo& info) {
@@ -152,16 +200,17 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   Napi::Value Clone(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.clone");
+    requireIdle(env, "model.clone");
     napo_model* copy = nullptr;
     check(env, napo_model_clone(model_, &copy));
     Napi::Function constructor = info.This().As<Napi::Object>().Get("constructor").As<Napi::Function>();
     return constructor.New({Napi::External<napo_model>::New(env, copy)});
   }
 
+  // -> [{name, shape, checkpointTransposed, weightDecay}]
   Napi::Value Parameters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.parameters");
+    requireIdle(env, "model.parameters");
     const int64_t count = napo_model_parameter_count(model_);
     Napi::Array out = Napi::Array::New(env, size_t(count));
     for (int64_t i = 0; i < count; ++i) {
@@ -172,55 +221,71 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       Napi::Array shape = Napi::Array::New(env, size_t(p.ndim));
       for (int32_t d = 0; d < p.ndim; ++d) shape.Set(uint32_t(d), Napi::Number::New(env, double(p.shape[d])));
       entry.Set("shape", shape);
+      entry.Set("checkpointTransposed", Napi::Boolean::New(env, p.checkpoint_transposed != 0));
+      entry.Set("weightDecay", Napi::Boolean::New(env, p.weight_decay != 0));
       out.Set(uint32_t(i), entry);
     }
     return out;
   }
 
-  int64_t numelOf(Napi::Env env, int64_t index, const char* op) {
+  int64_t numelOf(Napi::Env env, int64_t index) {
     napo_model_parameter_info p{};
-    const int64_t count = napo_model_parameter_count(model_);
-    if (index < 0 || index >= count) {
-      throwRange(env, std::string(op) + ": index = " + std::to_string(index) + " must be in [0, " + std::to_string(count) + ")");
-    }
     check(env, napo_model_parameter_info_get(model_, index, &p));
     return p.numel;
   }
 
-  Napi::Value GetParameter(const Napi::CallbackInfo& info) { return ReadParam(info, false); }
-  Napi::Value GetGradient(const Napi::CallbackInfo& info) { return ReadParam(info, true); }
-
-  Napi::Value ReadParam(const Napi::CallbackInfo& info, bool gradient) {
+  // (index, dtypeCode, checkpointLayout) -> Float32Array (float32) or Uint16Array (bf16 / f16 bits)
+  Napi::Value GetParameter(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const char* op = gradient ? "TinyGPT.getGradient" : "TinyGPT.getParameter";
+    constexpr const char* op = "model.getParameter";
     requireIdle(env, op);
-    const int64_t index = intArg(env, info[0], op, "index", -1, int64_t(1) << 40);
-    const int64_t numel = numelOf(env, index, op);
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(numel));
-    check(env, gradient ? napo_model_gradient_read(model_, index, out.Data()) : napo_model_parameter_read(model_, index, out.Data()));
+    const int64_t index = integerArg(env, info[0], op, "index");
+    const napo_dtype dtype = napo_dtype(integerArg(env, info[1], op, "dtype"));
+    const bool checkpointLayout = boolArg(env, info[2], op, "checkpointLayout");
+    const int64_t numel = numelOf(env, index);
+    Napi::TypedArray out = dtype == NAPO_FLOAT32 ? Napi::TypedArray(Napi::Float32Array::New(env, size_t(numel)))
+                                                 : Napi::TypedArray(Napi::Uint16Array::New(env, size_t(numel)));
+    void* data = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
+    check(env, napo_model_parameter_read(model_, index, dtype, checkpointLayout, data));
     return out;
   }
 
+  // (index, data: Float32Array | Uint16Array, dtypeCode, checkpointLayout)
   Napi::Value SetParameter(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    constexpr const char* op = "TinyGPT.setParameter";
+    constexpr const char* op = "model.setParameter";
     requireIdle(env, op);
-    const int64_t index = intArg(env, info[0], op, "index", -1, int64_t(1) << 40);
-    const int64_t numel = numelOf(env, index, op);
-    Napi::Float32Array data = float32ArrayArg(env, info[1], op, "data");
-    if (int64_t(data.ElementLength()) != numel) {
-      throwRange(env, std::string(op) + ": data has " + std::to_string(data.ElementLength()) + " values, the parameter " +
-                          std::to_string(numel));
+    const int64_t index = integerArg(env, info[0], op, "index");
+    if (!info[1].IsTypedArray()) throwType(env, std::string(op) + ": data must be a Float32Array or a Uint16Array");
+    Napi::TypedArray data = info[1].As<Napi::TypedArray>();
+    const napo_dtype dtype = napo_dtype(integerArg(env, info[2], op, "dtype"));
+    const bool checkpointLayout = boolArg(env, info[3], op, "checkpointLayout");
+    const int64_t numel = numelOf(env, index);
+    const size_t element = dtype == NAPO_FLOAT32 ? 4 : 2;
+    if (data.ByteLength() != size_t(numel) * element || data.ByteLength() / data.ElementLength() != element) {
+      throwRange(env, std::string(op) + ": data has " + std::to_string(data.ByteLength()) + " bytes, the parameter " +
+                          std::to_string(size_t(numel) * element) + " in this dtype");
     }
-    check(env, napo_model_parameter_write(model_, index, data.Data()));
+    const void* bytes = static_cast<const uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+    check(env, napo_model_parameter_write(model_, index, dtype, checkpointLayout, bytes));
     return env.Undefined();
+  }
+
+  Napi::Value GetGradient(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    constexpr const char* op = "model.getGradient";
+    requireIdle(env, op);
+    const int64_t index = integerArg(env, info[0], op, "index");
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(numelOf(env, index)));
+    check(env, napo_model_gradient_read(model_, index, out.Data()));
+    return out;
   }
 
   // -> {expAvg: Float32Array, expAvgSq: Float32Array, steps}: the AdamW moments packed in
   // parameter order (zeros before the first step).
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    requireIdle(env, "TinyGPT.getOptimizerState");
+    requireIdle(env, "model.getOptimizerState");
     const int64_t total = napo_model_parameter_total(model_);
     Napi::Float32Array expAvg = Napi::Float32Array::New(env, size_t(total));
     Napi::Float32Array expAvgSq = Napi::Float32Array::New(env, size_t(total));
@@ -236,11 +301,11 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   // (expAvg: Float32Array, expAvgSq: Float32Array, steps): each array the parameter total long.
   Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    constexpr const char* op = "TinyGPT.setOptimizerState";
+    constexpr const char* op = "model.setOptimizerState";
     requireIdle(env, op);
     Napi::Float32Array expAvg = float32ArrayArg(env, info[0], op, "expAvg");
     Napi::Float32Array expAvgSq = float32ArrayArg(env, info[1], op, "expAvgSq");
-    const int64_t steps = intArg(env, info[2], op, "steps", 0, (int64_t(1) << 53));
+    const int64_t steps = integerArg(env, info[2], op, "steps");
     const int64_t total = napo_model_parameter_total(model_);
     for (const auto& [name, array] : {std::pair<const char*, Napi::Float32Array>{"expAvg", expAvg}, {"expAvgSq", expAvgSq}}) {
       if (int64_t(array.ElementLength()) != total) {
@@ -255,7 +320,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!model_) return env.Undefined();
-    requireIdle(env, "TinyGPT.dispose");
+    requireIdle(env, "model.dispose");
     napo_model_destroy(model_);
     model_ = nullptr;
     return env.Undefined();
@@ -265,101 +330,191 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   const char* busy_ = nullptr;
 };
 
-// One model call off the main thread; resolves with result() or rejects with a typed error.
+// Runs one ModelCall off the main thread; resolves with its result or rejects with a typed error.
 class ModelWorker : public Napi::AsyncWorker {
  public:
-  ModelWorker(Napi::Env env, ModelHandle* handle, Napi::Object self)
-      : Napi::AsyncWorker(env, "napo:model"), handle_(handle), deferred_(Napi::Promise::Deferred::New(env)) {
+  ModelWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, napo_model* model, std::unique_ptr<ModelCall> call)
+      : Napi::AsyncWorker(env, "napo:model"),
+        handle_(handle),
+        model_(model),
+        call_(std::move(call)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
     self_ = Napi::Persistent(self);
   }
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    status_ = run();
-    if (status_ != NAPO_OK) {
-      message_ = napo_last_error();
-      SetError(message_);
-    }
+    status_ = call_->run(model_);
+    if (status_ != NAPO_OK) message_ = napo_last_error();  // thread-local: read it on this thread
   }
 
   void OnOK() override {
     Napi::HandleScope scope(Env());
     handle_->release();
-    deferred_.Resolve(result(Env()));
+    if (status_ != NAPO_OK) {
+      call_->discardOutputs();
+      deferred_.Reject(statusError(Env(), status_, message_).Value());
+      return;
+    }
+    deferred_.Resolve(call_->result(Env()));
+    call_->commitOutputs();
   }
-
-  void OnError(const Napi::Error&) override {
-    Napi::HandleScope scope(Env());
-    handle_->release();
-    deferred_.Reject(statusError(Env(), status_, message_).Value());
-  }
-
- protected:
-  virtual napo_status run() = 0;
-  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
-  napo_model* model() const { return handle_->model(); }
 
  private:
   ModelHandle* handle_;
+  napo_model* model_;
   Napi::ObjectReference self_;  // keeps the model alive while the worker runs
+  std::unique_ptr<ModelCall> call_;
   Napi::Promise::Deferred deferred_;
   napo_status status_ = NAPO_OK;
   std::string message_;
 };
 
-// forward / prefill: tokens copied in, logits tensor allocated on the main thread.
-class BatchWorker : public ModelWorker {
+Napi::Value ModelHandle::Queue(const Napi::CallbackInfo& info, const char* op, std::unique_ptr<ModelCall> call) {
+  acquire(info.Env(), op);
+  auto* worker = new ModelWorker(info.Env(), this, info.This().As<Napi::Object>(), model_, std::move(call));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// (tokens, batch, time, lengths | null, targets: Int32Array [B * T], temperature, entropy: boolean)
+// -> {logprobs: Tensor [B, T], entropy?: Tensor [B, T]}
+class ScoreCall : public ModelCall {
  public:
-  BatchWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, bool prefill, std::vector<int32_t> tokens,
-              std::vector<int32_t> lengths, bool hasLengths, int64_t batch, int64_t time, Napi::Object logits)
-      : ModelWorker(env, handle, self), prefill_(prefill), tokens_(std::move(tokens)), lengths_(std::move(lengths)),
-        hasLengths_(hasLengths), batch_(batch), time_(time) {
-    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view(Env(), "TinyGPT");
-    logits_ = Napi::Persistent(logits);
+  ScoreCall(Napi::Env env, const Napi::CallbackInfo& info, const napo_model_config& config) {
+    constexpr const char* op = "model.score";
+    batch_.read(env, info, 0, op);
+    Napi::Int32Array targets = int32ArrayArg(env, info[4], op, "targets");
+    if (int64_t(targets.ElementLength()) != batch_.batch * batch_.time) {
+      throwRange(env, std::string(op) + ": targets has " + std::to_string(targets.ElementLength()) + " values, tokens " +
+                          std::to_string(batch_.batch * batch_.time));
+    }
+    targets_ = copyInt32(targets);
+    options_.temperature = float(numberArg(env, info[5], op, "temperature"));
+    options_.entropy = boolArg(env, info[6], op, "entropy") ? 1 : 0;
+    const std::vector<int64_t> shape{batch_.batch, batch_.time};
+    logprobs_ = output(env, op, NAPO_FLOAT32, shape, config.device);
+    if (options_.entropy) entropy_ = output(env, op, NAPO_FLOAT32, shape, config.device);
+  }
+  napo_status run(napo_model* model) override {
+    napo_tensor tokens = batch_.tokensView(), lengths{};
+    napo_tensor targets = tensorView(targets_.data(), NAPO_INT32, {batch_.batch, batch_.time});
+    return napo_model_score(model, &tokens, batch_.lengthsOrNull(&lengths), &targets, &options_, &logprobs_,
+                            options_.entropy ? &entropy_ : nullptr);
+  }
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("logprobs", outputObject(0));
+    if (options_.entropy) out.Set("entropy", outputObject(1));
+    return out;
   }
 
- protected:
-  napo_status run() override {
-    napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {batch_, time_});
-    napo_tensor lengths = tensorView(lengths_.data(), NAPO_INT32, {batch_});
-    return prefill_ ? napo_model_prefill(model(), &tokens, hasLengths_ ? &lengths : nullptr, &logitsView_)
-                    : napo_model_forward(model(), &tokens, hasLengths_ ? &lengths : nullptr, &logitsView_);
+ private:
+  BatchArgs batch_;
+  std::vector<int32_t> targets_;
+  napo_model_score_options options_{};
+  napo_tensor logprobs_{}, entropy_{};
+};
+
+Napi::Value ModelHandle::Score(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireIdle(env, "model.score");
+  return Queue(info, "model.score", std::make_unique<ScoreCall>(env, info, config(env)));
+}
+
+// (gradLogprobs: Tensor, gradEntropy: Tensor | null); the tensors are held, not copied.
+class ScoreBackwardCall : public ModelCall {
+ public:
+  ScoreBackwardCall(const Napi::CallbackInfo& info) {
+    constexpr const char* op = "model.scoreBackward";
+    gradLogprobs_ = input(info[0], op, "gradLogprobs");
+    hasEntropy_ = optionalInput(info[1], op, "gradEntropy", &gradEntropy_);
   }
-  Napi::Value result(Napi::Env env) override { return logits_.Value(); }
+  napo_status run(napo_model* model) override {
+    return napo_model_score_backward(model, &gradLogprobs_, hasEntropy_ ? &gradEntropy_ : nullptr);
+  }
+
+ private:
+  napo_tensor gradLogprobs_{}, gradEntropy_{};
+  bool hasEntropy_ = false;
+};
+
+Napi::Value ModelHandle::ScoreBackward(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "model.scoreBackward");
+  return Queue(info, "model.scoreBackward", std::make_unique<ScoreBackwardCall>(info));
+}
+
+// forward (tokens, batch, time, lengths | null) -> logits [B, T, V]; prefill (..., capacity) ->
+// logits [B, V].
+class BatchCall : public ModelCall {
+ public:
+  BatchCall(Napi::Env env, const Napi::CallbackInfo& info, const napo_model_config& config, bool prefill)
+      : prefill_(prefill) {
+    const char* op = prefill ? "model.prefill" : "model.forward";
+    batch_.read(env, info, 0, op);
+    if (prefill) capacity_ = integerArg(env, info[4], op, "capacity");
+    const std::vector<int64_t> shape = prefill ? std::vector<int64_t>{batch_.batch, config.vocab_size}
+                                               : std::vector<int64_t>{batch_.batch, batch_.time, config.vocab_size};
+    logits_ = output(env, op, NAPO_FLOAT32, shape, config.device);
+  }
+  napo_status run(napo_model* model) override {
+    napo_tensor tokens = batch_.tokensView(), lengths{};
+    const napo_tensor* lengthsArg = batch_.lengthsOrNull(&lengths);
+    return prefill_ ? napo_model_prefill(model, &tokens, lengthsArg, capacity_, &logits_)
+                    : napo_model_forward(model, &tokens, lengthsArg, &logits_);
+  }
+  Napi::Value result(Napi::Env) override { return outputObject(0); }
 
  private:
   bool prefill_;
-  std::vector<int32_t> tokens_, lengths_;
-  bool hasLengths_;
-  int64_t batch_, time_;
-  napo_tensor logitsView_{};
-  Napi::ObjectReference logits_;
+  BatchArgs batch_;
+  int64_t capacity_ = 0;
+  napo_tensor logits_{};
 };
 
-class BackwardWorker : public ModelWorker {
- public:
-  BackwardWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, napo_tensor grad, std::vector<float> data)
-      : ModelWorker(env, handle, self), grad_(grad), data_(std::move(data)) {
-    grad_.data = data_.data();
-    grad_.device = {NAPO_CPU, 0};
-  }
+Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireIdle(env, "model.forward");
+  return Queue(info, "model.forward", std::make_unique<BatchCall>(env, info, config(env), false));
+}
 
- protected:
-  napo_status run() override { return napo_model_backward(model(), &grad_); }
+Napi::Value ModelHandle::Prefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireIdle(env, "model.prefill");
+  return Queue(info, "model.prefill", std::make_unique<BatchCall>(env, info, config(env), true));
+}
+
+// (gradLogits: Tensor [B, T, V]); held for the call, not copied.
+class BackwardCall : public ModelCall {
+ public:
+  explicit BackwardCall(const Napi::CallbackInfo& info) { grad_ = input(info[0], "model.backward", "gradLogits"); }
+  napo_status run(napo_model* model) override { return napo_model_backward(model, &grad_); }
 
  private:
-  napo_tensor grad_;
-  std::vector<float> data_;
+  napo_tensor grad_{};
 };
 
-class StepWorker : public ModelWorker {
- public:
-  StepWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, napo_adamw_options options)
-      : ModelWorker(env, handle, self), options_(options) {}
+Napi::Value ModelHandle::Backward(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "model.backward");
+  return Queue(info, "model.backward", std::make_unique<BackwardCall>(info));
+}
 
- protected:
-  napo_status run() override { return napo_model_step(model(), &options_, &result_); }
+class StepCall : public ModelCall {
+ public:
+  StepCall(Napi::Env env, const Napi::CallbackInfo& info) {
+    constexpr const char* op = "model.step";
+    if (!info[0].IsObject()) throwType(env, "model.step: options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    options_.lr = floatField(env, o, "lr", op);
+    options_.beta1 = floatField(env, o, "beta1", op);
+    options_.beta2 = floatField(env, o, "beta2", op);
+    options_.eps = floatField(env, o, "eps", op);
+    options_.weight_decay = floatField(env, o, "weightDecay", op);
+    options_.max_grad_norm = floatField(env, o, "maxGradNorm", op);
+  }
+  napo_status run(napo_model* model) override { return napo_model_step(model, &options_, &result_); }
   Napi::Value result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("gradNorm", result_.grad_norm);
@@ -369,136 +524,39 @@ class StepWorker : public ModelWorker {
   }
 
  private:
-  napo_adamw_options options_;
+  napo_adamw_options options_{};
   napo_adamw_result result_{};
 };
 
-class DecodeWorker : public ModelWorker {
- public:
-  DecodeWorker(Napi::Env env, ModelHandle* handle, Napi::Object self, std::vector<int32_t> tokens, Napi::Object logits)
-      : ModelWorker(env, handle, self), tokens_(std::move(tokens)) {
-    logitsView_ = TensorHandle::FromValue(logits, "TinyGPT", "logits")->view(Env(), "TinyGPT");
-    logits_ = Napi::Persistent(logits);
-  }
+Napi::Value ModelHandle::Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireIdle(env, "model.step");
+  return Queue(info, "model.step", std::make_unique<StepCall>(env, info));
+}
 
- protected:
-  napo_status run() override {
-    napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {int64_t(tokens_.size())});
-    return napo_model_decode_step(model(), &tokens, &logitsView_);
+// (tokens: Int32Array [B]; -1 = inactive row) -> logits [B, V]
+class DecodeCall : public ModelCall {
+ public:
+  DecodeCall(Napi::Env env, const Napi::CallbackInfo& info, const napo_model_config& config) {
+    constexpr const char* op = "model.decodeStep";
+    tokens_ = copyInt32(int32ArrayArg(env, info[0], op, "tokens"));
+    logits_ = output(env, op, NAPO_FLOAT32, {int64_t(tokens_.size()), config.vocab_size}, config.device);
   }
-  Napi::Value result(Napi::Env env) override { return logits_.Value(); }
+  napo_status run(napo_model* model) override {
+    napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {int64_t(tokens_.size())});
+    return napo_model_decode_step(model, &tokens, &logits_);
+  }
+  Napi::Value result(Napi::Env) override { return outputObject(0); }
 
  private:
   std::vector<int32_t> tokens_;
-  napo_tensor logitsView_{};
-  Napi::ObjectReference logits_;
+  napo_tensor logits_{};
 };
 
-napo_device modelDevice(Napi::Env env, napo_model* model) {
-  napo_model_config c{};
-  check(env, napo_model_config_get(model, &c));
-  return c.device;
-}
-
-int64_t vocabOf(Napi::Env env, napo_model* model) {
-  napo_model_config c{};
-  check(env, napo_model_config_get(model, &c));
-  return c.vocab_size;
-}
-
-// (tokens: Int32Array, batch, time, lengths: Int32Array | null)
-Napi::Value ModelHandle::RunBatch(const Napi::CallbackInfo& info, bool prefill) {
-  Napi::Env env = info.Env();
-  const char* op = prefill ? "TinyGPT.prefill" : "TinyGPT.forward";
-  if (!model_) throwType(env, std::string(op) + ": the model was disposed");
-  Napi::Int32Array tokens = int32ArrayArg(env, info[0], op, "tokens");
-  const int64_t batch = intArg(env, info[1], op, "batch", 0, int64_t(1) << 31);
-  const int64_t time = intArg(env, info[2], op, "time", 0, int64_t(1) << 31);
-  if (int64_t(tokens.ElementLength()) != batch * time) {
-    throwRange(env, std::string(op) + ": tokens has " + std::to_string(tokens.ElementLength()) + " values, expected batch * time = " +
-                        std::to_string(batch * time));
-  }
-  const bool hasLengths = !(info[3].IsNull() || info[3].IsUndefined());
-  std::vector<int32_t> lengths;
-  if (hasLengths) {
-    Napi::Int32Array lengthsArray = int32ArrayArg(env, info[3], op, "lengths");
-    if (int64_t(lengthsArray.ElementLength()) != batch) {
-      throwRange(env, std::string(op) + ": lengths has " + std::to_string(lengthsArray.ElementLength()) + " values, expected batch = " +
-                          std::to_string(batch));
-    }
-    lengths = copyInt32(lengthsArray);
-  } else {
-    lengths.assign(size_t(batch), int32_t(time));
-  }
-  if (batch == 0) throwRange(env, std::string(op) + ": the batch is empty");
-  if (time == 0) throwRange(env, std::string(op) + ": sequences are empty (time = 0)");
-  const int64_t vocab = vocabOf(env, model_);
-  std::vector<int64_t> shape = prefill ? std::vector<int64_t>{batch, vocab} : std::vector<int64_t>{batch, time, vocab};
-  Napi::Object logits = TensorHandle::Allocate(env, "TinyGPT", NAPO_FLOAT32, shape, modelDevice(env, model_));
-  acquire(env, op);
-  auto* worker = new BatchWorker(env, this, info.This().As<Napi::Object>(), prefill, copyInt32(tokens), std::move(lengths),
-                                 hasLengths, batch, time, logits);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) { return RunBatch(info, false); }
-Napi::Value ModelHandle::Prefill(const Napi::CallbackInfo& info) { return RunBatch(info, true); }
-
-Napi::Value ModelHandle::Backward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  constexpr const char* op = "TinyGPT.backward";
-  if (!model_) throwType(env, std::string(op) + ": the model was disposed");
-  TensorHandle* grad = TensorHandle::FromValue(info[0], op, "gradLogits");
-  napo_tensor view = grad->view(env, "TinyGPT.backward");
-  if (view.dtype != NAPO_FLOAT32) throwType(env, std::string(op) + ": gradLogits must be float32");
-  size_t count = 1;
-  for (int32_t i = 0; i < view.ndim; ++i) count *= size_t(view.shape[i]);
-  // A snapshot, so disposing or reusing the tensor while the backward runs is harmless.
-  std::vector<float> data(count);
-  check(env, napo_memcpy({NAPO_CPU, 0}, data.data(), view.device, view.data, count * sizeof(float)));
-  acquire(env, op);
-  auto* worker = new BackwardWorker(env, this, info.This().As<Napi::Object>(), view, std::move(data));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-Napi::Value ModelHandle::Step(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  constexpr const char* op = "TinyGPT.step";
-  if (!model_) throwType(env, std::string(op) + ": the model was disposed");
-  if (!info[0].IsObject()) throwType(env, "TinyGPT.step: options must be an object");
-  Napi::Object o = info[0].As<Napi::Object>();
-  napo_adamw_options options{};
-  options.lr = float(numberArg(env, o.Get("lr"), op, "lr"));
-  options.beta1 = float(numberArg(env, o.Get("beta1"), op, "beta1"));
-  options.beta2 = float(numberArg(env, o.Get("beta2"), op, "beta2"));
-  options.eps = float(numberArg(env, o.Get("eps"), op, "eps"));
-  options.weight_decay = float(numberArg(env, o.Get("weightDecay"), op, "weightDecay"));
-  options.max_grad_norm = float(numberArg(env, o.Get("maxGradNorm"), op, "maxGradNorm"));
-  acquire(env, op);
-  auto* worker = new StepWorker(env, this, info.This().As<Napi::Object>(), options);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-// (tokens: Int32Array [B]; -1 = inactive row)
 Napi::Value ModelHandle::DecodeStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  constexpr const char* op = "TinyGPT.decodeStep";
-  if (!model_) throwType(env, std::string(op) + ": the model was disposed");
-  Napi::Int32Array tokens = int32ArrayArg(env, info[0], op, "tokens");
-  if (tokens.ElementLength() == 0) throwRange(env, std::string(op) + ": the batch is empty");
-  const int64_t vocab = vocabOf(env, model_);
-  Napi::Object logits = TensorHandle::Allocate(env, "TinyGPT", NAPO_FLOAT32, {int64_t(tokens.ElementLength()), vocab}, modelDevice(env, model_));
-  acquire(env, op);
-  auto* worker = new DecodeWorker(env, this, info.This().As<Napi::Object>(), copyInt32(tokens), logits);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  requireIdle(env, "model.decodeStep");
+  return Queue(info, "model.decodeStep", std::make_unique<DecodeCall>(env, info, config(env)));
 }
 
 Napi::Value CpuPeakGflops(const Napi::CallbackInfo& info) {
@@ -514,17 +572,17 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   constexpr const char* op = "sgemm";
   const bool transA = boolArg(env, info[0], op, "transA"), transB = boolArg(env, info[1], op, "transB");
-  const int64_t m = intArg(env, info[2], op, "m", 0, int64_t(1) << 31);
-  const int64_t n = intArg(env, info[3], op, "n", 0, int64_t(1) << 31);
-  const int64_t k = intArg(env, info[4], op, "k", 0, int64_t(1) << 31);
+  const int64_t m = integerArg(env, info[2], op, "m");
+  const int64_t n = integerArg(env, info[3], op, "n");
+  const int64_t k = integerArg(env, info[4], op, "k");
   const float alpha = float(numberArg(env, info[5], op, "alpha"));
   Napi::Float32Array a = float32ArrayArg(env, info[6], op, "a");
-  const int64_t lda = intArg(env, info[7], op, "lda", 0, int64_t(1) << 31);
+  const int64_t lda = integerArg(env, info[7], op, "lda");
   Napi::Float32Array b = float32ArrayArg(env, info[8], op, "b");
-  const int64_t ldb = intArg(env, info[9], op, "ldb", 0, int64_t(1) << 31);
+  const int64_t ldb = integerArg(env, info[9], op, "ldb");
   const float beta = float(numberArg(env, info[10], op, "beta"));
   Napi::Float32Array c = float32ArrayArg(env, info[11], op, "c");
-  const int64_t ldc = intArg(env, info[12], op, "ldc", 0, int64_t(1) << 31);
+  const int64_t ldc = integerArg(env, info[12], op, "ldc");
   const int64_t aRows = transA ? k : m, bRows = transB ? n : k;
   if ((m > 0 && k > 0 && int64_t(a.ElementLength()) < (aRows - 1) * lda + (transA ? m : k)) ||
       (n > 0 && k > 0 && int64_t(b.ElementLength()) < (bRows - 1) * ldb + (transB ? k : n)) ||
@@ -539,9 +597,12 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
 Napi::Value SgemmBench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   constexpr const char* op = "sgemmBench";
-  const int64_t m = intArg(env, info[0], op, "m", 1, 1 << 16);
-  const int64_t n = intArg(env, info[1], op, "n", 1, 1 << 20);
-  const int64_t k = intArg(env, info[2], op, "k", 1, 1 << 16);
+  const int64_t m = integerArg(env, info[0], op, "m");
+  const int64_t n = integerArg(env, info[1], op, "n");
+  const int64_t k = integerArg(env, info[2], op, "k");
+  if (m < 1 || n < 1 || k < 1 || m > (1 << 16) || n > (1 << 20) || k > (1 << 16)) {
+    throwRange(env, "sgemmBench: m, n, k must be in [1, 65536], [1, 1048576], [1, 65536]");
+  }
   const bool transA = boolArg(env, info[3], op, "transA"), transB = boolArg(env, info[4], op, "transB");
   const double minSeconds = numberArg(env, info[5], op, "minSeconds");
   std::vector<float> a(size_t(m * k)), b(size_t(k * n)), c(size_t(m * n));

@@ -1,5 +1,5 @@
-// TinyGPT bindings: a ModelHandle class over the napo_model C ABI, with forward, backward,
-// optimizer step, prefill and decode as AsyncWorkers that return Promises.
+// Model bindings: a ModelHandle class over the napo_model C ABI, with score, forward, their
+// backwards, the optimizer step, prefill and decode as AsyncWorkers that return Promises.
 #pragma once
 
 #include <napi.h>

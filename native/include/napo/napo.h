@@ -33,13 +33,15 @@ typedef enum napo_status {
   NAPO_ERR_INTERNAL = 6
 } napo_status;
 
-/* uint8 and bool (one byte holding 0 or 1) are for masks. */
+/* uint8 and bool (one byte holding 0 or 1) are for masks; float16 is a checkpoint storage type
+ * (model parameters read and written in it), not an op input. */
 typedef enum napo_dtype {
   NAPO_FLOAT32 = 0,
   NAPO_BFLOAT16 = 1,
   NAPO_INT32 = 2,
   NAPO_UINT8 = 3,
-  NAPO_BOOL = 4
+  NAPO_BOOL = 4,
+  NAPO_FLOAT16 = 5
 } napo_dtype;
 
 typedef enum napo_device_kind { NAPO_CPU = 0, NAPO_CUDA = 1 } napo_device_kind;

@@ -42,7 +42,7 @@ napo_status napo_set_cpu_threads(int32_t threads) {
 
 napo_status napo_tensor_bytes(const char* op, napo_dtype dtype, int32_t ndim, const int64_t* shape, int64_t* bytes) {
   if (!op || !bytes || (ndim > 0 && !shape)) return fail(NAPO_ERR_TYPE, "tensorBytes: op, shape and bytes are required");
-  if (dtype < NAPO_FLOAT32 || dtype > NAPO_BOOL) return fail(NAPO_ERR_TYPE, "%s: unknown dtype %d", op, int(dtype));
+  if (dtype < NAPO_FLOAT32 || dtype > NAPO_FLOAT16) return fail(NAPO_ERR_TYPE, "%s: unknown dtype %d", op, int(dtype));
   return checkShape(op, "shape", dtype, ndim, shape, bytes);
 }
 

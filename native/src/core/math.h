@@ -24,6 +24,45 @@ inline uint16_t floatToBf16(float value) {
   return uint16_t(bits >> 16);
 }
 
+// IEEE binary16, with subnormals; NaN stays NaN.
+inline float halfToFloat(uint16_t half) {
+  const uint32_t sign = uint32_t(half & 0x8000u) << 16;
+  const uint32_t exponent = (half >> 10) & 0x1fu, mantissa = half & 0x3ffu;
+  if (exponent == 0x1f) {
+    const uint32_t bits = sign | 0x7f800000u | (mantissa << 13);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+  }
+  // Normal: rebias the exponent; subnormal: mantissa * 2^-24 is exact in float32.
+  const float magnitude = exponent == 0 ? float(mantissa) * 5.9604644775390625e-8f : [&] {
+    const uint32_t bits = ((exponent + 112u) << 23) | (mantissa << 13);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+  }();
+  return sign ? -magnitude : magnitude;
+}
+
+// Round to nearest even; values past the largest half become infinity.
+inline uint16_t floatToHalf(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint16_t sign = uint16_t((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+  if (magnitude >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds past 65504
+  if (magnitude < 0x38800000u) {
+    // Subnormal half (or zero): round magnitude / 2^-24 to the nearest even integer.
+    float scaled;
+    const uint32_t absBits = magnitude;
+    std::memcpy(&scaled, &absBits, sizeof scaled);
+    return uint16_t(sign | uint16_t(std::nearbyint(scaled * 16777216.0f)));
+  }
+  const uint32_t rounded = magnitude + 0xfffu + ((magnitude >> 13) & 1u);
+  return uint16_t(sign | uint16_t((rounded - 0x38000000u) >> 13));
+}
+
 // exp(x) for x <= 0, flushed to 0 below -87 (where float32 would go subnormal). Cody-Waite range
 // reduction and a degree-6 polynomial: ~2 ulp, which is what a softmax needs, and branch-free
 // so the caller's loop vectorises to AVX2/AVX-512.

@@ -11,7 +11,8 @@ namespace napo {
 
 inline size_t dtypeSize(napo_dtype dtype) {
   switch (dtype) {
-    case NAPO_BFLOAT16: return 2;
+    case NAPO_BFLOAT16:
+    case NAPO_FLOAT16: return 2;
     case NAPO_UINT8:
     case NAPO_BOOL: return 1;
     default: return 4;
@@ -25,6 +26,7 @@ inline const char* dtypeName(napo_dtype dtype) {
     case NAPO_INT32: return "int32";
     case NAPO_UINT8: return "uint8";
     case NAPO_BOOL: return "bool";
+    case NAPO_FLOAT16: return "float16";
   }
   return "unknown";
 }

@@ -61,36 +61,69 @@ struct GemmOperand {
 // layers and of linearLogprobs. (MatmulKernel is its float32-only form.)
 using GemmKernel = void(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha,
                         float beta, float* c, int64_t ldc);
-// y[M,N] += bias[N] for every row.
-using AddBiasKernel = void(int64_t m, int64_t n, const float* bias, float* y);
-// dbias[N] += sum over rows of dy[M,N].
-using BiasBackwardKernel = void(int64_t m, int64_t n, const float* dy, float* dbias);
-// y = (x - mean) * rstd * w + b per row of D; mean and rstd [M] kept for the backward.
-using LayerNormForwardKernel = void(int64_t m, int64_t d, const float* x, const float* w, const float* b, float* y,
-                                    float* mean, float* rstd);
+// y[M,N] += bias[N] for every row (rows ldy apart).
+using AddBiasKernel = void(int64_t m, int64_t n, const float* bias, float* y, int64_t ldy);
+// dbias[N] += sum over rows of dy[M,N] (rows ldy apart).
+using BiasBackwardKernel = void(int64_t m, int64_t n, const float* dy, int64_t ldy, float* dbias);
+// LayerNorm: y = (x - mean) * rstd * w + b per row of D; mean and rstd [M] kept for the backward.
+using LayerNormForwardKernel = void(int64_t m, int64_t d, const float* x, const float* w, const float* b, float eps,
+                                    float* y, float* mean, float* rstd);
 // dx (+)= ..., dw += ..., db += ...; dx is accumulated when accumulate is true.
 using LayerNormBackwardKernel = void(int64_t m, int64_t d, const float* x, const float* w, const float* mean,
                                      const float* rstd, const float* dy, float* dx, float* dw, float* db,
                                      bool accumulate);
+// RMSNorm over `groups` vectors of d per row (vector g of row i at i * stride + g * d): y = x *
+// rstd * w; rstd [rows * groups] kept for the backward (may be null in the forward).
+using RmsNormForwardKernel = void(int64_t rows, int64_t groups, int64_t d, const float* x, int64_t xStride,
+                                  const float* w, float eps, float* y, int64_t yStride, float* rstd);
+// dw += ..., dx (+)= ...; dx may be dy's buffer.
+using RmsNormBackwardKernel = void(int64_t rows, int64_t groups, int64_t d, const float* x, int64_t xStride,
+                                   const float* w, const float* rstd, const float* dy, int64_t dyStride, float* dx,
+                                   int64_t dxStride, float* dw, bool accumulate);
+// Rotary embeddings in place on `heads` heads of headDim per row (rows `stride` apart), row i at
+// positions[i] (< 0: left alone); cos/sin tables [position, headDim / 2]. inverse: the backward.
+using RopeRotateKernel = void(int64_t rows, int64_t heads, int64_t headDim, float* x, int64_t stride,
+                              const int32_t* positions, const float* cosTable, const float* sinTable, bool inverse);
 // GELU, tanh approximation (GPT-2's gelu_new); the backward writes dx = dy * gelu'(x).
 using GeluForwardKernel = void(int64_t n, const float* x, float* y);
 using GeluBackwardKernel = void(int64_t n, const float* x, const float* dy, float* dx);
-// x[b,t,:] = wte[tokens[b,t]] + wpe[t] for t < lengths[b]; 0 past it.
-using EmbeddingForwardKernel = void(int64_t batch, int64_t time, int64_t d, const int32_t* tokens,
-                                    const int32_t* lengths, const float* wte, const float* wpe, float* x);
-using EmbeddingBackwardKernel = void(int64_t batch, int64_t time, int64_t d, const int32_t* tokens,
-                                     const int32_t* lengths, const float* dx, float* dwte, float* dwpe);
-// Causal attention over qkv [B*T, 3D] (q | k | v, heads of D/H contiguous in each) -> out
-// [B*T, D]; probs [B, H, T, T] kept for the backward. Rows at t >= lengths[b] are 0.
-using AttentionForwardKernel = void(int64_t batch, int64_t time, int64_t d, int64_t heads, const int32_t* lengths,
-                                    const float* qkv, float* probs, float* out);
-using AttentionBackwardKernel = void(int64_t batch, int64_t time, int64_t d, int64_t heads, const int32_t* lengths,
-                                     const float* qkv, const float* probs, const float* dout, float* dqkv);
-// One new query per row against the KV cache: q [B, D] (rows of qkv [B, 3D]); kcache, vcache
-// [B, H, C, D/H]; row b attends over positions [0, positions[b]] (inclusive; its own k, v already
-// written). Rows with positions[b] < 0 are skipped.
-using AttentionDecodeKernel = void(int64_t batch, int64_t d, int64_t heads, int64_t capacity, const float* qkv,
-                                   const float* kcache, const float* vcache, const int32_t* positions, float* out);
+// SwiGLU: out = silu(gate) * up; the backward may write dgate over dout and dup over the forward's out.
+using SwigluForwardKernel = void(int64_t n, const float* gate, const float* up, float* out);
+using SwigluBackwardKernel = void(int64_t n, const float* gate, const float* up, const float* dout, float* dgate,
+                                  float* dup);
+// x[row] = wte[tokens[row]] (+ wpe[positions[row]] when wpe is given); tokens[row] < 0: zeros,
+// and no gradient in the backward.
+using EmbeddingForwardKernel = void(int64_t rows, int64_t d, const int32_t* tokens, const int32_t* positions,
+                                    const float* wte, const float* wpe, float* x);
+using EmbeddingBackwardKernel = void(int64_t rows, int64_t d, const int32_t* tokens, const int32_t* positions,
+                                     const float* dx, float* dwte, float* dwpe);
+// Causal grouped-query attention. Queries: row (b, i) of q [batch * queries, qStride], head h at
+// column h * headDim; query i of row b sits at position start[b] + i and attends to positions
+// [0, start[b] + i]; i >= count[b] or start[b] < 0 gives a zero row. Query head h reads kv head
+// h / (heads / kvHeads) (transformers' repeat_kv). Keys and values: position p of row b, kv
+// head g at b * batchStride + p * positionStride + g * headDim (the k, v columns of the training
+// activations, or the KV cache). lse [batch, heads, queries] (may be null) keeps each query's
+// log-sum-exp for the backward, which recomputes the probabilities from it.
+struct AttentionShape {
+  int64_t batch, queries, heads, kvHeads, headDim;
+};
+struct KvLayout {
+  int64_t batchStride, positionStride;
+};
+using AttentionForwardKernel = void(const AttentionShape& shape, const int32_t* start, const int32_t* count,
+                                    const float* q, int64_t qStride, const float* k, const float* v,
+                                    const KvLayout& kv, float* out, int64_t outStride, float* lse);
+// The backward of a training call (start = 0, the keys are the queries' own rows): dq with q's
+// layout, dk and dv with the keys' (written, not accumulated).
+using AttentionBackwardKernel = void(const AttentionShape& shape, const int32_t* count, const float* q,
+                                     int64_t qStride, const float* k, const float* v, const KvLayout& kv,
+                                     const float* out, int64_t outStride, const float* dout, const float* lse,
+                                     float* dq, float* dk, float* dv);
+// Copies the k, v rows (b, i < count[b]) of a call (rows `stride` apart) into the cache at
+// positions start[b] + i; rows with start[b] < 0 are skipped.
+using KvCacheWriteKernel = void(const AttentionShape& shape, const int32_t* start, const int32_t* count,
+                                const float* k, const float* v, int64_t stride, float* cacheK, float* cacheV,
+                                const KvLayout& cache);
 // AdamW over `count` parameter ranges of one flat buffer; see napo_adamw_options.
 struct AdamWRange {
   int64_t offset, size;
@@ -125,13 +158,18 @@ struct CpuBackend {
   BiasBackwardKernel* biasBackward;
   LayerNormForwardKernel* layerNormForward;
   LayerNormBackwardKernel* layerNormBackward;
+  RmsNormForwardKernel* rmsNormForward;
+  RmsNormBackwardKernel* rmsNormBackward;
+  RopeRotateKernel* ropeRotate;
   GeluForwardKernel* geluForward;
   GeluBackwardKernel* geluBackward;
+  SwigluForwardKernel* swigluForward;
+  SwigluBackwardKernel* swigluBackward;
   EmbeddingForwardKernel* embeddingForward;
   EmbeddingBackwardKernel* embeddingBackward;
   AttentionForwardKernel* attentionForward;
   AttentionBackwardKernel* attentionBackward;
-  AttentionDecodeKernel* attentionDecode;
+  KvCacheWriteKernel* kvCacheWrite;
   AdamWStepKernel* adamwStep;
   SumSquaresKernel* sumSquares;
   ProbeReadBandwidthKernel* probeReadBandwidth;

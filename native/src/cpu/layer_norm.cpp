@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension (eps 1e-5, biased variance, as torch.nn.LayerNorm).
+// LayerNorm over the last dimension (biased variance, as torch.nn.LayerNorm).
 #include <cmath>
 
 #include "../core/thread_pool.h"
@@ -7,12 +7,8 @@
 namespace napo::cpu {
 NAPO_CPU_ISA_BEGIN
 
-namespace {
-constexpr float kEps = 1e-5f;
-}
-
 void layerNormForward(int64_t m, int64_t d, const float* x,
-                             const float* w, const float* b, float* y, float* mean, float* rstd) {
+                             const float* w, const float* b, float eps, float* y, float* mean, float* rstd) {
   parallelFor(m, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* xi = x + i * d;
@@ -23,7 +19,7 @@ void layerNormForward(int64_t m, int64_t d, const float* x,
       float var = 0.0f;
 #pragma omp simd reduction(+ : var)
       for (int64_t j = 0; j < d; ++j) var += (xi[j] - mu) * (xi[j] - mu);
-      const float r = 1.0f / std::sqrt(var / float(d) + kEps);
+      const float r = 1.0f / std::sqrt(var / float(d) + eps);
       float* yi = y + i * d;
 #pragma omp simd
       for (int64_t j = 0; j < d; ++j) yi[j] = (xi[j] - mu) * r * w[j] + b[j];

@@ -234,21 +234,21 @@ void gemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int6
   gemmCpu(a.transposed, b.transposed, m, n, k, alpha, af, a.ld, bf, b.ld, beta, c, ldc);
 }
 
-void addBias(int64_t m, int64_t n, const float* bias, float* y) {
+void addBias(int64_t m, int64_t n, const float* bias, float* y, int64_t ldy) {
   parallelFor(m, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      float* row = y + i * n;
+      float* row = y + i * ldy;
 #pragma omp simd
       for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
     }
   });
 }
 
-void biasBackward(int64_t m, int64_t n, const float* dy, float* dbias) {
+void biasBackward(int64_t m, int64_t n, const float* dy, int64_t ldy, float* dbias) {
   // Columns split across threads; each column sums its rows in order.
   parallelFor(n, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = 0; i < m; ++i) {
-      const float* row = dy + i * n;
+      const float* row = dy + i * ldy;
 #pragma omp simd
       for (int64_t j = begin; j < end; ++j) dbias[j] += row[j];
     }

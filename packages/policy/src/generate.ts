@@ -19,8 +19,8 @@ export interface GenerateOptions {
   stop?: readonly string[];
   /** Decodes completions for `stop`, encodes string prompts, and gives the default EOS. */
   tokenizer?: Tokenizer;
-  /** A row stops after sampling this token (kept in the completion). Default: the tokenizer's EOS; null = never. */
-  eos?: number | null;
+  /** A row stops after sampling one of these tokens (kept in the completion). Default: the tokenizer's EOS ids; null = never. */
+  eos?: number | readonly number[] | null;
 }
 
 export type FinishReason = 'eos' | 'stop' | 'length';
@@ -52,7 +52,8 @@ export async function generate(
   const stop = options.stop ?? [];
   if (stop.length > 0 && !tokenizer) throw new TypeError(`${op}: stop strings need a tokenizer`);
   if (stop.some((s) => typeof s !== 'string' || s.length === 0)) throw new RangeError(`${op}: stop strings must be non-empty strings`);
-  const eos = options.eos === undefined ? (tokenizer ? tokenizer.eos : null) : options.eos;
+  const eosOption = options.eos === undefined ? (tokenizer ? (tokenizer.eosIds ?? [tokenizer.eos]) : null) : options.eos;
+  const eos = new Set(eosOption === null ? [] : typeof eosOption === 'number' ? [eosOption] : eosOption);
   const rows: number[][] = prompts.map((prompt, index) => {
     if (typeof prompt === 'string') {
       if (!tokenizer) throw new TypeError(`${op}: prompts[${index}] is a string; pass a tokenizer`);
@@ -80,7 +81,9 @@ export async function generate(
     seed: options.seed ?? 0,
   };
   if (maxNewTokens > 0) {
-    let logits: Tensor = await policy.prefill(rows);
+    // The cache holds the longest prompt and every token a row may add.
+    const capacity = Math.min(policy.contextLength, Math.max(...rows.map((row) => row.length)) + maxNewTokens);
+    let logits: Tensor = await policy.prefill(rows, { capacity });
     try {
       for (let step = 0; step < maxNewTokens; step++) {
         const drawn = sample(logits, { ...sampleOptions, offset: step });
@@ -96,7 +99,7 @@ export async function generate(
           (logprobs[row] as number[]).push(lps[row] as number);
           next[row] = id;
           const produced = (tokens[row] as number[]).length;
-          if (eos !== null && id === eos) {
+          if (eos.has(id)) {
             finishReasons[row] = 'eos';
             active[row] = false;
           } else if (stop.length > 0 && tokenizer) {

@@ -1,12 +1,29 @@
-/** The addon's TinyGPT bindings (native/addon/model.cpp), typed for this package. */
+/** The addon's model bindings (native/addon/model.cpp), typed for this package. */
 import { loadNativeAddon, type NativeTensorHandle } from '@napo/kernels';
 
+/** What the addon reads to create a model: the TS config with its enums as the C ABI's codes. */
 export interface NativeModelConfig {
+  familyCode: number;
   vocabSize: number;
-  contextLength: number;
-  dModel: number;
-  nLayers: number;
-  nHeads: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeScalingCode: number;
+  ropeFactor: number;
+  ropeLowFreqFactor: number;
+  ropeHighFreqFactor: number;
+  ropeOriginalMaxPositions: number;
+  qkvBias: boolean;
+  outputBias: boolean;
+  mlpBias: boolean;
+  tieWordEmbeddings: boolean;
+  initializerRange: number;
   seed: bigint;
   device: string;
 }
@@ -33,29 +50,52 @@ export interface NativeOptimizerState {
   steps: number;
 }
 
-/** One TinyGPT in native memory. A call while another is in flight throws (one call at a time). */
+export interface NativeParameterInfo {
+  /** The Hugging Face name. */
+  name: string;
+  /** The model's layout: nn.Linear [out, in]. */
+  shape: number[];
+  /** Stored [in, out] in checkpoints (gpt2's Conv1D). */
+  checkpointTransposed: boolean;
+  weightDecay: boolean;
+}
+
+/** napo_dtype codes of the storage dtypes parameters are read and written in. */
+export const storageDtypeCodes = { float32: 0, bfloat16: 1, float16: 5 } as const;
+export type StorageDtype = keyof typeof storageDtypeCodes;
+
+/** One model in native memory. A call while another is in flight throws (one call at a time). */
 export interface NativeModelHandle {
-  readonly config: NativeModelConfig;
   readonly optimizerSteps: number;
   readonly disposed: boolean;
-  /** tokens [batch * time] row-major; lengths [batch] or null (every row `time`) -> logits [B, T, V]. */
+  /** tokens [batch * time] row-major; lengths [batch] or null; targets [batch * time] (-1 = not scored). */
+  score(
+    tokens: Int32Array,
+    batch: number,
+    time: number,
+    lengths: Int32Array | null,
+    targets: Int32Array,
+    temperature: number,
+    entropy: boolean,
+  ): Promise<{ logprobs: NativeTensorHandle; entropy?: NativeTensorHandle }>;
+  scoreBackward(gradLogprobs: NativeTensorHandle, gradEntropy: NativeTensorHandle | null): Promise<void>;
+  /** -> logits [B, T, V]. */
   forward(tokens: Int32Array, batch: number, time: number, lengths: Int32Array | null): Promise<NativeTensorHandle>;
   backward(gradLogits: NativeTensorHandle): Promise<void>;
   step(options: NativeStepOptions): Promise<NativeStepResult>;
   zeroGrad(): void;
-  /** -> logits [B, V] at each row's last prompt token. */
-  prefill(tokens: Int32Array, batch: number, time: number, lengths: Int32Array | null): Promise<NativeTensorHandle>;
+  /** -> logits [B, V] at each row's last prompt token; the cache keeps `capacity` positions per row. */
+  prefill(tokens: Int32Array, batch: number, time: number, lengths: Int32Array | null, capacity: number): Promise<NativeTensorHandle>;
   /** tokens [B] (-1 = inactive row) -> logits [B, V]. */
   decodeStep(tokens: Int32Array): Promise<NativeTensorHandle>;
   cachePosition(row: number): number;
   clone(): NativeModelHandle;
-  parameters(): { name: string; shape: number[] }[];
-  getParameter(index: number): Float32Array;
-  setParameter(index: number, data: Float32Array): void;
+  parameters(): NativeParameterInfo[];
+  /** float32 -> Float32Array; bfloat16 / float16 -> Uint16Array of the bits. */
+  getParameter(index: number, dtypeCode: number, checkpointLayout: boolean): Float32Array | Uint16Array;
+  setParameter(index: number, data: Float32Array | Uint16Array, dtypeCode: number, checkpointLayout: boolean): void;
   getGradient(index: number): Float32Array;
-  /** Copies of the AdamW moments (zeros and steps 0 before the first step). */
   getOptimizerState(): NativeOptimizerState;
-  /** Replaces the AdamW state; checks lengths, finite values, expAvgSq >= 0, steps >= 0 first. */
   setOptimizerState(expAvg: Float32Array, expAvgSq: Float32Array, steps: number): void;
   dispose(): void;
 }
@@ -93,7 +133,7 @@ export function modelAddon(): NativeModelAddon {
   const addon = loadNativeAddon<Partial<NativeModelAddon>>();
   if (typeof addon.ModelHandle !== 'function') {
     throw new Error(
-      'napo: the native addon has no TinyGPT bindings (ModelHandle); rebuild it (`npm run build:native`) from a tree that includes native/addon/model.cpp',
+      'napo: the native addon has no model bindings (ModelHandle); rebuild it (`npm run build:native`) from a tree that includes native/addon/model.cpp',
     );
   }
   return addon as NativeModelAddon;

@@ -45,21 +45,44 @@ export interface OptimizerState {
   steps: number;
 }
 
+export interface ScoreOptions {
+  /** Log-probs of logits / temperature. Default 1. */
+  temperature?: number;
+  /** Also the entropy of each scored position. Default false. */
+  entropy?: boolean;
+}
+
+export interface Scores {
+  /** [B, T]: log p(targets[b, t] | tokens[b, <= t]); 0 where the target is -1. */
+  logprobs: Tensor<'float32'>;
+  /** [B, T], when asked for. */
+  entropy?: Tensor<'float32'>;
+}
+
+export interface PrefillOptions {
+  /** Positions the KV cache keeps per row: the longest prompt plus the tokens to generate. Default: maxPositions. */
+  capacity?: number;
+}
+
 export interface DecodeOptions {
   /** Rows to compute; inactive rows keep their cache and get a row of zero logits. */
   active?: readonly boolean[];
 }
 
 export interface SaveOptions {
+  /** Written beside the weights (tokenizer.json and tokenizer_config.json, or napo_tokenizer.json). */
   tokenizer?: Tokenizer;
-  /** Extra string metadata stored in the checkpoint. */
+  /** Extra string metadata stored in the weights file. */
   metadata?: Record<string, string>;
   /**
-   * Also store the optimizer state (AdamW moments and step count), so a run resumed from the
-   * checkpoint continues exactly as if it had not stopped. Default false: a weights-only
-   * checkpoint, about a third of the size.
+   * Also store the optimizer state (AdamW moments and step count) in optimizer.safetensors, so a
+   * run resumed from the checkpoint continues exactly as if it had not stopped. Default false.
    */
   optimizer?: boolean;
+  /** dtype of the saved weights. Default: the dtype the model was loaded in (float32 for a new model). */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** Weights past this many bytes are split into shards with a model.safetensors.index.json. Default 5 GB, as transformers. */
+  maxShardBytes?: number;
 }
 
 /**
@@ -70,6 +93,15 @@ export interface Policy {
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly device: DeviceName;
+  /**
+   * The RL scoring path: log-probs of given targets straight from the hidden states through the
+   * LM head in vocabulary chunks (`linearLogprobs`), never holding `[B, T, V]` logits. `targets`
+   * is `[B, T]` padded like `tokens` (row-major), -1 where a position is not scored. Keeps the
+   * activations for `scoreBackward`.
+   */
+  score(tokens: RaggedTokens, targets: Int32Array, options?: ScoreOptions): Promise<Scores>;
+  /** Accumulates parameter gradients from d loss / d log-probs `[B, T]` (and entropy) of the last score. */
+  scoreBackward(gradLogprobs: Tensor, gradEntropy?: Tensor): Promise<void>;
   /** Training forward: logits `[B, T, V]` (rows past a length are 0); keeps activations for backward. */
   forward(tokens: RaggedTokens | Tensor, options?: ForwardOptions): Promise<Tensor<'float32'>>;
   /** Accumulates parameter gradients from d loss / d logits `[B, T, V]` of the last forward. */
@@ -78,22 +110,23 @@ export interface Policy {
   step(optimizer: OptimizerOptions): Promise<StepResult>;
   zeroGrad(): void;
   /** Starts decoding: ragged prompts -> logits `[B, V]` of each prompt's next token. */
-  prefill(prompts: RaggedTokens): Promise<Tensor<'float32'>>;
+  prefill(prompts: RaggedTokens, options?: PrefillOptions): Promise<Tensor<'float32'>>;
   /** Appends one token per row to the KV cache -> logits `[B, V]` of the next token. */
   decodeStep(tokens: readonly number[] | Int32Array, options?: DecodeOptions): Promise<Tensor<'float32'>>;
   /** An independent copy of the weights (no gradients or optimizer state): a frozen reference. */
   clone(): Promise<Policy>;
   /**
-   * Writes the weights (and tokenizer, metadata) as a checkpoint; with `optimizer: true` it also
-   * carries the optimizer state, for an exact resume.
+   * Writes a Hugging Face model directory (config.json, model.safetensors or shards with an
+   * index, generation_config.json, the tokenizer) that `fromPretrained` and `transformers` read;
+   * with `optimizer: true` it also carries the optimizer state, for an exact resume.
    */
-  save(path: string, options?: SaveOptions): Promise<void>;
+  save(dir: string, options?: SaveOptions): Promise<void>;
   /**
-   * Loads weights from a checkpoint of the same shape. When the checkpoint carries optimizer
-   * state it is restored too (the next step continues the saved run); a weights-only checkpoint
-   * leaves the optimizer state as it is.
+   * Loads the weights of a model directory of the same shape. When it carries optimizer state it
+   * is restored too (the next step continues the saved run); otherwise the optimizer state is
+   * left as it is.
    */
-  load(path: string): Promise<void>;
+  load(dir: string): Promise<void>;
   dispose(): void;
 }
 
@@ -105,9 +138,13 @@ export interface TokenizerJSON {
 export interface Tokenizer {
   readonly vocabSize: number;
   readonly eos: number;
+  /** Every id that ends a generation (eos first), when there is more than one. */
+  readonly eosIds?: readonly number[];
   readonly pad: number;
   encode(text: string): number[];
   /** Special tokens (pad, eos) are left out. */
   decode(ids: readonly number[] | Int32Array): string;
   toJSON(): TokenizerJSON;
+  /** Writes the tokenizer's own files into a model directory. */
+  save(dir: string): Promise<void>;
 }

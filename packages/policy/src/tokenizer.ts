@@ -1,5 +1,12 @@
 /** A character-level tokenizer: pad = 0, eos = 1, then one id per character of the alphabet. */
+import { HFTokenizer } from './hf-tokenizer.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import type { Tokenizer, TokenizerJSON } from './policy.js';
+
+/** The file a CharTokenizer saves into a model directory. */
+export const charTokenizerFile = 'napo_tokenizer.json';
 
 export interface CharTokenizerJSON extends TokenizerJSON {
   type: 'char';
@@ -74,11 +81,18 @@ export class CharTokenizer implements Tokenizer {
   toJSON(): CharTokenizerJSON {
     return { type: 'char', alphabet: [...this.alphabet] };
   }
+
+  /** napo_tokenizer.json in a model directory (`loadTokenizer` reads it back). */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, charTokenizerFile), `${JSON.stringify(this.toJSON())}\n`);
+  }
 }
 
 /** A tokenizer from its JSON (checkpoint metadata). */
 export function tokenizerFromJSON(json: unknown): Tokenizer {
   const type = (json as { type?: unknown } | null)?.type;
   if (type === 'char') return CharTokenizer.fromJSON(json);
+  if (type === 'huggingface') return HFTokenizer.fromSerialized(json);
   throw new TypeError(`tokenizerFromJSON: unknown tokenizer type ${JSON.stringify(type)}`);
 }

@@ -5,6 +5,29 @@
 export { algorithms, trainConfig, trainConfigSchema, type Algorithm, type TrainConfig, type TrainConfigInput } from './config.js';
 export { AdditionTask, columnSteps, countingOnSteps } from './tasks/addition.js';
 export type { ParsedCompletion, Task, TaskItem } from './task.js';
+export {
+  collapseWhitespace,
+  extractAnswer,
+  isVerifierName,
+  normaliseLatex,
+  numericTolerance,
+  parseNumber,
+  verifierNames,
+  verifiers,
+  type Verifier,
+  type VerifierName,
+} from './verifiers.js';
+export {
+  accuracyReward,
+  formatReward,
+  scoreRewards,
+  validateRewards,
+  type RewardFunction,
+  type RewardSample,
+  type RewardScores,
+  type WeightedReward,
+} from './rewards.js';
+export { DatasetTask, datasetTaskOptionsSchema, loadJsonlDataset, type DatasetItem, type DatasetTaskOptions } from './dataset.js';
 export { Rng, type RngState } from './rng.js';
 export { Trainer, type AuxiliaryPair, type TrainerOptions, type TrainerState } from './trainer.js';
 export { evaluate, heldOutItems, defaultEvaluationOptions, type EvaluationOptions } from './evaluate.js';

@@ -1,1 +1,1 @@
-export { geluTanh, referenceForward, referenceForwardRow, type ReferenceConfig, type ReferenceParameters } from './tinygpt.js';
+export { geluTanh, referenceForward, ropeInverseFrequencies } from './causal-lm.js';

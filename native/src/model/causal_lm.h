@@ -1,0 +1,135 @@
+// A decoder-only causal LM of any family in architecture.h. Parameters, gradients and AdamW
+// moments are each one flat napo allocation with every parameter at a fixed offset (the
+// registry); the block is written once and runs training (activations kept for the backward),
+// prefill and decode (keys and values kept in the KV cache). The caller (model_abi.cpp) has
+// validated every argument.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "architecture.h"
+#include "buffer.h"
+#include "napo/model.h"
+
+namespace napo::model {
+
+// A host batch of rows padded to `time`: tokens [batch * time], lengths [batch].
+struct HostBatch {
+  int64_t batch, time;
+  const int32_t* tokens;
+  const int32_t* lengths;  // null: every row is `time` long
+};
+
+class CausalLM {
+ public:
+  explicit CausalLM(const napo_model_config& config);
+  napo_status initialize();  // random weights from the seed
+  napo_status copyParametersFrom(const CausalLM& other);
+
+  napo_status score(const HostBatch& batch, const int32_t* targets, const napo_model_score_options& options,
+                    float* logprobs, float* entropy);
+  napo_status scoreBackward(const float* gradLogprobs, const float* gradEntropy);
+  napo_status forward(const HostBatch& batch, float* logits);
+  napo_status backward(const float* gradLogits);
+  napo_status zeroGrad();
+  napo_status step(const napo_adamw_options& options, napo_adamw_result* result);
+  napo_status prefill(const HostBatch& batch, int64_t capacity, float* logits);
+  napo_status decodeStep(const int32_t* tokens, float* logits);
+
+  const napo_model_config& config() const { return config_; }
+  const Registry& registry() const { return registry_; }
+  const float* params() const { return params_.data(); }
+  float* params() { return params_.data(); }
+  const float* grads() const { return grads_.empty() ? nullptr : grads_.data(); }
+  int64_t steps() const { return steps_; }
+  int64_t parameterTotal() const;
+  napo_status readOptimizerState(float* expAvg, float* expAvgSq, int64_t* steps) const;
+  napo_status writeOptimizerState(const float* expAvg, const float* expAvgSq, int64_t steps);
+  int64_t cacheBatch() const { return cacheBatch_; }
+  int64_t cachePosition(int64_t row) const;
+  int64_t cacheCapacity() const { return cacheCapacity_; }
+  // What the last call left for a backward: nothing, logits (forward) or log-probs (score).
+  enum class Kept { kNothing, kLogits, kScores };
+  Kept kept() const { return kept_; }
+  int64_t keptBatch() const { return batch_; }
+  int64_t keptTime() const { return time_; }
+  bool keptEntropy() const { return scoreEntropy_; }
+
+ private:
+  // One run of the blocks over batch * queries rows.
+  struct Pass {
+    int64_t batch, queries;
+    const int32_t* start;      // [batch]: position of each row's first query (-1: inactive row)
+    const int32_t* count;      // [batch]: queries of each row that are real (the rest is padding)
+    const int32_t* positions;  // [rows]: each query's position (-1: padding / inactive)
+    bool useCache;             // write k, v into the KV cache and attend over it
+    bool keepAll;              // keep every layer's activations for a backward
+    int64_t rows() const { return batch * queries; }
+  };
+  // Offsets (floats) into acts_ for a pass: one layer's slot, the residual stream, the final norm.
+  struct Layout {
+    int64_t h1, mean1, rstd1, qkRaw, qkRstd, qkv, lse, att, mid, h2, mean2, rstd2, mlp0, mlp1;
+    int64_t layerSize, layerSlots, residual, residualSlots, finalOut, finalMean, finalRstd, total;
+  };
+  struct LayerView {
+    float *input, *output, *h1, *mean1, *rstd1, *qkRaw, *qkRstd, *qkv, *lse, *att, *mid, *h2, *mean2, *rstd2,
+        *mlp0, *mlp1;
+  };
+  // Backward / forward scratch, offsets into work_.
+  struct WorkLayout {
+    int64_t dres, dh, dqkv, datt, mlpA, mlpB, total;
+  };
+
+  Layout layoutFor(const Pass& pass) const;
+  WorkLayout workLayoutFor(int64_t rows) const;
+  LayerView layerView(const Layout& layout, int64_t layer, int64_t rows);
+  napo_status loadBatch(const HostBatch& batch);
+  napo_status runPass(const Pass& pass);  // embedding, blocks, final norm
+  void blockForward(int64_t layer, const Pass& pass, const LayerView& a, float* act);
+  void blockBackward(int64_t layer, const LayerView& a, float* work, const WorkLayout& w);
+  void normForward(const Norm& norm, int64_t rows, const float* x, float* y, float* mean, float* rstd);
+  void normBackward(const Norm& norm, int64_t rows, const float* x, const float* mean, const float* rstd,
+                    const float* dy, float* dx, bool accumulate);
+  void linearForward(const Linear& linear, int64_t rows, const float* x, int64_t ldx, float* y, int64_t ldy,
+                     float beta);
+  void linearBackward(const Linear& linear, int64_t rows, const float* x, int64_t ldx, const float* dy, int64_t ldy,
+                      float* dx, int64_t lddx, bool accumulate);
+  napo_status trunkBackward(const float* dfinal);  // from d loss / d final hidden [rows, D]
+  napo_status ensureRope(int64_t positions);
+  napo_status ensureGrads();
+  napo_status lmHeadLogits(const float* hidden, int64_t rows, float* logits);
+
+  napo_model_config config_;
+  const Architecture& arch_;
+  Registry registry_;
+  napo_device device_;
+  int64_t qkvWidth_, qWidth_, kvWidth_;
+
+  Buffer<float> params_, grads_, m_, v_;
+  int64_t steps_ = 0;
+
+  // RoPE tables [positions, head_dim / 2], grown on demand.
+  Buffer<float> ropeCos_, ropeSin_;
+  int64_t ropePositions_ = 0;
+
+  // The last batch: padded tokens (-1 past a length), positions, lengths, zero starts.
+  int64_t batch_ = 0, time_ = 0;
+  Buffer<int32_t> tokens_, positions_, lengths_, starts_;
+  Buffer<float> acts_, work_;
+  Kept kept_ = Kept::kNothing;
+
+  // Scoring: the scored rows gathered, their targets, the fused op's lse / entropy and workspace.
+  std::vector<int64_t> scoredRows_;
+  Buffer<int32_t> scoreTargets_;
+  Buffer<float> scoreHidden_, scoreLse_, scoreEntropyValues_, scoreValues_, scoreTile_;
+  float scoreTemperature_ = 1.0f;
+  bool scoreEntropy_ = false;
+
+  // KV cache: [batch, capacity, kvHeads, headDim] per layer, keys then values.
+  Buffer<float> cache_;
+  int64_t cacheBatch_ = 0, cacheCapacity_ = 0;
+  std::vector<int32_t> cachePositions_;
+};
+
+}  // namespace napo::model
