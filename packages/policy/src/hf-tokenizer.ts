@@ -353,6 +353,11 @@ export class HFTokenizer implements Tokenizer {
     }
   }
 
+  /** tokenizer_config.json has a chat template. */
+  get hasChatTemplate(): boolean {
+    return this.config.chat_template !== undefined && this.config.chat_template !== null;
+  }
+
   private chatTemplateSource(withTools: boolean): string {
     const value = this.config.chat_template;
     if (value === undefined || value === null) {

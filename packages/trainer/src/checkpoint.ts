@@ -25,8 +25,8 @@ export async function saveCheckpoint(directory: string, trainer: Trainer, tokeni
   const staging = join(directory, `${name}.partial`);
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging);
-  await trainer.policy.save(join(staging, 'policy.safetensors'), { tokenizer, optimizer: true });
-  if (reference) await reference.save(join(staging, 'reference.safetensors'), { tokenizer });
+  await trainer.policy.save(join(staging, 'policy'), { tokenizer, optimizer: true });
+  if (reference) await reference.save(join(staging, 'reference'), { tokenizer });
   const manifest: CheckpointManifest = { step: trainer.step, state: trainer.state(), hasReference: reference !== undefined };
   writeFileSync(join(staging, 'trainer.json'), `${JSON.stringify(manifest)}\n`);
   const final = join(directory, name);
@@ -51,9 +51,9 @@ export async function loadCheckpoint(directory: string, trainer: Trainer): Promi
   const folder = latestCheckpoint(directory);
   if (!folder) throw new RangeError(`resume: ${directory} has no complete checkpoint (no 'latest')`);
   const manifest = JSON.parse(readFileSync(join(folder, 'trainer.json'), 'utf8')) as CheckpointManifest;
-  await trainer.policy.load(join(folder, 'policy.safetensors'));
+  await trainer.policy.load(join(folder, 'policy'));
   // The reference is the policy the run started from, not the one it resumes with.
-  if (manifest.hasReference) await (await trainer.referenceModel()).load(join(folder, 'reference.safetensors'));
+  if (manifest.hasReference) await (await trainer.referenceModel()).load(join(folder, 'reference'));
   trainer.restore(manifest.state);
   return manifest.step;
 }

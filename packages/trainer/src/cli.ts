@@ -1,25 +1,29 @@
 #!/usr/bin/env node
 /**
- * The `napo` command: train one algorithm, evaluate a checkpoint, or compare GRPO, GRPO + expert
- * SFT and ExP-GRPO from the same warm-up (what `npm start` runs with the quick preset).
+ * The `napo` command: train one algorithm (a Hugging Face model on a JSONL dataset, or the built-in
+ * TinyGPT on the addition task), generate, evaluate, profile, or compare GRPO, GRPO + expert SFT
+ * and ExP-GRPO from the same warm-up (what `npm start` runs with the quick preset).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { CharTokenizer, TinyGPT } from '@napo/policy';
+import { fromPretrained, generate, type CausalLM, type Tokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { algorithms, type Algorithm } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
-import { formatProfileTable, runProfile } from './profile.js';
+import { formatProfileTable, runProfile, warmedUpPolicy } from './profile.js';
 import { presets } from './presets.js';
 import { createProgress, describeRecord } from './progress.js';
+import { encodePrompt } from './prompting.js';
+import { DatasetTask } from './dataset.js';
+import type { Task } from './task.js';
+import { verifierNames, type VerifierName } from './verifiers.js';
 import { AdditionTask } from './tasks/addition.js';
 import { Trainer } from './trainer.js';
-import { hasCachedWarmup, warmup, warmupCachePath } from './warmup.js';
 
 function positiveInteger(value: string): number {
   const parsed = Number(value);
@@ -74,37 +78,75 @@ program
     console.log(`report: ${join(options.out, 'index.html')} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   });
 
+/** The task of a run: a JSONL dataset when one is given, else the built-in addition task. */
+function taskFor(options: { dataset?: string; verifier: VerifierName; evalFraction: number }): Task {
+  return options.dataset
+    ? DatasetTask.fromJsonl(options.dataset, { name: basename(options.dataset), verifier: options.verifier, evalFraction: options.evalFraction })
+    : new AdditionTask();
+}
+
+const verifierOption = new Option('--verifier <name>', 'how a completion\'s final answer is checked').choices([...verifierNames]).default('gsm8k');
+const evalFractionOption = new Option('--eval-fraction <x>', 'share of the dataset held out for evaluation').argParser(Number).default(0.1);
+
+/** The model of a run: a Hugging Face directory, or the preset's TinyGPT warmed up on the addition task. */
+async function runModel(
+  options: { model?: string; preset: 'quick' | 'full'; seed: number; cache: string },
+  task: Task,
+  progress: ReturnType<typeof createProgress>,
+): Promise<{ policy: CausalLM; tokenizer: Tokenizer }> {
+  if (options.model) {
+    const { model, tokenizer } = await fromPretrained(options.model);
+    return { policy: model, tokenizer };
+  }
+  if (!(task instanceof AdditionTask)) throw new InvalidArgumentError('a --dataset needs a --model (a Hugging Face model directory)');
+  const { policy, tokenizer } = await warmedUpPolicy(presets[options.preset], options.seed, options.cache, (step, total) => {
+    if (step.step === 1) progress.start('warm-up', total);
+    progress.update('warm-up', step.step, `loss ${step.loss.toFixed(4)}`);
+  });
+  return { policy, tokenizer };
+}
+
 program
   .command('train')
-  .description('train one algorithm from the cached warm-up of a preset')
+  .description('train one algorithm: a Hugging Face model on a JSONL dataset (--model, --dataset), or the preset\'s TinyGPT on the addition task')
+  .option('--model <dir>', 'a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+  .option('--dataset <file>', 'JSONL of {"prompt", "answer", "solution"?}')
+  .addOption(verifierOption)
+  .addOption(evalFractionOption)
   .addOption(new Option('--algo <name>', 'algorithm').choices([...algorithms]).default('expo'))
   .addOption(presetOption)
   .option('--seed <n>', 'seed', nonNegativeInteger, 0)
   .option('--steps <n>', 'training steps (default: the preset\'s)', positiveInteger)
+  .option('--lr <x>', 'learning rate', Number)
+  .option('--group-size <n>', 'completions per prompt', positiveInteger)
+  .option('--prompts-per-step <n>', 'prompts per step', positiveInteger)
+  .option('--max-new-tokens <n>', 'completion length limit', positiveInteger)
+  .option('--system-prompt <text>', 'a system message before each prompt')
+  .option('--no-chat-template', 'feed prompts as plain text even when the tokenizer has a chat template')
   .option('--save-every <n>', 'checkpoint every N steps', nonNegativeInteger, 0)
   .option('--resume <dir>', 'continue from the latest checkpoint in this folder')
-  .option('--out <dir>', 'run folder: records.jsonl and checkpoints', resolve('napo-run'))
+  .option('--out <dir>', 'run folder: records.jsonl, checkpoints, the final model', resolve('napo-run'))
   .addOption(cacheOption)
-  .action(async (options: { algo: Algorithm; preset: 'quick' | 'full'; seed: number; steps?: number; saveEvery: number; resume?: string; out: string; cache: string }) => {
-    const preset = presets[options.preset];
-    const task = new AdditionTask();
-    const tokenizer = new CharTokenizer(task.alphabet);
-    const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed: options.seed };
-    const warmupConfig = { ...preset.warmup, seed: options.seed };
-    const policy = TinyGPT.create(modelConfig);
-    const cached = warmupCachePath(options.cache, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
+  .action(async (options: TrainCommandOptions) => {
+    const task = taskFor(options);
     const progress = createProgress();
-    if (hasCachedWarmup(cached)) await policy.load(cached);
-    else {
-      progress.start('warm-up', warmupConfig.steps ?? 0);
-      await warmup(policy, tokenizer, task, warmupConfig, (step) => progress.update('warm-up', step.step, `loss ${step.loss.toFixed(4)}`));
-      await policy.save(cached, { tokenizer });
-    }
+    const { policy, tokenizer } = await runModel(options, task, progress);
+    const preset = presets[options.preset];
+    const overrides = {
+      ...(options.steps ? { steps: options.steps } : {}),
+      ...(options.lr ? { learningRate: options.lr } : {}),
+      ...(options.groupSize ? { groupSize: options.groupSize } : {}),
+      ...(options.promptsPerStep ? { promptsPerStep: options.promptsPerStep } : {}),
+      ...(options.maxNewTokens ? { maxNewTokens: options.maxNewTokens } : {}),
+      ...(options.systemPrompt ? { systemPrompt: options.systemPrompt } : {}),
+    };
+    // A dataset's levels are its own; the preset's are the addition task's.
+    const { levels, ...presetTrain } = preset.train;
     const trainer = new Trainer({
       policy,
       tokenizer,
       task,
-      config: { ...preset.train, algorithm: options.algo, seed: options.seed, saveEvery: options.saveEvery, ...(options.steps ? { steps: options.steps } : {}) },
+      config: { ...presetTrain, ...(options.model ? {} : { levels }), algorithm: options.algo, seed: options.seed, saveEvery: options.saveEvery, chatTemplate: options.chatTemplate, ...overrides },
       evaluation: preset.evaluation,
     });
     const checkpoints = join(options.out, 'checkpoints');
@@ -122,24 +164,87 @@ program
       }
     }
     progress.stop();
-    await policy.save(join(options.out, 'final.safetensors'), { tokenizer });
-    console.log(`records: ${log.path}\nweights: ${join(options.out, 'final.safetensors')}`);
+    const final = join(options.out, 'final');
+    await policy.save(final, { tokenizer });
+    console.log(`records: ${log.path}\nmodel: ${final} (a Hugging Face directory)`);
+  });
+
+interface TrainCommandOptions {
+  model?: string;
+  dataset?: string;
+  verifier: VerifierName;
+  evalFraction: number;
+  algo: Algorithm;
+  preset: 'quick' | 'full';
+  seed: number;
+  steps?: number;
+  lr?: number;
+  groupSize?: number;
+  promptsPerStep?: number;
+  maxNewTokens?: number;
+  systemPrompt?: string;
+  chatTemplate: boolean;
+  saveEvery: number;
+  resume?: string;
+  out: string;
+  cache: string;
+}
+
+program
+  .command('generate')
+  .description('completions of prompts from a model directory')
+  .requiredOption('--model <dir>', 'a Hugging Face model directory')
+  .requiredOption('--prompt <text...>', 'one or more prompts')
+  .option('--max-new-tokens <n>', 'tokens to generate', positiveInteger, 128)
+  .option('--temperature <x>', '0 = greedy', Number, 0.7)
+  .option('--top-p <x>', 'nucleus sampling', Number, 1)
+  .option('--top-k <n>', '0 = off', nonNegativeInteger, 0)
+  .option('--seed <n>', 'sampling seed', nonNegativeInteger, 0)
+  .option('--system-prompt <text>', 'a system message before each prompt')
+  .option('--no-chat-template', 'feed prompts as plain text')
+  .action(async (options: { model: string; prompt: string[]; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; systemPrompt?: string; chatTemplate: boolean }) => {
+    const { model, tokenizer } = await fromPretrained(options.model);
+    const format = { chatTemplate: options.chatTemplate, systemPrompt: options.systemPrompt, chatTemplateArgs: {} };
+    const prompts = options.prompt.map((text) => encodePrompt(tokenizer, text, format));
+    const result = await generate(model, prompts, {
+      maxNewTokens: options.maxNewTokens,
+      temperature: options.temperature,
+      topP: options.topP,
+      topK: options.topK,
+      seed: options.seed,
+      tokenizer,
+    });
+    options.prompt.forEach((prompt, row) => {
+      console.log(`--- ${prompt}\n${result.texts?.[row] ?? ''}\n[${result.lengths[row]} tokens, ${result.finishReasons[row]}]`);
+    });
+    model.dispose();
   });
 
 program
   .command('eval')
-  .description('pass@1 (greedy) and pass@k by level of a checkpoint on the held-out items')
-  .argument('<checkpoint>', 'a .safetensors written by napo')
+  .description('pass@1 (greedy) and pass@k by level on the held-out items: of a model directory, or the preset\'s warmed-up TinyGPT')
+  .option('--model <dir>', 'a Hugging Face model directory (a `napo train` output\'s final/ too)')
+  .option('--dataset <file>', 'JSONL of {"prompt", "answer"}; default: the addition task')
+  .addOption(verifierOption)
+  .addOption(evalFractionOption)
+  .addOption(presetOption)
+  .option('--seed <n>', 'seed of the warm-up (without --model)', nonNegativeInteger, 0)
   .option('--items <n>', 'items per level', positiveInteger, defaultEvaluationOptions.itemsPerLevel)
   .option('--k <n>', 'samples per item for pass@k', positiveInteger, defaultEvaluationOptions.k)
-  .action(async (checkpoint: string, options: { items: number; k: number }) => {
-    const { model, tokenizer } = await TinyGPT.fromCheckpoint(checkpoint);
-    if (!tokenizer) throw new RangeError(`eval: ${checkpoint} holds no tokenizer`);
-    const task = new AdditionTask();
-    const evaluation = { ...defaultEvaluationOptions, itemsPerLevel: options.items, k: options.k };
-    const scores = await evaluate(model, tokenizer, task, heldOutItems(task, options.items, evaluation.itemSeed), evaluation);
+  .option('--max-new-tokens <n>', 'completion length limit', positiveInteger, defaultEvaluationOptions.maxNewTokens)
+  .option('--no-chat-template', 'feed prompts as plain text')
+  .addOption(cacheOption)
+  .action(async (options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; preset: 'quick' | 'full'; seed: number; items: number; k: number; maxNewTokens: number; chatTemplate: boolean; cache: string }) => {
+    const task = taskFor(options);
+    const progress = createProgress();
+    const { policy, tokenizer } = await runModel(options, task, progress);
+    progress.stop();
+    const evaluation = { ...defaultEvaluationOptions, itemsPerLevel: options.items, k: options.k, maxNewTokens: options.maxNewTokens };
+    const format = { chatTemplate: options.chatTemplate, chatTemplateArgs: {} };
+    const items = heldOutItems(task, options.items, evaluation.itemSeed);
+    const scores = await evaluate(policy, tokenizer, task, items, evaluation, (text) => encodePrompt(tokenizer, text, format));
     for (const score of scores) console.log(`level ${score.level}: pass@1 ${(100 * score.pass1).toFixed(1)}%  pass@${options.k} ${(100 * score.passK).toFixed(1)}%`);
-    model.dispose();
+    policy.dispose();
   });
 
 program

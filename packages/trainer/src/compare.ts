@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { backendInfo, cpuThreads } from '@napo/kernels';
-import { CharTokenizer, TinyGPT } from '@napo/policy';
+import { CausalLM, CharTokenizer } from '@napo/policy';
 
 import type { Algorithm } from './config.js';
 import { evaluate, defaultEvaluationOptions, heldOutItems } from './evaluate.js';
@@ -50,7 +50,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   for (let seed = 0; seed < options.seeds; seed++) {
     const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
     const warmupConfig = { ...preset.warmup, seed };
-    const start = TinyGPT.create(modelConfig);
+    const start = CausalLM.create(modelConfig);
     const cached = warmupCachePath(options.cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
     if (hasCachedWarmup(cached)) {
       await start.load(cached);

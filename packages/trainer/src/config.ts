@@ -17,8 +17,8 @@ export const trainConfigSchema = z.object({
   /** Distinct prompts per step; each gets groupSize completions. */
   promptsPerStep: positiveInteger.default(8),
   groupSize: z.number().int().min(2).default(8),
-  /** Levels the training prompts are drawn from, uniformly. */
-  levels: z.array(z.number().int().min(1)).min(1).default([1, 2, 3, 4, 5]),
+  /** Levels the training prompts are drawn from, uniformly. Default: every level of the task. */
+  levels: z.array(z.number().int().min(1)).min(1).optional(),
   maxNewTokens: positiveInteger.default(64),
   /** Rollout sampling temperature (log-probs are scored at the same temperature). */
   temperature: z.number().gt(0).default(1),
@@ -48,6 +48,12 @@ export const trainConfigSchema = z.object({
   evalEvery: z.number().int().min(0).default(0),
   /** Write a checkpoint every N steps (0 = never). */
   saveEvery: z.number().int().min(0).default(0),
+  /** Prompts through the tokenizer's chat template when it has one (a user message + the generation prompt). */
+  chatTemplate: z.boolean().default(true),
+  /** A system message before each prompt (chat template only). */
+  systemPrompt: z.string().optional(),
+  /** Extra chat-template variables, e.g. { enable_thinking: false } for Qwen3. */
+  chatTemplateArgs: z.record(z.string(), z.unknown()).default({}),
 });
 
 export type TrainConfig = z.output<typeof trainConfigSchema>;

@@ -31,7 +31,12 @@ export const defaultEvaluationOptions: EvaluationOptions = {
   batchSize: 64,
 };
 
+/** Up to itemsPerLevel items of each level: the task's own evaluation split when it has one, else drawn from `seed`. */
 export function heldOutItems(task: Task, itemsPerLevel: number, seed: number): TaskItem[] {
+  if (task.heldOut) {
+    const split = task.heldOut();
+    return task.levels.flatMap((level) => split.filter((item) => item.level === level).slice(0, itemsPerLevel));
+  }
   const rng = new Rng(seed);
   return task.levels.flatMap((level) => Array.from({ length: itemsPerLevel }, () => task.sample(rng, level)));
 }
@@ -42,9 +47,10 @@ export async function evaluate(
   task: Task,
   items: readonly TaskItem[],
   options: EvaluationOptions,
+  encodePrompt: (text: string) => number[] = (text) => tokenizer.encode(text),
 ): Promise<LevelScore[]> {
-  const prompts = items.map((item) => tokenizer.encode(item.prompt));
-  const generation = { maxNewTokens: options.maxNewTokens, tokenizer, eos: tokenizer.eos };
+  const prompts = items.map((item) => encodePrompt(item.prompt));
+  const generation = { maxNewTokens: options.maxNewTokens, tokenizer };
   const greedyTexts = await generateInChunks(policy, prompts, options.batchSize, { ...generation, temperature: 0 });
   const sampledTexts = await generateInChunks(
     policy,

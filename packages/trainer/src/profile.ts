@@ -4,7 +4,7 @@
  * allocated MiB (the allocator's counter, reset at each phase's start), plus steps/s and tokens/s.
  */
 import Table from 'cli-table3';
-import { CharTokenizer, TinyGPT } from '@napo/policy';
+import { CausalLM, CharTokenizer } from '@napo/policy';
 
 import type { Algorithm } from './config.js';
 import type { Preset } from './presets.js';
@@ -54,12 +54,12 @@ export async function warmedUpPolicy(
   seed: number,
   cacheDir: string,
   onProgress?: (progress: WarmupProgress, total: number) => void,
-): Promise<{ policy: TinyGPT; tokenizer: CharTokenizer; task: AdditionTask }> {
+): Promise<{ policy: CausalLM; tokenizer: CharTokenizer; task: AdditionTask }> {
   const task = new AdditionTask();
   const tokenizer = new CharTokenizer(task.alphabet);
   const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
   const warmupConfig = { ...preset.warmup, seed };
-  const policy = TinyGPT.create(modelConfig);
+  const policy = CausalLM.create(modelConfig);
   const cached = warmupCachePath(cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
   if (hasCachedWarmup(cached)) {
     await policy.load(cached);

@@ -22,7 +22,9 @@ export interface StepRecord {
   step: number;
   /** Mean reward of the rollouts. */
   reward: number;
-  /** Fraction of correct rollouts, by level (levels drawn this step only). */
+  /** Mean of each reward function over the rollouts it applied to (empty without reward functions). */
+  rewardsByName: Record<string, number>;
+  /** Fraction of correct rollouts (the task's verifier), by level (levels drawn this step only). */
   accuracyByLevel: Record<string, number>;
   /** Prompts whose completions were all wrong: where GRPO has no signal. */
   allWrongPrompts: number;

@@ -1,69 +1,32 @@
 /**
- * Scoring a packed batch under a policy: one training forward, then per-token log-probs of the
- * targets with napo's fused op (one pass per row, no [N, V] softmax), and the way back: d loss /
- * d log-probs -> d loss / d logits (in place, over the logits buffer) -> the policy's backward.
+ * Scoring a packed batch under a policy through its fused path (`Policy.score`: hidden states ->
+ * `linearLogprobs` over the LM head in vocabulary chunks, so no `[N, V]` logits exist): log-probs
+ * of the completion tokens only (prompt positions are not scored at all), and the way back.
  */
-import { tensor, tokenLogprobs, tokenLogprobsBackward, type Tensor } from '@napo/kernels';
+import { tensor } from '@napo/kernels';
 import type { Policy } from '@napo/policy';
 
 import type { PackedBatch } from './sequences.js';
 
-export interface ScoredBatch {
-  batch: PackedBatch;
-  /** [rows * width, V]: the forward's logits, kept for the backward. */
-  logits: Tensor<'float32'>;
-  targets: Tensor<'int32'>;
-  lse: Tensor<'float32'>;
-  /** [rows * width]: log p(target) at the scoring temperature (meaningful where the mask is 1). */
-  logprobs: Float32Array;
-  temperature: number;
+/** [rows * width]: the next token where the mask is 1, -1 (not scored) elsewhere. */
+export function scoredTargets(batch: PackedBatch): Int32Array {
+  return batch.targets.map((target, i) => (batch.completionMask[i] === 1 ? target : -1));
 }
 
-/** The training forward of a packed batch: logits [rows * width, V], activations kept for backward. */
-export async function forwardBatch(policy: Policy, batch: PackedBatch): Promise<Tensor<'float32'>> {
-  const logits = await policy.forward(batch.sequences);
-  const flat = logits.reshape([batch.rows * batch.width, policy.vocabSize]);
-  logits.dispose();
-  return flat;
+/** [rows * width]: log p(target) at the temperature where the mask is 1, 0 elsewhere; keeps what the backward needs. */
+export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number): Promise<Float32Array> {
+  const scores = await policy.score(batch.sequences, scoredTargets(batch), { temperature });
+  const logprobs = scores.logprobs.toArray();
+  scores.logprobs.dispose();
+  return logprobs;
 }
 
-/** Per-token log-probs of the targets from the forward's logits, with what the backward needs. */
-export function batchLogprobs(batch: PackedBatch, logits: Tensor<'float32'>, temperature: number): ScoredBatch {
-  const targets = tensor<'int32'>(batch.targets, [batch.targets.length]);
-  const result = tokenLogprobs(logits, targets, { temperature });
-  const logprobs = result.logprobs.toArray();
-  result.logprobs.dispose();
-  return { batch, logits, targets, lse: result.lse, logprobs, temperature };
-}
-
-export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number): Promise<ScoredBatch> {
-  return batchLogprobs(batch, await forwardBatch(policy, batch), temperature);
-}
-
-/** Log-probs of a batch under a model that is not trained (the frozen reference). */
-export async function referenceLogprobs(reference: Policy, batch: PackedBatch, temperature: number): Promise<Float32Array> {
-  const scored = await scoreBatch(reference, batch, temperature);
-  releaseScores(scored);
-  return scored.logprobs;
-}
-
-/** Backpropagates d loss / d log-probs [rows * width] through the scored batch into the policy's gradients. */
-export async function backpropagate(policy: Policy, scored: ScoredBatch, gradLogprobs: Float32Array): Promise<void> {
-  const grad = tensor<'float32'>(gradLogprobs, [gradLogprobs.length]);
-  const gradLogits = tokenLogprobsBackward(scored.logits, scored.targets, scored.lse, grad, {
-    temperature: scored.temperature,
-    inPlace: true,
-  });
-  grad.dispose();
-  const shaped = gradLogits.reshape([scored.batch.rows, scored.batch.width, policy.vocabSize]);
+/** Backpropagates d loss / d log-probs [rows * width] of the policy's last scoreBatch into its gradients. */
+export async function backpropagate(policy: Policy, batch: PackedBatch, gradLogprobs: Float32Array): Promise<void> {
+  const grad = tensor<'float32'>(gradLogprobs, [batch.rows, batch.width]);
   try {
-    await policy.backward(shaped);
+    await policy.scoreBackward(grad);
   } finally {
-    shaped.dispose();
-    releaseScores(scored);
+    grad.dispose();
   }
-}
-
-export function releaseScores(scored: ScoredBatch): void {
-  for (const t of [scored.logits, scored.targets, scored.lse]) if (!t.disposed) t.dispose();
 }

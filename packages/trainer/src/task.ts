@@ -31,4 +31,6 @@ export interface Task {
   format(reasoning: string, answer: string): string;
   /** Splits a completion into reasoning and answer; null when it has no final answer. */
   parse(completion: string): ParsedCompletion | null;
+  /** A fixed evaluation split never sampled for training (datasets); generated tasks draw held-out items from their own seed instead. */
+  heldOut?(): TaskItem[];
 }

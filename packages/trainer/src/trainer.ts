@@ -1,15 +1,17 @@
 /**
  * GRPO and ExPO trainers over any Policy + Task, on napo's ops: `sample` (through generate) for
- * rollouts and self-explanations, `tokenLogprobs` for scoring, `groupAdvantages`, `policyLoss`,
- * and the fused backward. One step:
- *   rollout   G completions per prompt, verified by the task -> rewards
+ * rollouts and self-explanations, the policy's fused scoring path (`linearLogprobs`: no [N, V]
+ * logits), `groupAdvantages`, `policyLoss`. One step:
+ *   rollout   G completions per prompt, rewarded by the reward functions (default: the task's verifier)
  *   explain   ExP-GRPO: a self-explanation per prompt, sampled with the answer in the prompt
  *             (GRPO+SFT: the task's expert solution; ExP-DPO: chosen/rejected pairs)
- *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint)
- *   logprobs  per-token log-probs (and the frozen reference's, for KL or DPO)
+ *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint), with
+ *             the completion tokens' log-probs
+ *   logprobs  the frozen reference's log-probs (KL or DPO)
  *   loss      advantages, the clipped loss and the auxiliary term, as d loss / d log-probs
- *   backward  d loss / d log-probs -> logits -> parameters
+ *   backward  d loss / d log-probs -> hidden states and LM head -> parameters
  *   optimizer AdamW
+ * Prompts go through the tokenizer's chat template when it has one (prompting.ts).
  * Each phase's time and peak allocated memory are recorded (records.ts lists them).
  */
 import {
@@ -26,7 +28,9 @@ import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.j
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
 import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
 import { Rng, type RngState } from './rng.js';
-import { backpropagate, batchLogprobs, forwardBatch, referenceLogprobs, type ScoredBatch } from './scoring.js';
+import { encodePrompt } from './prompting.js';
+import { scoreRewards, type WeightedReward } from './rewards.js';
+import { backpropagate, scoreBatch } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
 
@@ -44,6 +48,11 @@ export interface TrainerOptions {
   /** Frozen reference for the KL term and ExP-DPO; cloned from the policy at the first step if not given. */
   reference?: Policy;
   evaluation?: Partial<EvaluationOptions>;
+  /**
+   * Reward functions with weights, as TRL's reward_funcs / reward_weights: a rollout's reward is
+   * the weighted sum. Default: the task's verifier with weight 1.
+   */
+  rewards?: WeightedReward[];
 }
 
 /** What a checkpoint needs besides the weights to continue exactly where a run stopped. */
@@ -69,6 +78,8 @@ export class Trainer {
   readonly task: Task;
   private readonly evaluation: EvaluationOptions;
   private readonly evalItems: TaskItem[];
+  private readonly levels: readonly number[];
+  private readonly rewards: WeightedReward[] | undefined;
   private reference: Policy | undefined;
   private rng: Rng;
   private stepCount = 0;
@@ -83,9 +94,11 @@ export class Trainer {
     this.reference = options.reference;
     this.evaluation = { ...defaultEvaluationOptions, ...options.evaluation, maxNewTokens: this.config.maxNewTokens };
     this.evalItems = heldOutItems(this.task, this.evaluation.itemsPerLevel, this.evaluation.itemSeed);
-    for (const level of this.config.levels) {
+    this.levels = this.config.levels ?? this.task.levels;
+    for (const level of this.levels) {
       if (!this.task.levels.includes(level)) throw new RangeError(`levels: ${level} is not a level of task ${this.task.name}`);
     }
+    this.rewards = options.rewards;
     this.rng = new Rng(this.config.seed);
   }
 
@@ -113,14 +126,14 @@ export class Trainer {
   }
 
   async evaluate(): Promise<EvalRecord> {
-    const byLevel = await evaluate(this.policy, this.tokenizer, this.task, this.evalItems, this.evaluation);
+    const byLevel = await evaluate(this.policy, this.tokenizer, this.task, this.evalItems, this.evaluation, (text) => this.encode(text));
     return { kind: 'eval', algorithm: this.config.algorithm, seed: this.config.seed, step: this.stepCount, k: this.evaluation.k, byLevel };
   }
 
   async trainStep(): Promise<StepRecord> {
     const config = this.config;
     const started = performance.now();
-    const items = Array.from({ length: config.promptsPerStep }, () => this.task.sample(this.rng, this.rng.pick(config.levels)));
+    const items = Array.from({ length: config.promptsPerStep }, () => this.task.sample(this.rng, this.rng.pick(this.levels)));
     const rolloutSeed = this.rng.fork();
     const explainSeed = this.rng.fork();
     const figures = {} as Record<Phase, PhaseFigures>;
@@ -137,14 +150,13 @@ export class Trainer {
       this.auxiliaryPairs(items, rollouts, explainSeed),
     );
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
-    const logits = await timed('score', () => forwardBatch(this.policy, batch));
-    const { scored, refLogprobs } = await timed('logprobs', async () => ({
-      scored: batchLogprobs(batch, logits, config.temperature),
-      refLogprobs: this.needsReference() ? await referenceLogprobs(await this.referenceModel(), batch, config.temperature) : undefined,
-    }));
-    const parts = await timed('loss', async () => this.losses(scored, rollouts.rewards, auxiliary, refLogprobs));
+    const logprobs = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
+    const refLogprobs = await timed('logprobs', async () =>
+      this.needsReference() ? await scoreBatch(await this.referenceModel(), batch, config.temperature) : undefined,
+    );
+    const parts = await timed('loss', async () => this.losses(batch, logprobs, rollouts.rewards, auxiliary, refLogprobs));
     this.policy.zeroGrad();
-    await timed('backward', () => backpropagate(this.policy, scored, parts.gradLogprobs));
+    await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
     const learningRate = this.learningRate(this.stepCount);
     const optimizer = await timed('optimizer', () =>
       this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
@@ -156,8 +168,9 @@ export class Trainer {
       seed: config.seed,
       step: this.stepCount,
       reward: mean(rollouts.rewards),
-      accuracyByLevel: accuracyByLevel(items, rollouts.rewards, config.groupSize),
-      allWrongPrompts: items.filter((_, p) => rollouts.rewards.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0)).length,
+      rewardsByName: rollouts.rewardsByName,
+      accuracyByLevel: accuracyByLevel(items, rollouts.correct, config.groupSize),
+      allWrongPrompts: items.filter((_, p) => rollouts.correct.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0)).length,
       loss: parts.loss,
       auxiliaryLoss: parts.auxiliaryLoss,
       meanKl: parts.meanKl,
@@ -181,15 +194,35 @@ export class Trainer {
     return learningRate * (0.1 + 0.45 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
   }
 
-  private async rollout(items: TaskItem[], seed: number): Promise<{ pairs: SequencePair[]; rewards: number[]; texts: string[]; tokensGenerated: number }> {
+  /** A prompt's tokens as the policy sees it (the chat template when there is one). */
+  private encode(text: string): number[] {
+    return encodePrompt(this.tokenizer, text, this.config);
+  }
+
+  private async rollout(
+    items: TaskItem[],
+    seed: number,
+  ): Promise<{ pairs: SequencePair[]; rewards: number[]; correct: number[]; rewardsByName: Record<string, number>; texts: string[]; tokensGenerated: number }> {
     const { groupSize, maxNewTokens, temperature, topK, topP } = this.config;
-    const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.tokenizer.encode(item.prompt)));
-    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, seed, tokenizer: this.tokenizer, eos: this.tokenizer.eos });
+    const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.encode(item.prompt)));
+    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, seed, tokenizer: this.tokenizer });
     const texts = result.texts ?? [];
-    const rewards = texts.map((text, row) => this.task.verify(text, (items[Math.floor(row / groupSize)] as TaskItem).answer));
+    const itemOf = (row: number) => items[Math.floor(row / groupSize)] as TaskItem;
+    // Correctness is the task's verifier whatever the rewards are; it is what accuracy reports.
+    const correct = texts.map((text, row) => this.task.verify(text, itemOf(row).answer));
+    let rewards = correct;
+    let rewardsByName: Record<string, number> = {};
+    if (this.rewards) {
+      const samples = texts.map((completion, row) => ({ prompt: itemOf(row).prompt, completion, answer: itemOf(row).answer, item: itemOf(row) }));
+      const scores = await scoreRewards(this.rewards, samples);
+      rewards = scores.total;
+      rewardsByName = Object.fromEntries(Object.entries(scores.byName).map(([name, values]) => [name, nanMean(values)]));
+    }
     return {
       pairs: prompts.map((prompt, row) => ({ prompt, completion: result.tokens[row] as number[] })),
       rewards,
+      correct,
+      rewardsByName,
       texts,
       tokensGenerated: result.lengths.reduce((n, length) => n + length, 0),
     };
@@ -197,7 +230,7 @@ export class Trainer {
 
   /** The completion `reasoning + answer + EOS` under the plain prompt, cut to fit the context. */
   private positive(item: TaskItem, reasoning: string): SequencePair {
-    const prompt = this.tokenizer.encode(item.prompt);
+    const prompt = this.encode(item.prompt);
     const answer = this.tokenizer.encode(this.task.format('', item.answer));
     const room = this.policy.contextLength - prompt.length - answer.length - 1;
     const steps = this.tokenizer.encode(reasoning).slice(0, Math.max(0, room));
@@ -210,13 +243,12 @@ export class Trainer {
     const missing = items.filter((item) => !(offline && this.offlineExplanations.has(item.prompt)));
     let tokensGenerated = 0;
     if (missing.length > 0) {
-      const prompts = missing.map((item) => this.tokenizer.encode(this.task.explainPrompt(item.prompt, item.answer)));
+      const prompts = missing.map((item) => this.encode(this.task.explainPrompt(item.prompt, item.answer)));
       const result = await generate(this.policy, prompts, {
         maxNewTokens: this.config.maxNewTokens,
         temperature: this.config.explainTemperature,
         seed,
         tokenizer: this.tokenizer,
-        eos: this.tokenizer.eos,
       });
       tokensGenerated = result.lengths.reduce((n, length) => n + length, 0);
       missing.forEach((item, index) => {
@@ -278,24 +310,29 @@ export class Trainer {
     return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
   }
 
-  private losses(scored: ScoredBatch, rewards: number[], auxiliary: AuxiliaryPair[], refLogprobs: Float32Array | undefined): LossParts {
-    const { batch } = scored;
+  private losses(
+    batch: PackedBatch,
+    logprobs: Float32Array,
+    rewards: number[],
+    auxiliary: AuxiliaryPair[],
+    refLogprobs: Float32Array | undefined,
+  ): LossParts {
     const config = this.config;
     const grad = new Float32Array(batch.rows * batch.width);
     const rolloutRows = rewards.length;
     const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
-    if (config.algorithm !== 'expo-dpo') this.policyGradientLoss(scored, rewards, refLogprobs, parts);
+    if (config.algorithm !== 'expo-dpo') this.policyGradientLoss(batch, logprobs, rewards, refLogprobs, parts);
     const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
-    if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, scored.logprobs, auxiliaryRows, parts);
-    if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, scored.logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
+    if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, logprobs, auxiliaryRows, parts);
+    if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
     parts.loss += parts.auxiliaryLoss;
     return parts;
   }
 
   /** GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op. */
-  private policyGradientLoss(scored: ScoredBatch, rewards: number[], refLogprobs: Float32Array | undefined, parts: LossParts): void {
+  private policyGradientLoss(batch: PackedBatch, logprobs: Float32Array, rewards: number[], refLogprobs: Float32Array | undefined, parts: LossParts): void {
     const config = this.config;
-    const { width } = scored.batch;
+    const { width } = batch;
     const rows = rewards.length;
     const shape = [rows, width];
     const owned: Tensor[] = [];
@@ -306,16 +343,16 @@ export class Trainer {
     try {
       const rewardsTensor = own(tensor<'float32'>(Float32Array.from(rewards)));
       const advantages = own(groupAdvantages(rewardsTensor, { groupSize: config.groupSize, scale: config.scaleRewards, estimator: config.estimator }));
-      const logprobs = own(tensor<'float32'>(scored.logprobs.subarray(0, rows * width), shape));
+      const current = own(tensor<'float32'>(logprobs.subarray(0, rows * width), shape));
       const result = policyLoss(
         {
-          logprobs,
+          logprobs: current,
           // One optimisation pass per batch: the sampling policy is the current one, so the ratio is 1
           // and only its gradient matters (TRL with num_iterations = 1).
-          oldLogprobs: logprobs,
+          oldLogprobs: current,
           ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
           advantages,
-          mask: own(tensor<'float32'>(scored.batch.completionMask.subarray(0, rows * width), shape)),
+          mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
         },
         { lossType: config.lossType, epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.klBeta, maxCompletionLength: config.maxNewTokens },
       );
@@ -370,6 +407,11 @@ export class Trainer {
 
 function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((sum, v) => sum + v, 0) / values.length;
+}
+
+/** The mean of the values that are not NaN (a reward function's "does not apply"); 0 when none is. */
+function nanMean(values: readonly number[]): number {
+  return mean(values.filter((value) => !Number.isNaN(value)));
 }
 
 function sigmoid(x: number): number {

@@ -50,17 +50,17 @@ function examples(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): Seque
 /** One supervised step; returns the token-mean negative log-likelihood. */
 export async function supervisedStep(policy: Policy, pairs: readonly SequencePair[], learningRate: number): Promise<number> {
   const batch = packSequences(pairs);
-  const scored = await scoreBatch(policy, batch, 1);
+  const logprobs = await scoreBatch(policy, batch, 1);
   const tokens = batch.completionMask.reduce((sum, m) => sum + m, 0);
   let loss = 0;
   const grad = new Float32Array(batch.completionMask.length);
   batch.completionMask.forEach((m, i) => {
     if (m === 0) return;
-    loss -= (scored.logprobs[i] as number) / tokens;
+    loss -= (logprobs[i] as number) / tokens;
     grad[i] = -1 / tokens;
   });
   policy.zeroGrad();
-  await backpropagate(policy, scored, grad);
+  await backpropagate(policy, batch, grad);
   await policy.step({ lr: learningRate, weightDecay: 0 });
   return loss;
 }
@@ -87,9 +87,10 @@ export async function warmup(
 export function warmupCachePath(cacheDirectory: string, key: Record<string, unknown>): string {
   const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
   mkdirSync(cacheDirectory, { recursive: true });
-  return join(cacheDirectory, `warmup-${hash}.safetensors`);
+  return join(cacheDirectory, `warmup-${hash}`);
 }
 
+/** A complete cached warm-up: a model directory whose weights were written. */
 export function hasCachedWarmup(path: string): boolean {
-  return existsSync(path);
+  return existsSync(join(path, 'config.json')) && existsSync(join(path, 'model.safetensors'));
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { CharTokenizer, TinyGPT } from '@napo/policy';
+import { CausalLM, CharTokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from '../src/checkpoint.js';
 import type { TrainConfigInput } from '../src/config.js';
@@ -18,11 +18,11 @@ const tokenizer = new CharTokenizer(task.alphabet);
 const scratch = mkdtempSync(join(tmpdir(), 'napo-trainer-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function tinyPolicy(seed = 1): TinyGPT {
-  return TinyGPT.create({ vocabSize: tokenizer.vocabSize, contextLength: 96, dModel: 32, nLayers: 2, nHeads: 2, seed });
+function tinyPolicy(seed = 1): CausalLM {
+  return CausalLM.create({ family: 'gpt2', vocabSize: tokenizer.vocabSize, maxPositions: 96, hiddenSize: 32, numLayers: 2, numHeads: 2, seed });
 }
 
-function parameters(policy: TinyGPT): Float32Array[] {
+function parameters(policy: CausalLM): Float32Array[] {
   return policy.parameters().map((p) => policy.getParameter(p.name));
 }
 
@@ -90,7 +90,7 @@ describe('training', () => {
       format: (reasoning, answer) => `${reasoning}>${answer}`,
       parse: () => null,
     };
-    const policy = TinyGPT.create({ vocabSize: tokenizer.vocabSize, contextLength: 32, dModel: 32, nLayers: 2, nHeads: 2, seed: 3 });
+    const policy = CausalLM.create({ family: 'gpt2', vocabSize: tokenizer.vocabSize, maxPositions: 32, hiddenSize: 32, numLayers: 2, numHeads: 2, seed: 3 });
     const trainer = new Trainer({
       policy,
       tokenizer,
@@ -143,7 +143,7 @@ describe('napo compare', () => {
     const report = await runComparison({
       preset: {
         name: 'test',
-        model: { contextLength: 96, dModel: 16, nLayers: 1, nHeads: 2 },
+        model: { family: 'gpt2', maxPositions: 96, hiddenSize: 16, numLayers: 1, numHeads: 2 },
         warmup: { levels: [1], steps: 3, batchSize: 4 },
         train: { steps: 2, promptsPerStep: 2, groupSize: 2, maxNewTokens: 16, evalEvery: 1 },
         evaluation: { itemsPerLevel: 2, k: 2 },
