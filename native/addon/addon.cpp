@@ -8,7 +8,7 @@
 #include "args.h"
 #include "errors.h"
 #include "model.h"
-#include "ops.h"
+#include "op_bindings.h"
 #include "probes.h"
 #include "tensor.h"
 

@@ -1,5 +1,5 @@
 // The CUDA backend's ops, as the core dispatches to them. Arguments are validated by
-// src/core/ops.cpp; tensors are device memory; work is enqueued on `stream` (NULL = the device's
+// src/core/op_abi.cpp; tensors are device memory; work is enqueued on `stream` (NULL = the device's
 // stream). Implemented in src/cuda/*.cu, or by cuda_absent.cpp in a build without nvcc.
 #pragma once
 

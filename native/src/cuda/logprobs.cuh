@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(kRowThreads * kRowsPerBlock, kMinResidentThrea
 
 // ---- backward ------------------------------------------------------------------------------------
 
-// The backward's per-row inputs in the order their finiteness is checked (src/core/ops.cpp), for
+// The backward's per-row inputs in the order their finiteness is checked (src/core/op_abi.cpp), for
 // KernelErrors::badInput.
 enum LogprobsBackwardInput : int { kLseInput, kEntropyInput, kGradLogprobsInput, kGradEntropyInput };
 

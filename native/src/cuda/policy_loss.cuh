@@ -37,7 +37,7 @@ struct AddSums {
   }
 };
 
-// The inputs in the order their rules are checked (src/core/ops.cpp), for KernelErrors::badInput.
+// The inputs in the order their rules are checked (src/core/op_abi.cpp), for KernelErrors::badInput.
 enum PolicyLossInput : int { kMaskInput, kAdvantagesInput, kLogprobsInput, kOldLogprobsInput, kRefLogprobsInput };
 
 struct PolicyLossArgs {

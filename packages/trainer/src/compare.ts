@@ -73,7 +73,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         options.onRecord?.(label, record);
       }
       runs.push(run);
-      trainer.referencePolicy?.dispose();
+      trainer.frozenPolicy?.dispose();
       policy.dispose();
     }
     start.dispose();

@@ -34,7 +34,7 @@ export const trainConfigSchema = z.object({
   epsHigh: z.number().min(0).default(0.2),
   scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
   estimator: z.enum(['grpo', 'rloo']).default('grpo'),
-  /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no reference model. */
+  /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no frozen policy. */
   klBeta: z.number().min(0).default(0),
   /** ExPO / SFT term: loss -= betaExpo * token-mean log pi(reasoning, answer | prompt). The paper's best: 0.04. */
   betaExpo: z.number().min(0).default(0.04),

@@ -113,7 +113,7 @@ export async function runProfile(options: ProfileOptions): Promise<ProfileResult
       options.onStep?.(record);
     }
   } finally {
-    trainer.referencePolicy?.dispose();
+    trainer.frozenPolicy?.dispose();
     policy.dispose();
   }
   return summariseSteps(options.algorithm, options.preset.name, records);

@@ -4,7 +4,7 @@ import type { Algorithm } from './config.js';
 /**
  * The phases a step's time and peak memory are measured over: sampling the rollouts, making the
  * auxiliary sequences (self-explanations), the training forward, per-token log-probs (and the
- * reference model's), the losses and their gradient w.r.t. log-probs, the backward, AdamW.
+ * frozen policy's), the losses and their gradient w.r.t. log-probs, the backward, AdamW.
  */
 export const phases = ['rollout', 'explain', 'score', 'logprobs', 'loss', 'backward', 'optimizer'] as const;
 export type Phase = (typeof phases)[number];

@@ -7,7 +7,7 @@
  *             (GRPO+SFT: the task's expert solution; ExP-DPO: chosen/rejected pairs)
  *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint), with
  *             the completion tokens' log-probs
- *   logprobs  the frozen reference's log-probs (KL or DPO)
+ *   logprobs  the frozen policy's log-probs (KL or DPO)
  *   loss      advantages, the clipped loss and the auxiliary term, as d loss / d log-probs
  *   backward  d loss / d log-probs -> hidden states and LM head -> parameters
  *   optimizer AdamW
@@ -45,8 +45,8 @@ export interface TrainerOptions {
   tokenizer: Tokenizer;
   task: Task;
   config?: TrainConfigInput;
-  /** Frozen reference for the KL term and ExP-DPO; cloned from the policy at the first step if not given. */
-  reference?: Policy;
+  /** The frozen policy the KL term and ExP-DPO compare with (TRL's ref_model); cloned from the policy at the first step if not given. */
+  frozenPolicy?: Policy;
   evaluation?: Partial<EvaluationOptions>;
   /**
    * Reward functions with weights, as TRL's reward_funcs / reward_weights: a rollout's reward is
@@ -80,7 +80,7 @@ export class Trainer {
   private readonly evalItems: TaskItem[];
   private readonly levels: readonly number[];
   private readonly rewards: WeightedReward[] | undefined;
-  private reference: Policy | undefined;
+  private frozen: Policy | undefined;
   private rng: Rng;
   private stepCount = 0;
   /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
@@ -91,7 +91,7 @@ export class Trainer {
     this.policy = options.policy;
     this.tokenizer = options.tokenizer;
     this.task = options.task;
-    this.reference = options.reference;
+    this.frozen = options.frozenPolicy;
     this.evaluation = { ...defaultEvaluationOptions, ...options.evaluation, maxNewTokens: this.config.maxNewTokens };
     this.evalItems = heldOutItems(this.task, this.evaluation.itemsPerLevel, this.evaluation.itemSeed);
     this.levels = this.config.levels ?? this.task.levels;
@@ -152,7 +152,7 @@ export class Trainer {
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
     const logprobs = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
     const refLogprobs = await timed('logprobs', async () =>
-      this.needsReference() ? await scoreBatch(await this.referenceModel(), batch, config.temperature) : undefined,
+      this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature) : undefined,
     );
     const parts = await timed('loss', async () => this.losses(batch, logprobs, rollouts.rewards, auxiliary, refLogprobs));
     this.policy.zeroGrad();
@@ -295,18 +295,18 @@ export class Trainer {
     }
   }
 
-  /** The frozen reference (KL, ExP-DPO), cloned from the policy the first time it is needed. */
-  async referenceModel(): Promise<Policy> {
-    this.reference ??= await this.policy.clone();
-    return this.reference;
+  /** The frozen policy (KL, ExP-DPO), cloned from the policy the first time it is needed. */
+  async frozenPolicyModel(): Promise<Policy> {
+    this.frozen ??= await this.policy.clone();
+    return this.frozen;
   }
 
-  /** The reference if one was made or given. */
-  get referencePolicy(): Policy | undefined {
-    return this.reference;
+  /** The frozen policy if one was made or given. */
+  get frozenPolicy(): Policy | undefined {
+    return this.frozen;
   }
 
-  private needsReference(): boolean {
+  private needsFrozenPolicy(): boolean {
     return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
   }
 

@@ -1,7 +1,7 @@
 // The RL ops as JS functions, each in a sync and an async (`xxxAsync`, a Promise) form: unwrap
 // handles, copy options into plain C values, have the C ABI validate them, allocate outputs, call
 // it (op_call.h). The TS layer (packages/kernels) normalises user options before this.
-#include "ops.h"
+#include "op_bindings.h"
 
 #include <string>
 #include <vector>
