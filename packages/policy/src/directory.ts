@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { configFromHF, configToHF, type CheckpointDtype, type ModelConfig } from './config.js';
 import type { CausalLM } from './model.js';
@@ -46,8 +46,8 @@ export async function readJsonFile(path: string): Promise<Record<string, unknown
   return value as Record<string, unknown>;
 }
 
-/** The weight files of a directory and which tensor lives in which. */
-async function weightFiles(dir: string): Promise<Map<string, string>> {
+/** The weight files of a directory, which tensor lives in which, and the file that lists the tensors (the index or the single file). */
+async function weightFiles(dir: string): Promise<{ files: Map<string, string>; listing: string }> {
   const indexPath = join(dir, indexFile);
   if (existsSync(indexPath)) {
     const index = await readJsonFile(indexPath);
@@ -58,13 +58,13 @@ async function weightFiles(dir: string): Promise<Map<string, string>> {
       if (typeof file !== 'string') throw new RangeError(`${indexPath}: weight_map.${name} must be a file name`);
       files.set(name, join(dir, file));
     }
-    return files;
+    return { files, listing: indexPath };
   }
   const single = join(dir, weightsFile);
   if (!existsSync(single)) throw new RangeError(`${dir}: no ${weightsFile} or ${indexFile}`);
   const reader = await SafetensorsReader.open(single);
   await reader.close();
-  return new Map(reader.names().map((name) => [name, single]));
+  return { files: new Map(reader.names().map((name) => [name, single])), listing: single };
 }
 
 /** The checkpoint name of a parameter: its own, or without the base model's prefix (gpt2 on the hub has no `transformer.`). */
@@ -92,14 +92,14 @@ async function withReaders<T>(work: (open: (path: string) => Promise<Safetensors
 
 /** Writes every parameter of the directory's weights into the model; errors name the file and tensor. */
 async function loadWeights(dir: string, model: CausalLM, native: NativeModelHandle): Promise<void> {
-  const files = await weightFiles(dir);
+  const { files, listing } = await weightFiles(dir);
   const used = new Set<string>();
   // Names, shapes and dtypes are checked before any weight is written.
   const plan = await withReaders(async (open) => {
     const entries: { index: number; name: string; path: string }[] = [];
     for (const [index, info] of model.parameters().entries()) {
       const name = checkpointName(info.name, files);
-      if (name === undefined) throw new RangeError(`${dir}: the checkpoint has no tensor ${info.name}`);
+      if (name === undefined) throw new RangeError(`${listing}: the checkpoint has no tensor ${info.name}`);
       const path = files.get(name) as string;
       const stored = (await open(path)).info(name);
       if (!stored) throw new RangeError(`${path}: no tensor ${name} (the index names this file)`);
@@ -116,7 +116,8 @@ async function loadWeights(dir: string, model: CausalLM, native: NativeModelHand
   const tied = model.config.tieWordEmbeddings;
   const unexpected = [...files.keys()].filter((name) => !used.has(name) && !isBuffer(name) && !(tied && name === 'lm_head.weight'));
   if (unexpected.length > 0) {
-    throw new RangeError(`${dir}: tensors this ${model.config.family} model does not have: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''}`);
+    const named = unexpected.slice(0, 5).map((name) => `${name} (${basename(files.get(name) as string)})`);
+    throw new RangeError(`${listing}: tensors this ${model.config.family} model does not have: ${named.join(', ')}${unexpected.length > 5 ? ', ...' : ''}`);
   }
   await withReaders(async (open) => {
     for (const { index, name, path } of plan) {
@@ -144,7 +145,11 @@ async function loadOptimizer(dir: string, native: NativeModelHandle): Promise<vo
     if (!(expAvg instanceof Float32Array) || !(expAvgSq instanceof Float32Array) || !Number.isSafeInteger(steps)) {
       throw new RangeError(`${path}: expected F32 tensors ${optimizerKeys.expAvg} and ${optimizerKeys.expAvgSq} and a ${optimizerKeys.steps} step count`);
     }
-    native.setOptimizerState(expAvg, expAvgSq, steps);
+    try {
+      native.setOptimizerState(expAvg, expAvgSq, steps);
+    } catch (error) {
+      throw new RangeError(`${path}: ${(error as Error).message}`);
+    }
   } finally {
     await reader.close();
   }

@@ -1,6 +1,32 @@
-import { describe, expect, it } from 'vitest';
+import { readFile, readdir, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
-import { CharTokenizer, constantSchedule, decodeSafetensors, encodeSafetensors, warmupCosineSchedule, type SafetensorsTensor } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import {
+  CharTokenizer,
+  SafetensorsReader,
+  constantSchedule,
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  tokenizerFromJSON,
+  warmupCosineSchedule,
+  writeSafetensors,
+  type LazyTensor,
+  type SafetensorsTensor,
+} from '../src/index.js';
+import { escapeRegExp, temporaryDirectory } from './helpers.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  ({ dir, cleanup } = await temporaryDirectory('napo-format-'));
+});
+afterAll(async () => {
+  await cleanup();
+});
+
 
 describe('safetensors', () => {
   it('round-trips tensors and metadata in the documented layout', () => {
@@ -43,6 +69,71 @@ describe('safetensors', () => {
   });
 });
 
+describe('writeSafetensors and SafetensorsReader', () => {
+  // A 3-value BF16 tensor first, so the F32 data after it starts at an odd multiple of 2 bytes.
+  const tensors = new Map<string, SafetensorsTensor | LazyTensor>([
+    ['h', { dtype: 'BF16', shape: [3], data: Uint16Array.from([0x3f80, 0xc000, 0x7f80]) }],
+    ['w', { dtype: 'F32', shape: [2, 2], load: () => Float32Array.from([1.5, -2, 0, 1e-3]) }],
+    ['i', { dtype: 'I32', shape: [2], data: Int32Array.from([7, -7]) }],
+    ['f', { dtype: 'F16', shape: [1], load: () => Uint16Array.from([0x3c00]) }],
+  ]);
+
+  it('writes atomically (no temporary file left) and reads one tensor at a time, unaligned data included', async () => {
+    const path = join(dir, 'a.safetensors');
+    await writeSafetensors(path, tensors, { format: 'pt', note: 'n' });
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const reader = await SafetensorsReader.open(path);
+    expect(reader.path).toBe(path);
+    expect(reader.names()).toEqual(['h', 'w', 'i', 'f']);
+    expect(reader.metadata).toEqual({ format: 'pt', note: 'n' });
+    expect(reader.info('w')).toEqual({ dtype: 'F32', shape: [2, 2] });
+    expect(reader.info('nope')).toBeUndefined();
+    expect(await reader.read('w')).toEqual({ dtype: 'F32', shape: [2, 2], data: Float32Array.from([1.5, -2, 0, 1e-3]) });
+    expect(await reader.read('h')).toEqual({ dtype: 'BF16', shape: [3], data: Uint16Array.from([0x3f80, 0xc000, 0x7f80]) });
+    expect(await reader.read('i')).toEqual({ dtype: 'I32', shape: [2], data: Int32Array.from([7, -7]) });
+    expect(await reader.read('f')).toEqual({ dtype: 'F16', shape: [1], data: Uint16Array.from([0x3c00]) });
+    await expect(reader.read('nope')).rejects.toThrow(new RegExp(`${escapeRegExp(path)}: no tensor named nope`));
+    await reader.close();
+    // The whole-file reader and the in-memory decoder agree with it.
+    const whole = await readSafetensors(path);
+    expect([...whole.tensors.keys()]).toEqual(['h', 'w', 'i', 'f']);
+    expect(whole.tensors.get('w')?.data).toEqual(Float32Array.from([1.5, -2, 0, 1e-3]));
+  });
+
+  it('a lazy tensor of the wrong size fails the write and leaves neither the file nor a temporary', async () => {
+    const path = join(dir, 'bad-lazy.safetensors');
+    const bad = new Map<string, LazyTensor>([['x', { dtype: 'F32', shape: [3], load: () => new Float32Array(2) }]]);
+    await expect(writeSafetensors(path, bad)).rejects.toThrow(/x has shape \[3\] \(3 values\) but 2 values/);
+    expect((await readdir(dir)).filter((f) => f.startsWith('.bad-lazy') || f === 'bad-lazy.safetensors')).toEqual([]);
+  });
+
+  it('a truncated file is refused at open, naming the file and the tensor that runs past the end', async () => {
+    const path = join(dir, 'truncated.safetensors');
+    await writeSafetensors(path, tensors);
+    await truncate(path, (await readFile(path)).length - 1);
+    await expect(SafetensorsReader.open(path)).rejects.toThrow(
+      new RegExp(`${escapeRegExp(path)}: f data_offsets \\[30, 32\\] run past the data \\(31 bytes; is the file truncated\\?\\)`),
+    );
+    await expect(readSafetensors(path)).rejects.toThrow(new RegExp(`${escapeRegExp(path)}: f data_offsets .* truncated`));
+    const stub = join(dir, 'stub.safetensors');
+    await writeFile(stub, Buffer.from([1, 2, 3]));
+    await expect(SafetensorsReader.open(stub)).rejects.toThrow(new RegExp(`${escapeRegExp(stub)}: not a safetensors file \\(3 bytes, no header\\)`));
+    await writeFile(stub, Buffer.from([200, 0, 0, 0, 0, 0, 0, 0, 123]));
+    await expect(SafetensorsReader.open(stub)).rejects.toThrow(new RegExp(`${escapeRegExp(stub)}: header length 200 runs past the end of the file \\(9 bytes\\)`));
+    await expect(SafetensorsReader.open(join(dir, 'missing.safetensors'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a file cut short after it was opened fails the read of that tensor, naming file and tensor', async () => {
+    const path = join(dir, 'shrinking.safetensors');
+    await writeSafetensors(path, tensors);
+    const reader = await SafetensorsReader.open(path);
+    await truncate(path, (await readFile(path)).length - 6);
+    expect((await reader.read('h')).data).toEqual(Uint16Array.from([0x3f80, 0xc000, 0x7f80]));
+    await expect(reader.read('i')).rejects.toThrow(new RegExp(`${escapeRegExp(path)}: i is cut short \\(4 of 8 bytes\\)`));
+    await reader.close();
+  });
+});
+
 describe('CharTokenizer', () => {
   it('encodes, decodes, skips specials and rejects unknown input', () => {
     const tok = CharTokenizer.fromText('hello world');
@@ -55,6 +146,15 @@ describe('CharTokenizer', () => {
     expect(() => tok.decode([99])).toThrow(/ids\[0\] = 99 is out of range/);
     expect(CharTokenizer.fromJSON(JSON.parse(JSON.stringify(tok.toJSON()))).encode('world')).toEqual(tok.encode('world'));
     expect(() => new CharTokenizer('aa')).toThrow(/twice/);
+    expect(() => new CharTokenizer('')).toThrow(/the alphabet is empty/);
+    expect(tokenizerFromJSON(tok.toJSON()).decode(tok.encode('low'))).toBe('low');
+    expect(() => tokenizerFromJSON({ type: 'bpe' })).toThrow(/unknown tokenizer type "bpe"/);
+  });
+
+  it('saves napo_tokenizer.json into a model directory', async () => {
+    const tok = new CharTokenizer('xyz');
+    await tok.save(join(dir, 'tok'));
+    expect(JSON.parse(await readFile(join(dir, 'tok', 'napo_tokenizer.json'), 'utf8'))).toEqual({ type: 'char', alphabet: ['x', 'y', 'z'] });
   });
 });
 
