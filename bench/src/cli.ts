@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run bench -- [all|kernels|trainer|policy|page] [--full] [--device cpu|cuda:0] [--out dir]`:
+ * `npm run bench -- [all|kernels|trainer|policy|page] [--full] [--device cpu|cuda:0] [--out dir]`
+ * (`policy` also takes `--quick`, the default, spelled out):
  * runs suites, prints their tables, writes one JSON per run and the page comparing every run.
  * The default (`all`, quick mode) fits in about 5 minutes on a 2-core machine.
  */
@@ -9,17 +10,17 @@ import { fileURLToPath } from 'node:url';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { benchDevices, resultHeader } from './machine.js';
+import { benchDevices } from './machine.js';
 import { writePage } from './page.js';
-import { kernelTable, trainerTable } from './report.js';
-import { writeResult, type BenchMode, type PolicyResult } from './results.js';
+import { kernelTable, policyTable, trainerTable } from './report.js';
+import { writeResult, type BenchMode } from './results.js';
 import { kernelSuitePresets, runKernelSuiteOn, type KernelSuiteOptions } from './suites/kernels.js';
-import { runPolicyBench } from './suites/policy.js';
-import { runTrainerSuite, trainerSuitePresets } from './suites/trainer.js';
+import { policySuitePresets, runPolicySuite } from './suites/policy.js';
 
 const defaultOut = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 
 interface CommonOptions {
+  quick?: boolean;
   full?: boolean;
   smoke?: boolean;
   device?: string;
@@ -33,6 +34,7 @@ function positiveIntegers(value: string): number[] {
 }
 
 function modeOf(options: CommonOptions): BenchMode {
+  if (options.quick && options.full) throw new RangeError('--quick and --full are exclusive');
   return options.smoke ? 'smoke' : options.full ? 'full' : 'quick';
 }
 
@@ -55,6 +57,8 @@ async function kernels(options: CommonOptions & { rows?: number[]; vocab?: numbe
 }
 
 async function trainer(options: CommonOptions): Promise<void> {
+  // Loaded when asked for: the other suites run whatever state @napo/trainer is in.
+  const { runTrainerSuite, trainerSuitePresets } = await import('./suites/trainer.js');
   const suite = trainerSuitePresets[modeOf(options)];
   note(`trainer (${suite.mode}): ${suite.algorithms.join(', ')}, ${suite.steps} steps each`);
   const started = performance.now();
@@ -74,9 +78,14 @@ async function trainer(options: CommonOptions): Promise<void> {
 }
 
 async function policy(options: CommonOptions): Promise<void> {
-  const figures = await runPolicyBench(undefined, true);
-  const result: PolicyResult = { ...resultHeader('policy', modeOf(options), 'cpu'), figures };
-  console.log(`wrote ${shown(writeResult(options.out, result))}\n`);
+  const suite = policySuitePresets[modeOf(options)];
+  if (options.device !== undefined && options.device !== 'cpu') note(`policy: napo's models run on the CPU backend; measuring on cpu, not ${options.device}`);
+  const shapes = suite.models.map((m) => `${m.shape.name} (${m.layers} layers)`).join(', ');
+  note(`policy (${suite.mode}) on cpu: ${shapes}, random weights`);
+  const started = performance.now();
+  const result = await runPolicySuite(suite, { onNote: note });
+  console.log(policyTable(result));
+  console.log(`wrote ${shown(writeResult(options.out, result))} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
 }
 
 function page(options: Pick<CommonOptions, 'out'>): void {
@@ -117,12 +126,16 @@ withCommon(program.command('trainer').description('GRPO vs GRPO+SFT vs ExP-GRPO:
   },
 );
 
-withCommon(program.command('policy').description('TinyGPT forward+backward and decode tokens/s on 1 and 2 threads, matmul GFLOP/s against measured peak FMA')).action(
-  async (options: CommonOptions) => {
+withCommon(
+  program
+    .command('policy')
+    .description('SmolLM2-135M and Qwen2.5-0.5B shapes (random weights): prefill, decode and training tokens/s against the measured peak FMA; one GRPO step, fused vs unfused scoring, time and peak per phase'),
+)
+  .option('--quick', 'quick mode, the default: fewer layers and new tokens, the real vocabularies and widths (about a minute on 2 cores)')
+  .action(async (options: CommonOptions) => {
     await policy(options);
     page(options);
-  },
-);
+  });
 
 program
   .command('page')

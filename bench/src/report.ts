@@ -3,6 +3,7 @@ import Table from 'cli-table3';
 
 import { describeLine } from './machine.js';
 import type { KernelEntry, KernelsResult, TrainerResult } from './results.js';
+import type { PolicySuiteResult, ThroughputFigure } from './suites/policy.js';
 
 const gigabytes = (bytesPerSecond: number) => (bytesPerSecond / 1e9).toFixed(1);
 const mebibytes = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
@@ -92,5 +93,88 @@ export function trainerTable(result: TrainerResult): string {
     lines.push(`ExP-GRPO / GRPO step time: ${ratio(cost.expoOverGrpo)} (${verdict}); extra cost by phase: ${top.join(', ') || 'none'}`);
   }
   if (cost.sftOverGrpo !== undefined) lines.push(`GRPO+SFT / GRPO step time: ${ratio(cost.sftOverGrpo)}`);
+  return lines.join('\n');
+}
+
+const percent = (fraction: number) => `${(100 * fraction).toFixed(fraction < 0.1 ? 1 : 0)}%`;
+
+function throughputRow(model: string, kind: string, figure: ThroughputFigure): string[] {
+  const { medianMs, minMs, maxMs, repetitions } = figure.timing;
+  const perSecond = figure.tokensPerSecond < 100 ? figure.tokensPerSecond.toFixed(1) : figure.tokensPerSecond.toFixed(0);
+  return [
+    model,
+    kind,
+    figure.shape.join('x'),
+    `${(medianMs / 1000).toFixed(3)} (${(minMs / 1000).toFixed(3)}-${(maxMs / 1000).toFixed(3)}) x${repetitions}`,
+    perSecond,
+    figure.gflops.toFixed(1),
+    percent(figure.fractionOfPeak),
+    figure.bytesPerSecond === undefined ? '-' : `${gigabytes(figure.bytesPerSecond)} (${percent(figure.fractionOfBandwidth ?? 0)})`,
+  ];
+}
+
+export function policyTable(result: PolicySuiteResult): string {
+  const { figures } = result;
+  const { peak } = figures;
+  const throughput = new Table({
+    head: ['model (random weights)', 'what', 'shape', 'median s (min-max) x reps', 'tokens/s', 'GFLOP/s', 'of peak', 'weights GB/s (of BW)'],
+    style: { head: [], border: [] },
+  });
+  for (const model of figures.models) {
+    const layers = model.layersCut ? `${model.config.numLayers} of ${model.fullLayers} layers` : `${model.config.numLayers} layers`;
+    const name = `${model.name} (${layers}, ${(model.parameterCount / 1e6).toFixed(1)}M params)`;
+    throughput.push(throughputRow(name, 'prefill', model.prefill), throughputRow('', 'decode (KV cache)', model.decode), throughputRow('', 'train: score+scoreBackward', model.train));
+  }
+  const lines = [
+    `napo policy (${result.mode}) on ${describeLine(result.device)}; napo ${result.napoCommit}`,
+    `peak: ${peak.gflopsPerCore.toFixed(1)} GFLOP/s per core (float32 FMA, measured ${peak.seconds} s) x ${peak.threads} threads = ${peak.gflops.toFixed(1)} GFLOP/s; read bandwidth ${gigabytes(figures.bandwidth.bytesPerSecond)} GB/s`,
+    throughput.toString(),
+    `FLOPs: ${figures.flopFormula}`,
+    'weights GB/s (decode): float32 matmul weights, the LM head included, read once per step; over the measured read bandwidth',
+  ];
+  const { grpo } = figures;
+  if (grpo) {
+    const [fused, unfused] = grpo.runs;
+    const memory = new Table({
+      head: ['phase', 'fused s', 'unfused s', 'unfused/fused', 'fused peak MiB (+ over state)', 'unfused peak MiB (+ over state)', 'unfused/fused (over state)'],
+      style: { head: [], border: [] },
+    });
+    if (fused && unfused) {
+      grpo.runs[0]?.phases.forEach((f, i) => {
+        const u = unfused.phases[i];
+        if (!u) return;
+        memory.push([
+          f.phase,
+          f.seconds.toFixed(3),
+          u.seconds.toFixed(3),
+          ratio(grpo.unfusedOverFused.phaseSeconds[f.phase]),
+          `${mebibytes(f.peakAllocatedBytes)} (+${mebibytes(f.peakAboveModelStateBytes)})`,
+          `${mebibytes(u.peakAllocatedBytes)} (+${mebibytes(u.peakAboveModelStateBytes)})`,
+          ratio(grpo.unfusedOverFused.phasePeakAboveModelState[f.phase]),
+        ]);
+      });
+      memory.push([
+        'step',
+        fused.stepSeconds.toFixed(3),
+        unfused.stepSeconds.toFixed(3),
+        ratio(grpo.unfusedOverFused.stepSeconds),
+        `${mebibytes(fused.peakAllocatedBytes)} (+${mebibytes(fused.peakAboveModelStateBytes)})`,
+        `${mebibytes(unfused.peakAllocatedBytes)} (+${mebibytes(unfused.peakAboveModelStateBytes)})`,
+        ratio(grpo.unfusedOverFused.peakAboveModelStateBytes),
+      ]);
+    }
+    const layers = grpo.layersCut ? `${grpo.layers} of ${grpo.fullLayers} layers` : `${grpo.layers} layers`;
+    lines.push(
+      '',
+      `one GRPO step on ${grpo.model} (${layers}, V = ${grpo.vocabSize}): ${grpo.prompts} prompts of ${grpo.promptLengths.join(', ')} tokens x G = ${grpo.groupSize}, ${grpo.maxNewTokens} new tokens, scored batch ${grpo.scoredShape.join('x')}; mean of ${grpo.timedSteps} timed step(s) per path`,
+      `fused: ${fused?.description ?? '-'}; LM head over ${fused?.lmHeadRows ?? '-'} rows`,
+      `unfused: ${unfused?.description ?? '-'}; LM head over ${unfused?.lmHeadRows ?? '-'} rows`,
+      `peak = the allocator's peak in the phase; + over state = less weights, gradients and AdamW moments (${mebibytes(grpo.modelStateBytes)} MiB)`,
+      memory.toString(),
+      `unfused / fused: step time ${ratio(grpo.unfusedOverFused.stepSeconds)}, step peak ${ratio(grpo.unfusedOverFused.peakAllocatedBytes)}, peak over the model state ${ratio(grpo.unfusedOverFused.peakAboveModelStateBytes)}`,
+      `generate and optimizer do the same work on both paths: how far their ratios are from 1.00x is this run's noise`,
+    );
+  }
+  lines.push(...figures.notes.map((n) => `note: ${n}`));
   return lines.join('\n');
 }

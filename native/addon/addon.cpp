@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "args.h"
 #include "errors.h"
@@ -65,7 +67,61 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   result.Set("allocations", double(stats.allocations));
   if (stats.free_bytes >= 0) result.Set("freeBytes", double(stats.free_bytes));
   if (stats.total_bytes >= 0) result.Set("totalBytes", double(stats.total_bytes));
+  result.Set("numAllocRetries", double(stats.num_alloc_retries));
+  result.Set("numOoms", double(stats.num_ooms));
+  // By category, in napo_memory_category order (the TS layer names them).
+  for (const auto& [key, values] : {std::pair{"categoryAllocated", stats.category_allocated},
+                                    {"categoryPeak", stats.category_peak}, {"categoryAtPeak", stats.category_at_peak}}) {
+    Napi::Float64Array array = Napi::Float64Array::New(env, NAPO_MEMORY_CATEGORIES);
+    for (size_t c = 0; c < NAPO_MEMORY_CATEGORIES; ++c) array[c] = double(values[c]);
+    result.Set(key, array);
+  }
   return result;
+}
+
+// (device, maxEvents): 0 stops and clears.
+Napi::Value RecordMemoryHistory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "recordMemoryHistory";
+  checkFor(env, op, napo_memory_record_history(parseDevice(env, info[0], op), integerArg(env, info[1], op, "maxEvents")));
+  return env.Undefined();
+}
+
+// (device) -> {timeMs: Float64Array, bytes: Float64Array, categories: Int32Array, phases: Int32Array, dropped}
+Napi::Value MemoryHistory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "memoryHistory";
+  const napo_device device = parseDevice(env, info[0], op);
+  int64_t dropped = 0;
+  const int64_t held = napo_memory_history(device, nullptr, 0, &dropped);
+  if (held < 0) checkFor(env, op, NAPO_ERR_TYPE);
+  std::vector<napo_memory_event> events(static_cast<size_t>(held));
+  const int64_t count = std::min(held, napo_memory_history(device, events.data(), held, &dropped));
+  Napi::Float64Array time = Napi::Float64Array::New(env, size_t(count));
+  Napi::Float64Array bytes = Napi::Float64Array::New(env, size_t(count));
+  Napi::Int32Array categories = Napi::Int32Array::New(env, size_t(count));
+  Napi::Int32Array phases = Napi::Int32Array::New(env, size_t(count));
+  for (int64_t i = 0; i < count; ++i) {
+    time[size_t(i)] = events[size_t(i)].time_ms;
+    bytes[size_t(i)] = double(events[size_t(i)].bytes);
+    categories[size_t(i)] = events[size_t(i)].category;
+    phases[size_t(i)] = events[size_t(i)].phase;
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("timeMs", time);
+  result.Set("bytes", bytes);
+  result.Set("categories", categories);
+  result.Set("phases", phases);
+  result.Set("dropped", double(dropped));
+  return result;
+}
+
+// (device, phase: integer)
+Napi::Value SetMemoryPhase(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "setMemoryPhase";
+  checkFor(env, op, napo_memory_set_phase(parseDevice(env, info[0], op), int32_t(integerArg(env, info[1], op, "phase"))));
+  return env.Undefined();
 }
 
 Napi::Value ResetPeakMemoryStats(const Napi::CallbackInfo& info) {
@@ -102,7 +158,7 @@ Napi::Value Empty(const Napi::CallbackInfo& info) {
   const char* op = name.c_str();
   const napo_dtype dtype = parseDtype(env, info[0], op);
   const std::vector<int64_t> shape = shapeArg(env, info[1], op);
-  return TensorHandle::Allocate(env, op, dtype, shape, parseDevice(env, info[2], op));
+  return TensorHandle::Allocate(env, op, dtype, shape, parseDevice(env, info[2], op), NAPO_MEMORY_INPUT);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -113,6 +169,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceProperties", Napi::Function::New<CudaDeviceProperties>(env, "cudaDeviceProperties"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));
   exports.Set("resetPeakMemoryStats", Napi::Function::New<ResetPeakMemoryStats>(env, "resetPeakMemoryStats"));
+  exports.Set("recordMemoryHistory", Napi::Function::New<RecordMemoryHistory>(env, "recordMemoryHistory"));
+  exports.Set("memoryHistory", Napi::Function::New<MemoryHistory>(env, "memoryHistory"));
+  exports.Set("setMemoryPhase", Napi::Function::New<SetMemoryPhase>(env, "setMemoryPhase"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
   exports.Set("cpuThreads", Napi::Function::New<CpuThreads>(env, "cpuThreads"));

@@ -117,6 +117,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                            InstanceMethod<&ModelHandle::Prefill>("prefill"),
                            InstanceMethod<&ModelHandle::DecodeStep>("decodeStep"),
                            InstanceMethod<&ModelHandle::CachePosition>("cachePosition"),
+                           InstanceMethod<&ModelHandle::ReleaseCache>("releaseCache"),
                            InstanceMethod<&ModelHandle::Clone>("clone"),
                            InstanceMethod<&ModelHandle::Parameters>("parameters"),
                            InstanceMethod<&ModelHandle::GetParameter>("getParameter"),
@@ -182,6 +183,13 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     Napi::Env env = info.Env();
     requireIdle(env, "model.zeroGrad");
     check(env, napo_model_zero_grad(model_));
+    return env.Undefined();
+  }
+
+  Napi::Value ReleaseCache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    requireIdle(env, "model.releaseCache");
+    check(env, napo_model_release_cache(model_));
     return env.Undefined();
   }
 
@@ -379,7 +387,8 @@ Napi::Value ModelHandle::Queue(const Napi::CallbackInfo& info, const char* op, s
   return promise;
 }
 
-// (tokens, batch, time, lengths | null, targets: Int32Array [B * T], temperature, entropy: boolean)
+// (tokens, batch, time, lengths | null, targets: Int32Array [B * T], temperature, entropy: boolean,
+//  keepActivations: boolean)
 // -> {logprobs: Tensor [B, T], entropy?: Tensor [B, T]}
 class ScoreCall : public ModelCall {
  public:
@@ -394,6 +403,7 @@ class ScoreCall : public ModelCall {
     targets_ = copyInt32(targets);
     options_.temperature = float(numberArg(env, info[5], op, "temperature"));
     options_.entropy = boolArg(env, info[6], op, "entropy") ? 1 : 0;
+    options_.keep_activations = boolArg(env, info[7], op, "keepActivations") ? 1 : 0;
     const std::vector<int64_t> shape{batch_.batch, batch_.time};
     logprobs_ = output(env, op, NAPO_FLOAT32, shape, config.device);
     if (options_.entropy) entropy_ = output(env, op, NAPO_FLOAT32, shape, config.device);
@@ -457,7 +467,7 @@ class BatchCall : public ModelCall {
     if (prefill) capacity_ = integerArg(env, info[4], op, "capacity");
     const std::vector<int64_t> shape = prefill ? std::vector<int64_t>{batch_.batch, config.vocab_size}
                                                : std::vector<int64_t>{batch_.batch, batch_.time, config.vocab_size};
-    logits_ = output(env, op, NAPO_FLOAT32, shape, config.device);
+    logits_ = output(env, op, NAPO_FLOAT32, shape, config.device, NAPO_MEMORY_LOGITS);
   }
   napo_status run(napo_model* model) override {
     napo_tensor tokens = batch_.tokensView(), lengths{};
@@ -540,7 +550,7 @@ class DecodeCall : public ModelCall {
   DecodeCall(Napi::Env env, const Napi::CallbackInfo& info, const napo_model_config& config) {
     constexpr const char* op = "model.decodeStep";
     tokens_ = copyInt32(int32ArrayArg(env, info[0], op, "tokens"));
-    logits_ = output(env, op, NAPO_FLOAT32, {int64_t(tokens_.size()), config.vocab_size}, config.device);
+    logits_ = output(env, op, NAPO_FLOAT32, {int64_t(tokens_.size()), config.vocab_size}, config.device, NAPO_MEMORY_LOGITS);
   }
   napo_status run(napo_model* model) override {
     napo_tensor tokens = tensorView(tokens_.data(), NAPO_INT32, {int64_t(tokens_.size())});
@@ -557,6 +567,30 @@ Napi::Value ModelHandle::DecodeStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireIdle(env, "model.decodeStep");
   return Queue(info, "model.decodeStep", std::make_unique<DecodeCall>(env, info, config(env)));
+}
+
+// (config, {pass, batch, time, scored, capacity, entropy, gradients, optimizerState}) -> Float64Array
+// of bytes by napo_memory_category.
+Napi::Value MemoryPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "modelMemoryPlan";
+  if (!info[0].IsObject() || !info[1].IsObject()) throwType(env, "modelMemoryPlan: config and query must be objects");
+  const napo_model_config config = configFrom(env, info[0].As<Napi::Object>(), op);
+  Napi::Object q = info[1].As<Napi::Object>();
+  napo_model_memory_query query{};
+  query.pass = int32Field(env, q, "pass", op);
+  query.batch = integerArg(env, q.Get("batch"), op, "batch");
+  query.time = integerArg(env, q.Get("time"), op, "time");
+  query.scored = integerArg(env, q.Get("scored"), op, "scored");
+  query.capacity = integerArg(env, q.Get("capacity"), op, "capacity");
+  query.entropy = boolArg(env, q.Get("entropy"), op, "entropy");
+  query.gradients = boolArg(env, q.Get("gradients"), op, "gradients");
+  query.optimizer_state = boolArg(env, q.Get("optimizerState"), op, "optimizerState");
+  int64_t bytes[NAPO_MEMORY_CATEGORIES] = {};
+  check(env, napo_model_memory_plan(&config, &query, bytes));
+  Napi::Float64Array out = Napi::Float64Array::New(env, NAPO_MEMORY_CATEGORIES);
+  for (size_t c = 0; c < NAPO_MEMORY_CATEGORIES; ++c) out[c] = double(bytes[c]);
+  return out;
 }
 
 Napi::Value CpuPeakGflops(const Napi::CallbackInfo& info) {
@@ -631,6 +665,7 @@ Napi::Value SgemmBench(const Napi::CallbackInfo& info) {
 void registerModel(Napi::Env env, Napi::Object exports) {
   exports.Set("ModelHandle", ModelHandle::Define(env));
   exports.Set("modelCpuPeakGflops", Napi::Function::New<CpuPeakGflops>(env, "modelCpuPeakGflops"));
+  exports.Set("modelMemoryPlan", Napi::Function::New<MemoryPlan>(env, "modelMemoryPlan"));
   exports.Set("modelSgemm", Napi::Function::New<Sgemm>(env, "modelSgemm"));
   exports.Set("modelSgemmBench", Napi::Function::New<SgemmBench>(env, "modelSgemmBench"));
 }

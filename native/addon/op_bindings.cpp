@@ -133,7 +133,7 @@ struct TokenLogprobsBackwardCall : OpCall {
       logitsObject = Napi::Persistent(info[0].As<Napi::Object>());
       gradLogits = logits;
     } else {
-      gradLogits = output(env, kName, logits.dtype, {logits.shape[0], logits.shape[1]}, logits.device);
+      gradLogits = output(env, kName, logits.dtype, {logits.shape[0], logits.shape[1]}, logits.device, NAPO_MEMORY_LOGITS);
     }
   }
 

@@ -40,8 +40,8 @@ class OpCall {
 
   // A new output tensor; index `outputs().size() - 1` in result().
   napo_tensor output(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape,
-                     napo_device device) {
-    Napi::Object handle = TensorHandle::Allocate(env, op, dtype, shape, device);
+                     napo_device device, napo_memory_category category = NAPO_MEMORY_TEMPORARY) {
+    Napi::Object handle = TensorHandle::Allocate(env, op, dtype, shape, device, category);
     outputs_.push_back(Napi::Persistent(handle));
     return Napi::ObjectWrap<TensorHandle>::Unwrap(handle)->view(env, op);
   }

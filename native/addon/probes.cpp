@@ -32,9 +32,9 @@ Napi::Value ProbeUnfusedLogprobs(const Napi::CallbackInfo& info) {
   check(env, napo_token_logprobs_validate(&logits, &tokens, 1.0f));
   PendingOutputs scratchOwner;
   Napi::Object scratch =
-      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device, NAPO_MEMORY_TEMPORARY));
   PendingOutputs outputs;
-  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0]}, logits.device));
+  Napi::Object logprobs = outputs.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0]}, logits.device, NAPO_MEMORY_TEMPORARY));
   napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view(env, op);
   napo_tensor logprobsView = TensorHandle::FromValue(logprobs, op, "logprobs")->view(env, op);
   check(env, napo_probe_unfused_logprobs(&logits, &tokens, &scratchView, &logprobsView));
@@ -53,9 +53,9 @@ Napi::Value ProbeSortedSample(const Napi::CallbackInfo& info) {
   if (logits.ndim != 2) throwRange(env, "probeSortedSample: logits must have rank 2");
   PendingOutputs scratchOwner;
   Napi::Object scratch =
-      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device));
+      scratchOwner.add(TensorHandle::Allocate(env, op, NAPO_FLOAT32, {logits.shape[0], logits.shape[1]}, logits.device, NAPO_MEMORY_TEMPORARY));
   PendingOutputs outputs;
-  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, op, NAPO_INT32, {logits.shape[0]}, logits.device));
+  Napi::Object tokens = outputs.add(TensorHandle::Allocate(env, op, NAPO_INT32, {logits.shape[0]}, logits.device, NAPO_MEMORY_TEMPORARY));
   napo_tensor scratchView = TensorHandle::FromValue(scratch, op, "scratch")->view(env, op);
   napo_tensor tokensView = TensorHandle::FromValue(tokens, op, "tokens")->view(env, op);
   check(env, napo_probe_sorted_sample(&logits, topK, topP, seed, &scratchView, &tokensView));

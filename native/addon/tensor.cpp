@@ -99,10 +99,10 @@ Napi::Object TensorHandle::Adopt(Napi::Env env, std::shared_ptr<Storage> storage
 }
 
 Napi::Object TensorHandle::Allocate(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape,
-                                    napo_device device) {
+                                    napo_device device, napo_memory_category category) {
   const size_t bytes = checkedBytes(env, op, dtype, shape);
   void* data = nullptr;
-  checkFor(env, op, napo_malloc(device, bytes, &data));
+  checkFor(env, op, napo_malloc_tagged(device, bytes, category, &data));
   // Owned from here on: if creating the JS object throws, the storage still goes back.
   return Adopt(env, std::make_shared<Storage>(env, device, data, bytes), dtype, shape);
 }
@@ -221,7 +221,7 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
   requireLive(env, "to");
   const napo_device device = parseDevice(env, info[0], "Tensor.to");
   const napo_tensor source = view(env, "Tensor.to");
-  Napi::Object copy = Allocate(env, "Tensor.to", dtype_, shape_, device);
+  Napi::Object copy = Allocate(env, "Tensor.to", dtype_, shape_, device, NAPO_MEMORY_INPUT);
   TensorHandle* target = ObjectWrap<TensorHandle>::Unwrap(copy);
   checkFor(env, "Tensor.to", napo_memcpy(device, target->storage_->data(), source.device, source.data, storage_->bytes()));
   return copy;

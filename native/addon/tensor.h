@@ -46,7 +46,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   // Allocates an uninitialised tensor for `op` and wraps it; throws napo's error (a RangeError
   // naming `op` and the bytes asked for when the shape or the allocation fails).
   static Napi::Object Allocate(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape,
-                               napo_device device);
+                               napo_device device, napo_memory_category category);
   static bool IsHandle(Napi::Value value);
   static TensorHandle* FromValue(Napi::Value value, const char* op, const char* name);
 

@@ -20,14 +20,14 @@ import {
   type TrainConfigInput,
   type WarmupConfig,
 } from '@napo/trainer';
-import type { CharTokenizer, TinyGPT, TinyGPTConfigInput } from '@napo/policy';
+import type { CausalLM, CharTokenizer, ModelConfigInput } from '@napo/policy';
 
 import { resultHeader } from '../machine.js';
 import type { AlgorithmRun, BenchMode, LeakCheck, PhaseSummary, TrainerResult } from '../results.js';
 
 export interface TrainerSuiteOptions {
   mode: BenchMode;
-  model: Omit<TinyGPTConfigInput, 'vocabSize' | 'seed'>;
+  model: Omit<ModelConfigInput, 'vocabSize' | 'seed'>;
   warmup: Partial<WarmupConfig>;
   train: TrainConfigInput;
   algorithms: Algorithm[];
@@ -51,7 +51,7 @@ const quickTrain: TrainConfigInput = { ...presets.quick.train, evalEvery: 0 };
 export const trainerSuitePresets: Record<BenchMode, TrainerSuiteOptions> = {
   smoke: {
     mode: 'smoke',
-    model: { contextLength: 64, dModel: 16, nLayers: 1, nHeads: 2 },
+    model: { family: 'gpt2', maxPositions: 64, hiddenSize: 16, numLayers: 1, numHeads: 2 },
     warmup: { levels: [1], steps: 2, batchSize: 4, learningRate: 1e-3 },
     train: { promptsPerStep: 2, groupSize: 2, maxNewTokens: 8, levels: [1, 2], learningRate: 1e-4 },
     algorithms: measuredAlgorithms,
@@ -63,7 +63,7 @@ export const trainerSuitePresets: Record<BenchMode, TrainerSuiteOptions> = {
   // A TinyGPT d64 with a short warm-up: the phases' proportions of the real thing at a fraction of the time.
   quick: {
     mode: 'quick',
-    model: { contextLength: 128, dModel: 64, nLayers: 2, nHeads: 2 },
+    model: { family: 'gpt2', maxPositions: 128, hiddenSize: 64, numLayers: 2, numHeads: 2 },
     warmup: { levels: [1, 2], steps: 300, batchSize: 16, learningRate: 3e-3 },
     train: quickTrain,
     algorithms: measuredAlgorithms,
@@ -158,7 +158,7 @@ function costOfExpo(runs: AlgorithmRun[]): TrainerResult['cost'] {
   return cost;
 }
 
-async function runAlgorithm(start: TinyGPT, context: { tokenizer: CharTokenizer; task: AdditionTask }, algorithm: Algorithm, options: TrainerSuiteOptions, onStep: (record: StepRecord) => void): Promise<StepRecord[]> {
+async function runAlgorithm(start: CausalLM, context: { tokenizer: CharTokenizer; task: AdditionTask }, algorithm: Algorithm, options: TrainerSuiteOptions, onStep: (record: StepRecord) => void): Promise<StepRecord[]> {
   const policy = await start.clone();
   const trainer = new Trainer({ ...context, policy, config: { ...options.train, algorithm, seed: options.seed, steps: options.steps, evalEvery: 0 } });
   const records: StepRecord[] = [];
@@ -169,7 +169,7 @@ async function runAlgorithm(start: TinyGPT, context: { tokenizer: CharTokenizer;
       onStep(record);
     }
   } finally {
-    trainer.referencePolicy?.dispose();
+    trainer.frozenPolicy?.dispose();
     policy.dispose();
   }
   return records;

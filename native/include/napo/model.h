@@ -97,8 +97,9 @@ typedef struct napo_adamw_result {
 } napo_adamw_result;
 
 typedef struct napo_model_score_options {
-  float temperature; /* > 0: log-probs of logits / temperature */
-  int32_t entropy;   /* 0/1: also the entropy of each scored position */
+  float temperature;        /* > 0: log-probs of logits / temperature */
+  int32_t entropy;          /* 0/1: also the entropy of each scored position */
+  int32_t keep_activations; /* 0/1: keep what napo_model_score_backward needs (0: no backward, memory freed at once) */
 } napo_model_score_options;
 
 NAPO_API napo_status napo_model_create(const napo_model_config* config, napo_model** out);
@@ -144,6 +145,38 @@ NAPO_API napo_status napo_model_prefill(napo_model* model, const napo_tensor* to
 NAPO_API napo_status napo_model_decode_step(napo_model* model, const napo_tensor* tokens, napo_tensor* logits);
 /* Tokens held in the cache for row b (prompt + decoded), -1 when there is no such row. */
 NAPO_API int64_t napo_model_cache_position(const napo_model* model, int64_t row);
+/* Frees the KV cache and the decoding workspaces (generation is over); a backward frees its
+ * forward's activations itself. */
+NAPO_API napo_status napo_model_release_cache(napo_model* model);
+
+/* ---- memory ----------------------------------------------------------------------------------- */
+
+typedef enum napo_model_pass {
+  NAPO_PASS_SCORE = 0,          /* napo_model_score, activations kept */
+  NAPO_PASS_SCORE_BACKWARD = 1, /* napo_model_score_backward */
+  NAPO_PASS_FORWARD = 2,        /* napo_model_forward ([B, T, V] logits) */
+  NAPO_PASS_BACKWARD = 3,       /* napo_model_backward */
+  NAPO_PASS_PREFILL = 4,
+  NAPO_PASS_DECODE = 5
+} napo_model_pass;
+
+typedef struct napo_model_memory_query {
+  int32_t pass;              /* napo_model_pass */
+  int64_t batch;             /* rows */
+  int64_t time;              /* the padded length (1 for decode) */
+  int64_t scored;            /* score passes: positions with a target */
+  int64_t capacity;          /* prefill / decode: the KV cache's positions per row */
+  int32_t entropy;           /* score passes: the entropy too */
+  int32_t gradients;         /* 0/1: the gradients exist (after a first backward) */
+  int32_t optimizer_state;   /* 0/1: the AdamW moments exist (after a first step) */
+} napo_model_memory_query;
+
+/* The bytes a model of `config` holds at the peak of one pass, by napo_memory_category (what the
+ * allocator counts: its parameters, gradients and optimizer state when present, the pass's
+ * activations, workspaces, KV cache and outputs), computed from shapes alone with the layouts the
+ * model allocates by. What napo_memory tells a user before a run: does it fit. */
+NAPO_API napo_status napo_model_memory_plan(const napo_model_config* config, const napo_model_memory_query* query,
+                                            int64_t bytes[NAPO_MEMORY_CATEGORIES]);
 
 NAPO_API int64_t napo_model_parameter_count(const napo_model* model);
 NAPO_API napo_status napo_model_parameter_info_get(const napo_model* model, int64_t index,

@@ -98,8 +98,23 @@ NAPO_API napo_status napo_set_cpu_threads(int32_t threads);
 
 /* ---- memory ----------------------------------------------------------------------------- */
 
-/* Counters in the conventions of torch.cuda.memory_*: `allocated` is what live tensors hold,
- * `reserved` what the caching allocator holds from the system (allocated + cached blocks). */
+/* What an allocation is for: PyTorch's memory-profiler categories where they fit, and napo's own. */
+typedef enum napo_memory_category {
+  NAPO_MEMORY_PARAMETER = 0,
+  NAPO_MEMORY_GRADIENT = 1,
+  NAPO_MEMORY_OPTIMIZER_STATE = 2,
+  NAPO_MEMORY_ACTIVATION = 3, /* kept by a forward for its backward */
+  NAPO_MEMORY_TEMPORARY = 4,  /* op outputs and scratch that live for a call or two */
+  NAPO_MEMORY_INPUT = 5,      /* tensors a program made from its data */
+  NAPO_MEMORY_KV_CACHE = 6,
+  NAPO_MEMORY_LOGITS = 7,     /* [N, V] logits and their gradients */
+  NAPO_MEMORY_WORKSPACE = 8   /* buffers an op or a model keeps for speed (fused chunks, RoPE tables) */
+} napo_memory_category;
+#define NAPO_MEMORY_CATEGORIES 9
+
+/* Counters in the conventions of torch.cuda.memory_*: `allocated` is what live allocations asked
+ * for (rounded to 512 bytes), `reserved` what the caching allocator holds from the system
+ * (allocated blocks whole, plus cached ones). Peaks count from the start or the last reset. */
 typedef struct napo_memory_stats {
   int64_t allocated_bytes;
   int64_t reserved_bytes;
@@ -108,16 +123,40 @@ typedef struct napo_memory_stats {
   int64_t allocations;      /* live allocations */
   int64_t free_bytes;       /* device memory the driver reports free; -1 on CPU */
   int64_t total_bytes;      /* device memory in all; -1 on CPU */
+  int64_t num_alloc_retries; /* allocations that failed, released the cache and retried */
+  int64_t num_ooms;          /* allocations that failed after the retry */
+  int64_t category_allocated[NAPO_MEMORY_CATEGORIES];
+  int64_t category_peak[NAPO_MEMORY_CATEGORIES];     /* each category's own peak */
+  int64_t category_at_peak[NAPO_MEMORY_CATEGORIES];  /* the categories when allocated_bytes peaked */
 } napo_memory_stats;
+
+/* One allocation or free in the memory history: milliseconds since the history started, bytes
+ * (> 0 allocated, < 0 freed), its category and the phase set when it happened. */
+typedef struct napo_memory_event {
+  double time_ms;
+  int64_t bytes;
+  int32_t category;
+  int32_t phase;
+} napo_memory_event;
 
 /* The bytes a tensor of `dtype` and `shape` takes, after checking the shape: rank <= NAPO_MAX_DIMS,
  * every dim >= 0, and no more than 2^50 bytes (counted without overflow). A failure names `op`. */
 NAPO_API napo_status napo_tensor_bytes(const char* op, napo_dtype dtype, int32_t ndim, const int64_t* shape,
                                        int64_t* bytes);
+/* napo_malloc_tagged with NAPO_MEMORY_TEMPORARY. */
 NAPO_API napo_status napo_malloc(napo_device device, size_t bytes, void** out);
+NAPO_API napo_status napo_malloc_tagged(napo_device device, size_t bytes, napo_memory_category category, void** out);
 NAPO_API napo_status napo_free(napo_device device, void* ptr);
 NAPO_API napo_status napo_memory_stats_get(napo_device device, napo_memory_stats* out);
 NAPO_API napo_status napo_reset_peak_memory_stats(napo_device device);
+/* The memory history (torch.cuda.memory._record_memory_history): max_events > 0 starts keeping the
+ * last max_events allocations and frees of `device` (a ring: older ones are dropped), 0 stops and
+ * clears it. napo_memory_history copies up to `capacity` events, oldest first, and returns how many
+ * it holds (-1 on a bad device); *dropped (may be NULL) is how many fell off the ring. */
+NAPO_API napo_status napo_memory_record_history(napo_device device, int64_t max_events);
+NAPO_API int64_t napo_memory_history(napo_device device, napo_memory_event* out, int64_t capacity, int64_t* dropped);
+/* The phase the next events of `device` belong to (a caller's number; 0 at start). */
+NAPO_API napo_status napo_memory_set_phase(napo_device device, int32_t phase);
 /* Return cached, unused blocks to the system (torch.cuda.empty_cache). */
 NAPO_API napo_status napo_empty_cache(napo_device device);
 /* Copy between devices (host<->device, device<->device); blocking. */

@@ -43,8 +43,10 @@ CachingAllocator::~CachingAllocator() {
 napo_status CachingAllocator::allocateFromSystem(size_t blockBytes, void** out) {
   if (source_.allocate(device_.index, blockBytes, out) == NAPO_OK) return NAPO_OK;
   // Cached blocks of other sizes may be what stands in the way: give them back and retry once.
+  ++allocRetries_;
   releaseCachedLocked();
   if (source_.allocate(device_.index, blockBytes, out) == NAPO_OK) return NAPO_OK;
+  ++ooms_;
   int64_t freeBytes = -1, totalBytes = -1;
   if (source_.deviceMemory(device_.index, &freeBytes, &totalBytes)) {
     return fail(NAPO_ERR_OUT_OF_MEMORY,
@@ -57,7 +59,29 @@ napo_status CachingAllocator::allocateFromSystem(size_t blockBytes, void** out) 
               deviceText(device_).c_str(), blockBytes, (long long)allocatedBytes_);
 }
 
-napo_status CachingAllocator::allocate(size_t bytes, void** out) {
+// Counts `bytes` (negative for a free) against the totals, the category and the history.
+void CachingAllocator::countLocked(napo_memory_category category, int64_t bytes) {
+  allocatedBytes_ += bytes;
+  int64_t& current = categoryBytes_[size_t(category)];
+  current += bytes;
+  if (current > categoryPeak_[size_t(category)]) categoryPeak_[size_t(category)] = current;
+  if (allocatedBytes_ > peakAllocatedBytes_) {
+    peakAllocatedBytes_ = allocatedBytes_;
+    categoryAtPeak_ = categoryBytes_;
+  }
+  if (eventsCapacity_ == 0) return;
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - historyStart_).count();
+  const napo_memory_event event{ms, bytes, int32_t(category), phase_};
+  if (events_.size() < eventsCapacity_) {
+    events_.push_back(event);
+  } else {
+    events_[nextEvent_] = event;
+    ++eventsDropped_;
+  }
+  nextEvent_ = (nextEvent_ + 1) % eventsCapacity_;
+}
+
+napo_status CachingAllocator::allocate(size_t bytes, napo_memory_category category, void** out) {
   *out = nullptr;
   if (bytes == 0) return NAPO_OK;
   const size_t blockBytes = roundUp(bytes);
@@ -74,9 +98,8 @@ napo_status CachingAllocator::allocate(size_t bytes, void** out) {
     reservedBytes_ += int64_t(blockBytes);
     if (reservedBytes_ > peakReservedBytes_) peakReservedBytes_ = reservedBytes_;
   }
-  live_.emplace(block, gotBytes);
-  allocatedBytes_ += int64_t(gotBytes);
-  if (allocatedBytes_ > peakAllocatedBytes_) peakAllocatedBytes_ = allocatedBytes_;
+  live_.emplace(block, LiveBlock{gotBytes, blockBytes, category});
+  countLocked(category, int64_t(blockBytes));
   *out = block;
   return NAPO_OK;
 }
@@ -89,8 +112,8 @@ napo_status CachingAllocator::release(void* ptr) {
     return fail(NAPO_ERR_INTERNAL, "free: %p was not allocated by napo on %s", ptr,
                 deviceText(device_).c_str());
   }
-  allocatedBytes_ -= int64_t(liveBlock->second);
-  cached_.emplace(liveBlock->second, ptr);
+  countLocked(liveBlock->second.category, -int64_t(liveBlock->second.bytes));
+  cached_.emplace(liveBlock->second.blockBytes, ptr);
   live_.erase(liveBlock);
   return NAPO_OK;
 }
@@ -114,6 +137,13 @@ napo_memory_stats CachingAllocator::stats() {
   stats.free_bytes = -1;
   stats.total_bytes = -1;
   source_.deviceMemory(device_.index, &stats.free_bytes, &stats.total_bytes);
+  stats.num_alloc_retries = allocRetries_;
+  stats.num_ooms = ooms_;
+  for (size_t c = 0; c < NAPO_MEMORY_CATEGORIES; ++c) {
+    stats.category_allocated[c] = categoryBytes_[c];
+    stats.category_peak[c] = categoryPeak_[c];
+    stats.category_at_peak[c] = categoryAtPeak_[c];
+  }
   return stats;
 }
 
@@ -121,6 +151,34 @@ void CachingAllocator::resetPeak() {
   std::lock_guard<std::mutex> lock(mutex_);
   peakAllocatedBytes_ = allocatedBytes_;
   peakReservedBytes_ = reservedBytes_;
+  categoryPeak_ = categoryBytes_;
+  categoryAtPeak_ = categoryBytes_;
+}
+
+void CachingAllocator::recordHistory(int64_t maxEvents) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  events_.clear();
+  events_.shrink_to_fit();
+  eventsCapacity_ = size_t(maxEvents);
+  events_.reserve(eventsCapacity_);
+  nextEvent_ = 0;
+  eventsDropped_ = 0;
+  historyStart_ = std::chrono::steady_clock::now();
+}
+
+int64_t CachingAllocator::history(napo_memory_event* out, int64_t capacity, int64_t* dropped) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const size_t held = events_.size();
+  // Full ring: the oldest event is the next one to be overwritten.
+  const size_t oldest = held < eventsCapacity_ ? 0 : nextEvent_;
+  for (size_t i = 0; i < held && int64_t(i) < capacity; ++i) out[i] = events_[(oldest + i) % held];
+  if (dropped) *dropped = eventsDropped_;
+  return int64_t(held);
+}
+
+void CachingAllocator::setPhase(int32_t phase) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  phase_ = phase;
 }
 
 void CachingAllocator::emptyCache() {

@@ -47,10 +47,17 @@ napo_status napo_tensor_bytes(const char* op, napo_dtype dtype, int32_t ndim, co
 }
 
 napo_status napo_malloc(napo_device device, size_t bytes, void** out) {
+  return napo_malloc_tagged(device, bytes, NAPO_MEMORY_TEMPORARY, out);
+}
+
+napo_status napo_malloc_tagged(napo_device device, size_t bytes, napo_memory_category category, void** out) {
   if (!out) return fail(NAPO_ERR_TYPE, "malloc: out is missing");
+  if (category < NAPO_MEMORY_PARAMETER || category > NAPO_MEMORY_WORKSPACE) {
+    return fail(NAPO_ERR_RANGE, "malloc: unknown memory category %d", int(category));
+  }
   CachingAllocator* allocator;
   NAPO_TRY(allocatorFor(device, &allocator));
-  return allocator->allocate(bytes, out);
+  return allocator->allocate(bytes, category, out);
 }
 
 napo_status napo_free(napo_device device, void* ptr) {
@@ -71,6 +78,29 @@ napo_status napo_reset_peak_memory_stats(napo_device device) {
   CachingAllocator* allocator;
   NAPO_TRY(allocatorFor(device, &allocator));
   allocator->resetPeak();
+  return NAPO_OK;
+}
+
+napo_status napo_memory_record_history(napo_device device, int64_t max_events) {
+  if (max_events < 0 || max_events > (int64_t(1) << 26)) {
+    return fail(NAPO_ERR_RANGE, "recordMemoryHistory: maxEvents = %lld must be in [0, 67108864] (0 stops)", (long long)max_events);
+  }
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  allocator->recordHistory(max_events);
+  return NAPO_OK;
+}
+
+int64_t napo_memory_history(napo_device device, napo_memory_event* out, int64_t capacity, int64_t* dropped) {
+  CachingAllocator* allocator;
+  if (allocatorFor(device, &allocator) != NAPO_OK || (capacity > 0 && !out)) return -1;
+  return allocator->history(out, capacity, dropped);
+}
+
+napo_status napo_memory_set_phase(napo_device device, int32_t phase) {
+  CachingAllocator* allocator;
+  NAPO_TRY(allocatorFor(device, &allocator));
+  allocator->setPhase(phase);
   return NAPO_OK;
 }
 

@@ -25,7 +25,7 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
 
   napo_status allocate(size_t floats, float** out) {
-    NAPO_TRY(napo_malloc(device_, floats * sizeof(float), &data_));
+    NAPO_TRY(napo_malloc_tagged(device_, floats * sizeof(float), NAPO_MEMORY_WORKSPACE, &data_));
     *out = static_cast<float*>(data_);
     return NAPO_OK;
   }

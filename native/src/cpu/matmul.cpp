@@ -182,6 +182,52 @@ void gemmSlab(bool transA, int64_t m, int64_t n, int64_t k, float alpha, const T
   });
 }
 
+// A few rows against a weight stored [N, K] (decoding: one row per sequence): each row of B is
+// read once, straight from memory, for all M rows of A, with no packing. That is what this product
+// costs at small M: reading B. Column j is computed by one task in a fixed order.
+constexpr int64_t kFewRows = 8;
+
+inline float horizontalSum(v16 v) {
+  alignas(64) float lanes[16];
+  store16(lanes, v);
+  float sum = 0.0f;
+  for (float lane : lanes) sum += lane;
+  return sum;
+}
+
+template <int64_t M>
+void fewRowsColumns(int64_t j0, int64_t j1, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                    int64_t ldb, float beta, float* c, int64_t ldc) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* bj = b + j * ldb;
+    v16 acc[M] = {};
+    int64_t p = 0;
+    for (; p + 16 <= k; p += 16) {
+      const v16 bv = load16(bj + p);
+      for (int64_t i = 0; i < M; ++i) acc[i] += load16(a + i * lda + p) * bv;
+    }
+    for (int64_t i = 0; i < M; ++i) {
+      float sum = horizontalSum(acc[i]);
+      for (int64_t q = p; q < k; ++q) sum += a[i * lda + q] * bj[q];
+      float* out = c + i * ldc + j;
+      *out = alpha * sum + (beta != 0.0f ? beta * *out : 0.0f);
+    }
+  }
+}
+
+void fewRowsGemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+  using Columns = void (*)(int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                           float*, int64_t);
+  static constexpr Columns byRows[kFewRows] = {fewRowsColumns<1>, fewRowsColumns<2>, fewRowsColumns<3>,
+                                               fewRowsColumns<4>, fewRowsColumns<5>, fewRowsColumns<6>,
+                                               fewRowsColumns<7>, fewRowsColumns<8>};
+  const Columns columns = byRows[m - 1];
+  // Small products run inline: waking the pool costs more than they do.
+  const int64_t grain = 2.0 * double(m) * double(n) * double(k) < 4.0e6 ? n : 16;
+  parallelFor(n, grain, [&](int64_t begin, int64_t end) { columns(begin, end, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+}
+
 // B is packed a slab of kSlabColumns columns at a time, so the packed copy stays a few MiB however
 // wide C is (the [N, V] logits of a vocabulary projection: 151,936 columns).
 constexpr int64_t kSlabColumns = 2048;
@@ -218,6 +264,9 @@ void gemmCpu(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float al
 
 void matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (transB && !transA && m >= 1 && m <= kFewRows && n > 0 && k > 0) {
+    return fewRowsGemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   gemmCpu(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

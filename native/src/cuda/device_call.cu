@@ -25,7 +25,7 @@ napo_status DeviceCall::begin(size_t extraBytes) {
   if (status != cudaSuccess) return cudaFailure(op_, status);
   CachingAllocator* allocator;
   NAPO_TRY(allocatorFor(device_, &allocator));
-  NAPO_TRY(allocator->allocate(kErrorBytes + extraBytes, &scratch_));
+  NAPO_TRY(allocator->allocate(kErrorBytes + extraBytes, NAPO_MEMORY_WORKSPACE, &scratch_));
   status = cudaMemsetAsync(scratch_, 0xff, sizeof(KernelErrors), stream_);
   if (status != cudaSuccess) return cudaFailure(op_, status);
   return NAPO_OK;

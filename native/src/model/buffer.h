@@ -1,5 +1,6 @@
 // A napo allocation owned by the model: parameters, gradients, optimizer moments, activations and
-// the KV cache all come from napo's caching allocator, so memoryStats counts them.
+// the KV cache all come from napo's caching allocator, so memoryStats counts them, each under the
+// category its buffer was made with.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +15,7 @@ namespace napo::model {
 template <typename T>
 class Buffer {
  public:
-  Buffer() = default;
+  explicit Buffer(napo_memory_category category) : category_(category) {}
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer() { release(); }
@@ -28,7 +29,7 @@ class Buffer {
     }
     release();
     void* raw = nullptr;
-    NAPO_TRY(napo_malloc(device, (count > 0 ? count : 1) * sizeof(T), &raw));
+    NAPO_TRY(napo_malloc_tagged(device, (count > 0 ? count : 1) * sizeof(T), category_, &raw));
     data_ = static_cast<T*>(raw);
     device_ = device;
     capacity_ = size_ = count;
@@ -47,6 +48,7 @@ class Buffer {
   bool empty() const { return data_ == nullptr; }
 
  private:
+  napo_memory_category category_;
   napo_device device_{NAPO_CPU, 0};
   T* data_ = nullptr;
   size_t capacity_ = 0;

@@ -130,13 +130,17 @@ napo_status CausalLM::zeroGrad() {
   return NAPO_OK;
 }
 
+// Grown to a power of two, so a generation does not rebuild the table every step.
+int64_t CausalLM::ropeRows(int64_t positions) const {
+  int64_t grown = 64;
+  while (grown < positions) grown *= 2;
+  return std::min<int64_t>(grown, config_.max_positions);
+}
+
 napo_status CausalLM::ensureRope(int64_t positions) {
   if (arch_.learnedPositions || positions <= ropePositions_) return NAPO_OK;
   const int64_t half = config_.head_dim / 2;
-  // Grown to a power of two, so a generation does not rebuild the table every step.
-  int64_t grown = 64;
-  while (grown < positions) grown *= 2;
-  grown = std::min<int64_t>(grown, config_.max_positions);
+  const int64_t grown = ropeRows(positions);
   NAPO_TRY(ropeCos_.reserve(device_, size_t(grown * half)));
   NAPO_TRY(ropeSin_.reserve(device_, size_t(grown * half)));
   for (int64_t i = 0; i < half; ++i) {
@@ -390,18 +394,34 @@ napo_status CausalLM::runPass(const Pass& pass) {
   const Layout layout = layoutFor(pass);
   const int64_t rows = pass.rows();
   NAPO_TRY(acts_.reserve(device_, size_t(layout.total)));
-  NAPO_TRY(work_.reserve(device_, size_t(workLayoutFor(rows).total)));
+  // The forward's only scratch: the MLP activation (the backward recomputes it), also room for
+  // prefill's last hidden states.
+  NAPO_TRY(work_.reserve(device_, size_t(rows * std::max(config_.intermediate_size, config_.hidden_size))));
   const float* P = params_.data();
   float* first = layerView(layout, 0, rows).input;
   cpuBackend().embeddingForward(rows, config_.hidden_size, tokens_.data(), pass.positions, P + registry_.embed,
                                 registry_.positions >= 0 ? P + registry_.positions : nullptr, first);
-  // The MLP activation is scratch: the backward recomputes it.
-  float* act = work_.data() + workLayoutFor(rows).mlpA;
-  for (int64_t l = 0; l < config_.num_layers; ++l) blockForward(l, pass, layerView(layout, l, rows), act);
+  for (int64_t l = 0; l < config_.num_layers; ++l) blockForward(l, pass, layerView(layout, l, rows), work_.data());
   const float* last = layerView(layout, config_.num_layers - 1, rows).output;
   float* base = acts_.data();
   normForward(registry_.finalNorm, rows, last, base + layout.finalOut, base + layout.finalMean, base + layout.finalRstd);
   return NAPO_OK;
+}
+
+void CausalLM::releaseActivations() {
+  for (Buffer<float>* buffer : {&acts_, &work_, &scoreHidden_, &scoreLse_, &scoreEntropyValues_, &scoreValues_, &scoreTile_}) {
+    buffer->release();
+  }
+  scoreTargets_.release();
+  kept_ = Kept::kNothing;
+}
+
+void CausalLM::releaseCache() {
+  cache_.release();
+  cacheBatch_ = 0;
+  cacheCapacity_ = 0;
+  cachePositions_.clear();
+  releaseActivations();
 }
 
 napo_status CausalLM::lmHeadLogits(const float* hidden, int64_t rows, float* logits) {
@@ -463,7 +483,8 @@ napo_status CausalLM::trunkBackward(const float* dfinal) {
   float* G = grads_.data();
   cpuBackend().embeddingBackward(rows, D, tokens_.data(), positions_.data(), work + w.dres, G + registry_.embed,
                                  registry_.positions >= 0 ? G + registry_.positions : nullptr);
-  kept_ = Kept::kNothing;
+  // A backward is the end of its forward's memory: the next phase starts without it.
+  releaseActivations();
   return NAPO_OK;
 }
 
@@ -485,7 +506,10 @@ napo_status CausalLM::score(const HostBatch& batch, const int32_t* targets, cons
   scoreTemperature_ = options.temperature;
   scoreEntropy_ = options.entropy != 0;
   kept_ = Kept::kScores;
-  if (N == 0) return NAPO_OK;
+  if (N == 0) {
+    if (!options.keep_activations) releaseActivations();
+    return NAPO_OK;
+  }
   const napo_device host{NAPO_CPU, 0};
   const int64_t chunk = napo_linear_logprobs_chunk(N, V, 0);
   NAPO_TRY(scoreHidden_.reserve(device_, size_t(N * D)));
@@ -510,6 +534,7 @@ napo_status CausalLM::score(const HostBatch& batch, const int32_t* targets, cons
     logprobs[r] = scoreValues_.data()[i];
     if (entropy) entropy[r] = scoreEntropyValues_.data()[i];
   }
+  if (!options.keep_activations) releaseActivations();
   return NAPO_OK;
 }
 
@@ -534,7 +559,7 @@ napo_status CausalLM::scoreBackward(const float* gradLogprobs, const float* grad
       gradSelected[i] = gradLogprobs[r];
       if (gradEntropySelected) gradEntropySelected[i] = gradEntropy[r];
     }
-    Buffer<float> gradHidden;
+    Buffer<float> gradHidden(NAPO_MEMORY_TEMPORARY);
     NAPO_TRY(gradHidden.reserve(device_, size_t(N * D), true));
     const napo_tensor h = hostMatrix(scoreHidden_.data(), N, D);
     const napo_tensor weight = hostMatrix(params_.data() + registry_.lmHead, V, D);
@@ -598,6 +623,55 @@ napo_status CausalLM::decodeStep(const int32_t* tokens, float* logits) {
     else ++cachePositions_[size_t(b)];
   }
   return NAPO_OK;
+}
+
+// ---- memory ---------------------------------------------------------------------------------------
+
+// Mirrors what the passes above reserve, buffer by buffer, with the allocator's rounding.
+void CausalLM::memoryPlan(const napo_model_memory_query& q, int64_t* bytes) const {
+  const auto add = [&](napo_memory_category category, int64_t count, int64_t element = 4) {
+    if (count > 0) bytes[category] += (count * element + 511) / 512 * 512;
+  };
+  std::fill(bytes, bytes + NAPO_MEMORY_CATEGORIES, int64_t(0));
+  const int64_t D = config_.hidden_size, V = config_.vocab_size, B = q.batch, T = q.time, rows = B * T;
+  const bool training = q.pass <= NAPO_PASS_BACKWARD;
+  const bool backward = q.pass == NAPO_PASS_SCORE_BACKWARD || q.pass == NAPO_PASS_BACKWARD;
+  add(NAPO_MEMORY_PARAMETER, registry_.floats);
+  if (q.gradients || backward) add(NAPO_MEMORY_GRADIENT, registry_.floats);
+  if (q.optimizer_state) {
+    add(NAPO_MEMORY_OPTIMIZER_STATE, registry_.floats);
+    add(NAPO_MEMORY_OPTIMIZER_STATE, registry_.floats);
+  }
+  if (!arch_.learnedPositions) {
+    const int64_t table = ropeRows(training ? T : q.capacity) * (config_.head_dim / 2);
+    add(NAPO_MEMORY_WORKSPACE, table);
+    add(NAPO_MEMORY_WORKSPACE, table);
+  }
+  for (int i = 0; i < 4; ++i) add(NAPO_MEMORY_INPUT, i < 2 ? rows : B);  // tokens, positions, lengths, starts
+  const Pass pass{B, T, nullptr, nullptr, nullptr, !training, training};
+  add(NAPO_MEMORY_ACTIVATION, layoutFor(pass).total);
+  add(NAPO_MEMORY_TEMPORARY, backward ? workLayoutFor(rows).total : rows * std::max(config_.intermediate_size, config_.hidden_size));
+  if (q.pass == NAPO_PASS_SCORE || q.pass == NAPO_PASS_SCORE_BACKWARD) {
+    const int64_t N = q.scored;
+    // The log-probs (and entropy) the score returns; in the backward, their gradients coming in.
+    const napo_memory_category io = backward ? NAPO_MEMORY_INPUT : NAPO_MEMORY_TEMPORARY;
+    add(io, rows);
+    if (q.entropy) add(io, rows);
+    if (N > 0) {
+      add(NAPO_MEMORY_INPUT, N);                                       // targets
+      add(NAPO_MEMORY_ACTIVATION, N * D);                              // the scored hidden states
+      add(NAPO_MEMORY_ACTIVATION, N);                                  // lse
+      add(NAPO_MEMORY_ACTIVATION, N);                                  // entropy
+      add(NAPO_MEMORY_TEMPORARY, N);                                   // the gathered log-probs
+      add(NAPO_MEMORY_WORKSPACE, N * (napo_linear_logprobs_chunk(N, V, 0) + cpu::kLinearTilePad));
+      if (backward) add(NAPO_MEMORY_TEMPORARY, N * D);                 // d hidden
+    }
+  }
+  if (q.pass == NAPO_PASS_FORWARD || q.pass == NAPO_PASS_BACKWARD) add(NAPO_MEMORY_LOGITS, rows * V);
+  if (!training) {
+    add(NAPO_MEMORY_KV_CACHE, int64_t(config_.num_layers) * 2 * B * q.capacity * kvWidth_);
+    add(NAPO_MEMORY_LOGITS, B * V);
+  }
 }
 
 // ---- optimizer ----------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ class CausalLM {
   napo_status step(const napo_adamw_options& options, napo_adamw_result* result);
   napo_status prefill(const HostBatch& batch, int64_t capacity, float* logits);
   napo_status decodeStep(const int32_t* tokens, float* logits);
+  // The bytes this model holds at the peak of a pass, by category (napo_model_memory_plan).
+  void memoryPlan(const napo_model_memory_query& query, int64_t* bytes) const;
+  // Hands the activations and workspaces of the last call back to the allocator (a backward does
+  // this itself); releaseCache also drops the KV cache.
+  void releaseActivations();
+  void releaseCache();
 
   const napo_model_config& config() const { return config_; }
   const Registry& registry() const { return registry_; }
@@ -97,6 +103,7 @@ class CausalLM {
                       float* dx, int64_t lddx, bool accumulate);
   napo_status trunkBackward(const float* dfinal);  // from d loss / d final hidden [rows, D]
   napo_status ensureRope(int64_t positions);
+  int64_t ropeRows(int64_t positions) const;  // the table's rows once it covers `positions`
   napo_status ensureGrads();
   napo_status lmHeadLogits(const float* hidden, int64_t rows, float* logits);
 
@@ -106,28 +113,32 @@ class CausalLM {
   napo_device device_;
   int64_t qkvWidth_, qWidth_, kvWidth_;
 
-  Buffer<float> params_, grads_, m_, v_;
+  Buffer<float> params_{NAPO_MEMORY_PARAMETER}, grads_{NAPO_MEMORY_GRADIENT};
+  Buffer<float> m_{NAPO_MEMORY_OPTIMIZER_STATE}, v_{NAPO_MEMORY_OPTIMIZER_STATE};
   int64_t steps_ = 0;
 
   // RoPE tables [positions, head_dim / 2], grown on demand.
-  Buffer<float> ropeCos_, ropeSin_;
+  Buffer<float> ropeCos_{NAPO_MEMORY_WORKSPACE}, ropeSin_{NAPO_MEMORY_WORKSPACE};
   int64_t ropePositions_ = 0;
 
   // The last batch: padded tokens (-1 past a length), positions, lengths, zero starts.
   int64_t batch_ = 0, time_ = 0;
-  Buffer<int32_t> tokens_, positions_, lengths_, starts_;
-  Buffer<float> acts_, work_;
+  Buffer<int32_t> tokens_{NAPO_MEMORY_INPUT}, positions_{NAPO_MEMORY_INPUT}, lengths_{NAPO_MEMORY_INPUT},
+      starts_{NAPO_MEMORY_INPUT};
+  Buffer<float> acts_{NAPO_MEMORY_ACTIVATION}, work_{NAPO_MEMORY_TEMPORARY};
   Kept kept_ = Kept::kNothing;
 
   // Scoring: the scored rows gathered, their targets, the fused op's lse / entropy and workspace.
   std::vector<int64_t> scoredRows_;
-  Buffer<int32_t> scoreTargets_;
-  Buffer<float> scoreHidden_, scoreLse_, scoreEntropyValues_, scoreValues_, scoreTile_;
+  Buffer<int32_t> scoreTargets_{NAPO_MEMORY_INPUT};
+  Buffer<float> scoreHidden_{NAPO_MEMORY_ACTIVATION}, scoreLse_{NAPO_MEMORY_ACTIVATION};
+  Buffer<float> scoreEntropyValues_{NAPO_MEMORY_ACTIVATION}, scoreValues_{NAPO_MEMORY_TEMPORARY};
+  Buffer<float> scoreTile_{NAPO_MEMORY_WORKSPACE};
   float scoreTemperature_ = 1.0f;
   bool scoreEntropy_ = false;
 
   // KV cache: [batch, capacity, kvHeads, headDim] per layer, keys then values.
-  Buffer<float> cache_;
+  Buffer<float> cache_{NAPO_MEMORY_KV_CACHE};
   int64_t cacheBatch_ = 0, cacheCapacity_ = 0;
   std::vector<int32_t> cachePositions_;
 };

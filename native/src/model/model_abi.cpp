@@ -295,6 +295,9 @@ napo_status napo_model_score(napo_model* model, const napo_tensor* tokens, const
   const int64_t shape[2] = {batch.batch, batch.time};
   NAPO_TRY(checkOutput(op, "logprobs", m, logprobs, 2, shape));
   if (options->entropy && !entropy) return fail(NAPO_ERR_TYPE, "%s: entropy was asked for but its output is missing", op);
+  if (options->keep_activations != 0 && options->keep_activations != 1) {
+    return fail(NAPO_ERR_RANGE, "%s: keepActivations = %d must be 0 or 1", op, options->keep_activations);
+  }
   if (options->entropy) NAPO_TRY(checkOutput(op, "entropy", m, entropy, 2, shape));
   return shielded(op, [&] {
     return m.score(batch, dataAs<const int32_t>(*targets), *options, dataAs<float>(*logprobs),
@@ -416,8 +419,38 @@ napo_status napo_model_decode_step(napo_model* model, const napo_tensor* tokens,
   return shielded(op, [&] { return m.decodeStep(ids, dataAs<float>(*logits)); });
 }
 
+napo_status napo_model_release_cache(napo_model* model) {
+  NAPO_TRY(checkModel(model, "model.releaseCache"));
+  model->impl->releaseCache();
+  return NAPO_OK;
+}
+
 int64_t napo_model_cache_position(const napo_model* model, int64_t row) {
   return model && model->impl ? model->impl->cachePosition(row) : -1;
+}
+
+napo_status napo_model_memory_plan(const napo_model_config* config, const napo_model_memory_query* query,
+                                   int64_t bytes[NAPO_MEMORY_CATEGORIES]) {
+  constexpr const char* op = "modelMemoryPlan";
+  NAPO_TRY(checkConfig(config));
+  if (!query || !bytes) return fail(NAPO_ERR_TYPE, "%s: query and bytes are required", op);
+  const napo_model_memory_query& q = *query;
+  if (q.pass < NAPO_PASS_SCORE || q.pass > NAPO_PASS_DECODE) return fail(NAPO_ERR_RANGE, "%s: pass = %d is not a napo_model_pass", op, q.pass);
+  const bool decode = q.pass == NAPO_PASS_DECODE;
+  if (q.batch < 1 || q.batch > (int64_t(1) << 24)) return fail(NAPO_ERR_RANGE, "%s: batch = %lld must be in [1, 16777216]", op, (long long)q.batch);
+  if (q.time < 1 || q.time > config->max_positions || (decode && q.time != 1)) {
+    return fail(NAPO_ERR_RANGE, "%s: time = %lld must be in [1, maxPositions = %d] (1 for decode)", op, (long long)q.time, config->max_positions);
+  }
+  if (q.scored < 0 || q.scored > q.batch * q.time) {
+    return fail(NAPO_ERR_RANGE, "%s: scored = %lld must be in [0, batch * time]", op, (long long)q.scored);
+  }
+  if (q.pass >= NAPO_PASS_PREFILL && (q.capacity < q.time || q.capacity > config->max_positions)) {
+    return fail(NAPO_ERR_RANGE, "%s: capacity = %lld must be in [time, maxPositions = %d]", op, (long long)q.capacity, config->max_positions);
+  }
+  return shielded(op, [&] {
+    CausalLM(*config).memoryPlan(q, bytes);
+    return NAPO_OK;
+  });
 }
 
 int64_t napo_model_parameter_count(const napo_model* model) {

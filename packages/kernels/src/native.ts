@@ -62,6 +62,21 @@ export interface NativeMemoryStats {
   freeBytes?: number;
   /** Device memory in all (CUDA only). */
   totalBytes?: number;
+  numAllocRetries: number;
+  numOoms: number;
+  /** By napo_memory_category: bytes now, each category's own peak, and the categories when the total peaked. */
+  categoryAllocated: Float64Array;
+  categoryPeak: Float64Array;
+  categoryAtPeak: Float64Array;
+}
+
+export interface NativeMemoryHistory {
+  timeMs: Float64Array;
+  /** > 0 allocated, < 0 freed. */
+  bytes: Float64Array;
+  categories: Int32Array;
+  phases: Int32Array;
+  dropped: number;
 }
 
 export interface NativeDeviceProperties {
@@ -178,6 +193,9 @@ export interface NativeAddon extends NativeOps, NativeAsyncOps {
   cudaDeviceProperties(index: number): NativeDeviceProperties;
   memoryStats(device: string): NativeMemoryStats;
   resetPeakMemoryStats(device: string): void;
+  recordMemoryHistory(device: string, maxEvents: number): void;
+  memoryHistory(device: string): NativeMemoryHistory;
+  setMemoryPhase(device: string, phase: number): void;
   emptyCache(device: string): void;
   synchronize(device: string): void;
   cpuThreads(): number;

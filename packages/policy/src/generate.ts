@@ -120,6 +120,7 @@ export async function generate(
       }
     } finally {
       logits.dispose();
+      policy.releaseCache();
     }
   }
   const result: GenerateResult = {

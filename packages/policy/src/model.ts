@@ -34,7 +34,7 @@ export const optimizerDefaults: Required<Omit<OptimizerOptions, 'lr'>> = {
 const familyCodes = { gpt2: 0, llama: 1, qwen2: 2, qwen3: 3 } as const;
 
 /** The C ABI's config; `initialize: false` skips the random draw (weights are about to be loaded). */
-function nativeConfig(config: ModelConfig, initialize: boolean): NativeModelConfig {
+export function nativeConfig(config: ModelConfig, initialize: boolean): NativeModelConfig {
   const scaling = config.ropeScaling;
   return {
     familyCode: familyCodes[config.family],
@@ -161,6 +161,7 @@ export class CausalLM implements Policy {
       targets,
       options.temperature ?? 1,
       options.entropy ?? false,
+      options.keepActivations ?? true,
     );
     const scores: Scores = { logprobs: Tensor.fromHandle<'float32'>(result.logprobs) };
     if (result.entropy) scores.entropy = Tensor.fromHandle<'float32'>(result.entropy);
@@ -213,6 +214,10 @@ export class CausalLM implements Policy {
       });
     }
     return Tensor.fromHandle<'float32'>(await this.handle(op).decodeStep(ids));
+  }
+
+  releaseCache(): void {
+    this.handle('releaseCache').releaseCache();
   }
 
   /** Tokens held in the KV cache for a row (prompt + decoded so far). */

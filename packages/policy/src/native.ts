@@ -77,6 +77,7 @@ export interface NativeModelHandle {
     targets: Int32Array,
     temperature: number,
     entropy: boolean,
+    keepActivations: boolean,
   ): Promise<{ logprobs: NativeTensorHandle; entropy?: NativeTensorHandle }>;
   scoreBackward(gradLogprobs: NativeTensorHandle, gradEntropy: NativeTensorHandle | null): Promise<void>;
   /** -> logits [B, T, V]. */
@@ -89,6 +90,8 @@ export interface NativeModelHandle {
   /** tokens [B] (-1 = inactive row) -> logits [B, V]. */
   decodeStep(tokens: Int32Array): Promise<NativeTensorHandle>;
   cachePosition(row: number): number;
+  /** Frees the KV cache and decoding workspaces. */
+  releaseCache(): void;
   clone(): NativeModelHandle;
   parameters(): NativeParameterInfo[];
   /** float32 -> Float32Array; bfloat16 / float16 -> Uint16Array of the bits. */
@@ -100,8 +103,24 @@ export interface NativeModelHandle {
   dispose(): void;
 }
 
+/** napo_model_pass codes. */
+export const modelPassCodes = { score: 0, scoreBackward: 1, forward: 2, backward: 3, prefill: 4, decode: 5 } as const;
+
+export interface NativeMemoryQuery {
+  pass: number;
+  batch: number;
+  time: number;
+  scored: number;
+  capacity: number;
+  entropy: boolean;
+  gradients: boolean;
+  optimizerState: boolean;
+}
+
 export interface NativeModelAddon {
   ModelHandle: new (config: NativeModelConfig) => NativeModelHandle;
+  /** Bytes by napo_memory_category a model of this config holds at the peak of the pass. */
+  modelMemoryPlan(config: NativeModelConfig, query: NativeMemoryQuery): Float64Array;
   /** Peak float32 FMA GFLOP/s of one core, measured over about `seconds`. */
   modelCpuPeakGflops(seconds?: number): number;
   modelSgemm(

@@ -50,6 +50,8 @@ export interface ScoreOptions {
   temperature?: number;
   /** Also the entropy of each scored position. Default false. */
   entropy?: boolean;
+  /** Keep what scoreBackward needs (default). false: no backward will follow, the activations are freed at once (torch.no_grad). */
+  keepActivations?: boolean;
 }
 
 export interface Scores {
@@ -113,6 +115,8 @@ export interface Policy {
   prefill(prompts: RaggedTokens, options?: PrefillOptions): Promise<Tensor<'float32'>>;
   /** Appends one token per row to the KV cache -> logits `[B, V]` of the next token. */
   decodeStep(tokens: readonly number[] | Int32Array, options?: DecodeOptions): Promise<Tensor<'float32'>>;
+  /** Frees the KV cache and decoding workspaces (generation is over). */
+  releaseCache(): void;
   /** An independent copy of the weights (no gradients or optimizer state): a frozen reference. */
   clone(): Promise<Policy>;
   /**

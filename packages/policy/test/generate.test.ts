@@ -1,4 +1,4 @@
-import { reference as kernelsReference } from '@napo/kernels';
+import { memoryStats, reference as kernelsReference } from '@napo/kernels';
 import { describe, expect, it } from 'vitest';
 
 import { CausalLM, CharTokenizer, generate, type Tokenizer } from '../src/index.js';
@@ -134,15 +134,15 @@ describe('generate', () => {
     const ragged = await generate(model, [[2, 3], [2, 3, 4, 5, 6, 7]], { maxNewTokens: 10, eos: null, seed: 1 });
     expect(ragged.lengths).toEqual([6, 2]);
     expect(ragged.finishReasons).toEqual(['length', 'length']);
-    // The last token of each row was sampled, never fed: the cache holds everything before it.
-    expect([model.cachePosition(0), model.cachePosition(1)]).toEqual([2 + 6 - 1, 6 + 2 - 1]);
+    // Generation over, the KV cache is handed back to the allocator.
+    expect([model.cachePosition(0), model.cachePosition(1)]).toEqual([-1, -1]);
+    expect(memoryStats('cpu').byCategory.kvCache).toBe(0);
     const long = await generate(model, [[2, 3, 4, 5, 6, 7, 8]], { maxNewTokens: 10, eos: null });
     expect(long.lengths).toEqual([1]);
     expect(long.finishReasons).toEqual(['length']);
     // Exactly the room asked for: 3 + 2 positions of 8, filled to the end of the completion.
     const short = await generate(model, [[1, 2, 3]], { maxNewTokens: 2, eos: null });
     expect(short.lengths).toEqual([2]);
-    expect(model.cachePosition(0)).toBe(4);
     const none = await generate(model, [[1, 2, 3]], { maxNewTokens: 0 });
     expect(none).toEqual({ tokens: [[]], logprobs: [new Float32Array(0)], lengths: [0], finishReasons: ['length'] });
     await expect(generate(model, [[1, 2, 3, 4, 5, 6, 7, 8]], { maxNewTokens: 1 })).rejects.toThrow(/prompts\[0\] has 8 tokens; contextLength 8 leaves no room/);

@@ -13,9 +13,12 @@ export function scoredTargets(batch: PackedBatch): Int32Array {
   return batch.targets.map((target, i) => (batch.completionMask[i] === 1 ? target : -1));
 }
 
-/** [rows * width]: log p(target) at the temperature where the mask is 1, 0 elsewhere; keeps what the backward needs. */
-export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number): Promise<Float32Array> {
-  const scores = await policy.score(batch.sequences, scoredTargets(batch), { temperature });
+/**
+ * [rows * width]: log p(target) at the temperature where the mask is 1, 0 elsewhere. Keeps what
+ * the backward needs unless `keepActivations` is false (a frozen policy: no backward follows).
+ */
+export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature: number, keepActivations = true): Promise<Float32Array> {
+  const scores = await policy.score(batch.sequences, scoredTargets(batch), { temperature, keepActivations });
   const logprobs = scores.logprobs.toArray();
   scores.logprobs.dispose();
   return logprobs;

@@ -152,7 +152,7 @@ export class Trainer {
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
     const logprobs = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
     const refLogprobs = await timed('logprobs', async () =>
-      this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature) : undefined,
+      this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
     );
     const parts = await timed('loss', async () => this.losses(batch, logprobs, rollouts.rewards, auxiliary, refLogprobs));
     this.policy.zeroGrad();
