@@ -433,6 +433,18 @@ function linearCases(dtype: LogitsDType, context: DeviceContext): CaseGroup {
   const gradWeight = tensor<'float32'>(new Float32Array(vocab * width), [vocab, width]);
   const gradLogprobs = tensor<'float32'>(new Float32Array(rows).fill(-1 / rows), [rows]);
   const matmulFlops = 2 * rows * vocab * width;
+  // The TS reference over a few rows (it is timed per row, as for the other ops).
+  const referenceRows = Math.min(rows, context.options.referenceRows);
+  const hostHidden = hidden.toArray();
+  const hostWeight = weight.toArray();
+  const referenceHidden: reference.LogitsTensor =
+    dtype === 'float32'
+      ? { dtype: 'float32', shape: [referenceRows, width], data: (hostHidden as Float32Array).subarray(0, referenceRows * width) }
+      : { dtype: 'bfloat16', shape: [referenceRows, width], data: (hostHidden as Uint16Array).subarray(0, referenceRows * width) };
+  const referenceWeight: reference.LogitsTensor =
+    dtype === 'float32' ? { dtype: 'float32', shape: [vocab, width], data: hostWeight as Float32Array } : { dtype: 'bfloat16', shape: [vocab, width], data: hostWeight as Uint16Array };
+  const referenceTokens = Int32Array.from({ length: referenceRows }, (_, r) => (r * 7919) % vocab);
+  const referenceForward = () => reference.linearLogprobs(referenceHidden, referenceWeight, referenceTokens, { entropy: true });
   const unfusedLogits = () => {
     const logits = empty([rows, vocab]);
     gemm(hidden, weight, logits, { transB: true });
@@ -460,6 +472,7 @@ function linearCases(dtype: LogitsDType, context: DeviceContext): CaseGroup {
         disposeAll(result.logprobs, result.lse, result.entropy);
       },
       unfused: { name: 'GEMM to [N,V] logits + tokenLogprobs', rows, run: unfusedForward, trackMemory: true },
+      reference: { name: 'TS reference', rows: referenceRows, run: () => void referenceForward() },
     },
     {
       op: 'linearLogprobs',
@@ -488,6 +501,14 @@ function linearCases(dtype: LogitsDType, context: DeviceContext): CaseGroup {
           gemm(logits, weight, gradHidden, { beta: 1 });
           gemm(logits, hidden, gradWeight, { transA: true, beta: 1 });
           disposeAll(logits, result.logprobs, result.lse, result.entropy);
+        },
+      },
+      reference: {
+        name: 'TS reference',
+        rows: referenceRows,
+        run: () => {
+          const result = referenceForward();
+          reference.linearLogprobsBackward(referenceHidden, referenceWeight, referenceTokens, result.lse, new Float32Array(referenceRows).fill(-1));
         },
       },
     },

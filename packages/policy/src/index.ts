@@ -32,6 +32,7 @@ export {
 } from './config.js';
 export { CausalLM, optimizerDefaults, type CreateOptions } from './model.js';
 export { planModelMemory, type ModelMemoryQuery, type ModelPass } from './memory-plan.js';
+export { readJsonFile } from './directory.js';
 export { fromPretrained, loadTokenizer, type FromPretrainedOptions, type Pretrained } from './pretrained.js';
 export { CharTokenizer, charTokenizerFile, tokenizerFromJSON, type CharTokenizerJSON } from './tokenizer.js';
 export { HFTokenizer, type ChatMessage, type ChatTemplateOptions, type HFTokenizerJSON } from './hf-tokenizer.js';

@@ -8,14 +8,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { fromPretrained, generate, type CausalLM, type Tokenizer } from '@napo/policy';
+import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, resolveModelConfig, type CausalLM, type Tokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { algorithms, type Algorithm } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
-import { formatProfileTable, runProfile, warmedUpPolicy } from './profile.js';
+import { formatMemoryTable, formatProfileTable, runProfile, warmedUpPolicy } from './profile.js';
+import { formatPrediction, predictStepMemory, worstCaseShapes } from './memory.js';
 import { presets } from './presets.js';
 import { createProgress, describeRecord } from './progress.js';
 import { encodePrompt } from './prompting.js';
@@ -249,14 +250,22 @@ program
 
 program
   .command('profile')
-  .description('per-phase time and peak allocated memory of N steps of one algorithm, from the preset\'s cached warm-up')
+  .description('per-phase time and peak allocated memory of N steps of one algorithm: the preset\'s warmed-up TinyGPT, or --model on --dataset')
   .addOption(new Option('--algo <name>', 'algorithm').choices([...algorithms]).default('expo'))
   .addOption(presetOption)
+  .option('--model <dir>', 'a Hugging Face model directory')
+  .option('--dataset <file>', 'JSONL of {"prompt", "answer"} (with --model)')
+  .addOption(verifierOption)
+  .addOption(evalFractionOption)
   .option('--steps <n>', 'steps to profile', positiveInteger, 10)
   .option('--seed <n>', 'seed', nonNegativeInteger, 0)
+  .option('--group-size <n>', 'completions per prompt', positiveInteger)
+  .option('--prompts-per-step <n>', 'prompts per step', positiveInteger)
+  .option('--max-new-tokens <n>', 'completion length limit', positiveInteger)
+  .option('--memory', 'also the memory of each phase by category, against the prediction from its shapes')
   .option('--json <file>', 'also write the summary as JSON')
   .addOption(cacheOption)
-  .action(async (options: { algo: Algorithm; preset: 'quick' | 'full'; steps: number; seed: number; json?: string; cache: string }) => {
+  .action(async (options: ProfileCommandOptions) => {
     const progress = createProgress();
     const label = methodLabels[options.algo];
     const result = await runProfile({
@@ -265,6 +274,8 @@ program
       preset: presets[options.preset],
       seed: options.seed,
       cacheDir: options.cache,
+      ...(options.model ? { run: await modelRun(options) } : {}),
+      train: stepOverrides(options),
       onWarmup: (step, total) => {
         if (step.step === 1) progress.start('warm-up', total);
         progress.update('warm-up', step.step, `loss ${step.loss.toFixed(4)}`);
@@ -276,12 +287,115 @@ program
     });
     progress.stop();
     console.log(`\n${formatProfileTable(result)}`);
+    if (options.memory) console.log(`\n${formatMemoryTable(result)}`);
     if (options.json) {
       mkdirSync(dirname(resolve(options.json)), { recursive: true });
       writeFileSync(options.json, `${JSON.stringify(result, null, 2)}\n`);
       console.log(`wrote ${options.json}`);
     }
   });
+
+interface StepSizeOptions {
+  groupSize?: number;
+  promptsPerStep?: number;
+  maxNewTokens?: number;
+}
+
+interface ProfileCommandOptions extends StepSizeOptions {
+  algo: Algorithm;
+  preset: 'quick' | 'full';
+  model?: string;
+  dataset?: string;
+  verifier: VerifierName;
+  evalFraction: number;
+  steps: number;
+  seed: number;
+  memory?: boolean;
+  json?: string;
+  cache: string;
+}
+
+function stepOverrides(options: StepSizeOptions): { groupSize?: number; promptsPerStep?: number; maxNewTokens?: number } {
+  return {
+    ...(options.groupSize ? { groupSize: options.groupSize } : {}),
+    ...(options.promptsPerStep ? { promptsPerStep: options.promptsPerStep } : {}),
+    ...(options.maxNewTokens ? { maxNewTokens: options.maxNewTokens } : {}),
+  };
+}
+
+/** A model directory on a dataset, for profile and memory --measure. */
+async function modelRun(options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number }): Promise<{ policy: CausalLM; tokenizer: Tokenizer; task: Task }> {
+  if (!options.dataset) throw new InvalidArgumentError('--model needs a --dataset to take steps on');
+  const task = taskFor(options);
+  const { model, tokenizer } = await fromPretrained(options.model as string);
+  return { policy: model, tokenizer, task };
+}
+
+program
+  .command('memory')
+  .description('predict the peak memory of each phase of a step from shapes alone (--measure: run steps and compare)')
+  .option('--model <dir>', 'a Hugging Face model directory (only its config.json, unless --measure)')
+  .addOption(presetOption)
+  .addOption(new Option('--algo <name>', 'algorithm').choices([...algorithms]).default('expo'))
+  .option('--group-size <n>', 'completions per prompt', positiveInteger)
+  .option('--prompts-per-step <n>', 'prompts per step', positiveInteger)
+  .option('--max-new-tokens <n>', 'completion length limit', positiveInteger)
+  .option('--prompt-tokens <n>', 'the longest prompt, in tokens (prediction without --measure)', positiveInteger, 64)
+  .option('--kl-beta <x>', 'a KL term: the frozen policy is scored too', Number, 0)
+  .option('--unfused', 'score through [N, V] logits (forward / backward) instead of linearLogprobs (prediction only)')
+  .option('--measure', 'run steps (the preset\'s TinyGPT, or --model on --dataset) and compare with the prediction from their shapes')
+  .option('--dataset <file>', 'JSONL of {"prompt", "answer"} (with --model --measure)')
+  .addOption(verifierOption)
+  .addOption(evalFractionOption)
+  .option('--steps <n>', 'steps to measure (the last is compared)', positiveInteger, 2)
+  .addOption(cacheOption)
+  .action(async (options: MemoryCommandOptions) => {
+    const preset = presets[options.preset];
+    if (options.measure) {
+      if (options.unfused) throw new InvalidArgumentError('--unfused predicts only: the trainer scores through linearLogprobs');
+      const result = await runProfile({
+        algorithm: options.algo,
+        steps: options.steps,
+        preset,
+        seed: 0,
+        cacheDir: options.cache,
+        ...(options.model ? { run: await modelRun(options) } : {}),
+        train: { ...stepOverrides(options), ...(options.klBeta > 0 ? { klBeta: options.klBeta } : {}) },
+      });
+      console.log(formatMemoryTable(result));
+      return;
+    }
+    const config = options.model
+      ? configFromHF(await readJsonFile(join(options.model, 'config.json')))
+      : resolveModelConfig({ ...preset.model, vocabSize: new CharTokenizer(new AdditionTask().alphabet).vocabSize });
+    const train = { ...preset.train, ...stepOverrides(options) };
+    const shapes = worstCaseShapes({
+      algorithm: options.algo,
+      promptsPerStep: train.promptsPerStep ?? 8,
+      groupSize: train.groupSize ?? 8,
+      promptTokens: options.promptTokens,
+      explainPromptTokens: options.promptTokens * 2,
+      maxNewTokens: train.maxNewTokens ?? 64,
+      maxPositions: config.maxPositions,
+    });
+    const predicted = predictStepMemory(config, { algorithm: options.algo, shapes, frozenPolicy: options.klBeta > 0 || options.algo === 'expo-dpo', unfused: Boolean(options.unfused) });
+    console.log(formatPrediction(predicted, `${options.model ?? `preset ${preset.name}`}, ${options.algo}, ${shapes.rolloutRows} rollouts of ${options.promptTokens} + ${shapes.maxNewTokens} tokens, ${options.unfused ? 'unfused' : 'fused'} scoring`));
+  });
+
+interface MemoryCommandOptions extends StepSizeOptions {
+  model?: string;
+  preset: 'quick' | 'full';
+  algo: Algorithm;
+  promptTokens: number;
+  klBeta: number;
+  unfused?: boolean;
+  measure?: boolean;
+  dataset?: string;
+  verifier: VerifierName;
+  evalFraction: number;
+  steps: number;
+  cache: string;
+}
 
 program.parseAsync().catch((error: unknown) => {
   console.error(error instanceof Error ? `napo: ${error.message}` : error);

@@ -1,14 +1,19 @@
 /**
- * `napo profile`: N training steps of one algorithm from a preset's cached warm-up, summarised as
- * the per-phase table a user profiling their own run wants: mean seconds, share of the step, peak
- * allocated MiB (the allocator's counter, reset at each phase's start), plus steps/s and tokens/s.
+ * `napo profile`: N training steps of one algorithm (a preset's warmed-up TinyGPT, or a model
+ * directory on a dataset), summarised as the per-phase table a user profiling their own run wants:
+ * mean seconds, share of the step, peak allocated MiB (the allocator's counter, reset at each
+ * phase's start) and where the peak's bytes were by category, against the prediction from the
+ * last step's shapes (memory.ts), plus steps/s and tokens/s.
  */
 import Table from 'cli-table3';
-import { CausalLM, CharTokenizer } from '@napo/policy';
+import { memoryCategories, type BytesByCategory } from '@napo/kernels';
+import { CausalLM, CharTokenizer, type Tokenizer } from '@napo/policy';
 
-import type { Algorithm } from './config.js';
+import type { Algorithm, TrainConfigInput } from './config.js';
+import { predictStepMemory, totalBytes } from './memory.js';
 import type { Preset } from './presets.js';
 import { phases, type Phase, type StepRecord } from './records.js';
+import type { Task } from './task.js';
 import { AdditionTask } from './tasks/addition.js';
 import { Trainer } from './trainer.js';
 import { hasCachedWarmup, warmup, warmupCachePath, type WarmupProgress } from './warmup.js';
@@ -19,6 +24,10 @@ export interface ProfileOptions {
   preset: Preset;
   seed: number;
   cacheDir: string;
+  /** A model, tokenizer and task of the caller's (a model directory on a dataset); default: the preset's warmed-up TinyGPT. */
+  run?: { policy: CausalLM; tokenizer: Tokenizer; task: Task };
+  /** Overrides of the preset's training config. */
+  train?: TrainConfigInput;
   onWarmup?: (progress: WarmupProgress, total: number) => void;
   onStep?: (record: StepRecord) => void;
 }
@@ -28,8 +37,12 @@ export interface PhaseProfile {
   meanSeconds: number;
   /** meanSeconds / mean step seconds. */
   share: number;
-  /** Highest peak allocated bytes of the phase over the steps. */
+  /** Highest peak allocated bytes of the phase over the steps (from the second on, when there are several). */
   peakAllocatedBytes: number;
+  /** Where that peak's bytes were, by category. */
+  peakByCategory: BytesByCategory;
+  /** The prediction from that step's shapes alone (memory.ts). */
+  predictedByCategory: BytesByCategory;
 }
 
 export interface ProfileResult {
@@ -72,7 +85,12 @@ export async function warmedUpPolicy(
 
 const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
 
-export function summariseSteps(algorithm: Algorithm, preset: string, records: StepRecord[]): ProfileResult {
+export function summariseSteps(
+  algorithm: Algorithm,
+  preset: string,
+  records: StepRecord[],
+  predict: (shapes: StepRecord['shapes']) => Record<Phase, BytesByCategory>,
+): ProfileResult {
   const seconds = sum(records.map((r) => r.stepSeconds));
   const meanStepSeconds = seconds / Math.max(1, records.length);
   return {
@@ -85,11 +103,16 @@ export function summariseSteps(algorithm: Algorithm, preset: string, records: St
     trainedTokensPerSecond: sum(records.map((r) => r.tokensTrained)) / seconds,
     phases: phases.map((phase) => {
       const meanSeconds = sum(records.map((r) => r.phases[phase].seconds)) / Math.max(1, records.length);
+      // Memory of the steady state: from the second step on the gradients and AdamW moments exist.
+      const steady = records.length > 1 ? records.slice(1) : records;
+      const worst = steady.reduce((a, b) => (b.phases[phase].peakAllocatedBytes > a.phases[phase].peakAllocatedBytes ? b : a));
       return {
         phase,
         meanSeconds,
         share: meanSeconds / meanStepSeconds,
-        peakAllocatedBytes: Math.max(0, ...records.map((r) => r.phases[phase].peakAllocatedBytes)),
+        peakAllocatedBytes: worst.phases[phase].peakAllocatedBytes,
+        peakByCategory: worst.phases[phase].peakByCategory,
+        predictedByCategory: predict(worst.shapes)[phase],
       };
     }),
     allocatedBytesAfter: records.map((r) => r.allocatedBytesAfter),
@@ -97,12 +120,14 @@ export function summariseSteps(algorithm: Algorithm, preset: string, records: St
 }
 
 export async function runProfile(options: ProfileOptions): Promise<ProfileResult> {
-  const { policy, tokenizer, task } = await warmedUpPolicy(options.preset, options.seed, options.cacheDir, options.onWarmup);
+  const { policy, tokenizer, task } = options.run ?? (await warmedUpPolicy(options.preset, options.seed, options.cacheDir, options.onWarmup));
+  // A dataset's levels are its own; the preset's are the addition task's.
+  const { levels, ...presetTrain } = options.preset.train;
   const trainer = new Trainer({
     policy,
     tokenizer,
     task,
-    config: { ...options.preset.train, algorithm: options.algorithm, seed: options.seed, steps: options.steps, evalEvery: 0 },
+    config: { ...presetTrain, ...(options.run ? {} : { levels }), ...options.train, algorithm: options.algorithm, seed: options.seed, steps: options.steps, evalEvery: 0 },
     evaluation: options.preset.evaluation,
   });
   const records: StepRecord[] = [];
@@ -116,7 +141,9 @@ export async function runProfile(options: ProfileOptions): Promise<ProfileResult
     trainer.frozenPolicy?.dispose();
     policy.dispose();
   }
-  return summariseSteps(options.algorithm, options.preset.name, records);
+  const frozenPolicy = trainer.config.klBeta > 0 || options.algorithm === 'expo-dpo';
+  const predict = (shapes: StepRecord['shapes']) => predictStepMemory(policy.config, { algorithm: options.algorithm, shapes, frozenPolicy });
+  return summariseSteps(options.algorithm, options.run ? 'model' : options.preset.name, records, predict);
 }
 
 const mebibytes = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
@@ -135,4 +162,25 @@ export function formatProfileTable(result: ProfileResult): string {
     `${result.stepsPerSecond.toFixed(3)} steps/s, ${result.generatedTokensPerSecond.toFixed(0)} generated tokens/s, ${result.trainedTokensPerSecond.toFixed(0)} trained tokens/s`,
     `allocated after step 1: ${mebibytes(first)} MiB, after step ${result.steps}: ${mebibytes(last)} MiB`,
   ].join('\n');
+}
+
+/**
+ * Each phase's peak by category (MiB) as measured, against the prediction from the step's shapes:
+ * the error per phase, and the categories that hold anything.
+ */
+export function formatMemoryTable(result: ProfileResult): string {
+  const used = memoryCategories.filter((category) => result.phases.some((p) => p.peakByCategory[category] > 0 || p.predictedByCategory[category] > 0));
+  const table = new Table({ head: ['phase', ...used, 'peak MiB', 'predicted MiB', 'error'], style: { head: [], border: [] } });
+  for (const phase of result.phases) {
+    const predicted = totalBytes(phase.predictedByCategory);
+    const error = phase.peakAllocatedBytes > 0 ? (predicted - phase.peakAllocatedBytes) / phase.peakAllocatedBytes : 0;
+    table.push([
+      phase.phase,
+      ...used.map((category) => mebibytes(phase.peakByCategory[category])),
+      mebibytes(phase.peakAllocatedBytes),
+      mebibytes(predicted),
+      `${error >= 0 ? '+' : ''}${(100 * error).toFixed(1)}%`,
+    ]);
+  }
+  return [`memory at each phase's peak, by category (MiB), measured on each phase's worst step, predicted from that step's shapes alone`, table.toString()].join('\n');
 }

@@ -1,4 +1,6 @@
 /** What a trainer records per step and per evaluation, as emitted to listeners and written as JSON lines. */
+import type { BytesByCategory } from '@napo/kernels';
+
 import type { Algorithm } from './config.js';
 
 /**
@@ -13,6 +15,23 @@ export interface PhaseFigures {
   seconds: number;
   /** Peak bytes allocated during the phase (the allocator's counter, reset at its start). */
   peakAllocatedBytes: number;
+  /** Where the peak's bytes were, by category (they add up to peakAllocatedBytes). */
+  peakByCategory: BytesByCategory;
+}
+
+/** The shapes a step ran at: what a memory prediction of the step needs (memory.ts). */
+export interface StepShapes {
+  /** Rollout rows (prompts x group size) and their longest prompt. */
+  rolloutRows: number;
+  rolloutPromptTokens: number;
+  /** Rows generated in the explain phase (0 when the algorithm generates none) and their longest prompt. */
+  explainRows: number;
+  explainPromptTokens: number;
+  maxNewTokens: number;
+  /** The scored batch: rows, padded width, positions with a target. */
+  scoredRows: number;
+  scoredWidth: number;
+  scoredTokens: number;
 }
 
 export interface StepRecord {
@@ -40,8 +59,11 @@ export interface StepRecord {
   tokensTrained: number;
   stepSeconds: number;
   phases: Record<Phase, PhaseFigures>;
+  /** The step's peak allocated memory in GiB (TRL / verl's perf/max_memory_allocated_gb). */
+  'perf/max_memory_allocated_gb': number;
   /** allocatedBytes after the step: flat over steps when nothing leaks. */
   allocatedBytesAfter: number;
+  shapes: StepShapes;
 }
 
 export interface LevelScore {

@@ -19,6 +19,7 @@ import {
   memoryStats,
   policyLoss,
   resetPeakMemoryStats,
+  setMemoryPhase,
   tensor,
   type Tensor,
 } from '@napo/kernels';
@@ -137,16 +138,19 @@ export class Trainer {
     const rolloutSeed = this.rng.fork();
     const explainSeed = this.rng.fork();
     const figures = {} as Record<Phase, PhaseFigures>;
+    const device = this.policy.device;
     const timed = async <T>(phase: Phase, work: () => Promise<T>): Promise<T> => {
-      resetPeakMemoryStats(this.policy.device);
+      resetPeakMemoryStats(device);
+      setMemoryPhase(device, phase);
       const begin = performance.now();
       const result = await work();
-      figures[phase] = { seconds: (performance.now() - begin) / 1000, peakAllocatedBytes: memoryStats(this.policy.device).peakAllocatedBytes };
+      const stats = memoryStats(device);
+      figures[phase] = { seconds: (performance.now() - begin) / 1000, peakAllocatedBytes: stats.peakAllocatedBytes, peakByCategory: stats.atPeakByCategory };
       return result;
     };
 
     const rollouts = await timed('rollout', () => this.rollout(items, rolloutSeed));
-    const { pairs: auxiliary, tokensGenerated: explainTokens } = await timed('explain', () =>
+    const { pairs: auxiliary, tokensGenerated: explainTokens, explainPrompts } = await timed('explain', () =>
       this.auxiliaryPairs(items, rollouts, explainSeed),
     );
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
@@ -162,6 +166,9 @@ export class Trainer {
       this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
     );
     this.stepCount++;
+    setMemoryPhase(device, '');
+    // Every phase was timed above, in this order.
+    const stepPhases = Object.fromEntries(phases.map((phase) => [phase, figures[phase]])) as Record<Phase, PhaseFigures>;
     return {
       kind: 'step',
       algorithm: config.algorithm,
@@ -181,8 +188,19 @@ export class Trainer {
       tokensGenerated: rollouts.tokensGenerated + explainTokens,
       tokensTrained: batch.completionMask.reduce((n, m) => n + m, 0),
       stepSeconds: (performance.now() - started) / 1000,
-      phases: Object.fromEntries(phases.map((phase) => [phase, figures[phase] ?? { seconds: 0, peakAllocatedBytes: 0 }])) as Record<Phase, PhaseFigures>,
-      allocatedBytesAfter: memoryStats(this.policy.device).allocatedBytes,
+      phases: stepPhases,
+      'perf/max_memory_allocated_gb': Math.max(...phases.map((phase) => stepPhases[phase].peakAllocatedBytes)) / 2 ** 30,
+      allocatedBytesAfter: memoryStats(device).allocatedBytes,
+      shapes: {
+        rolloutRows: rollouts.pairs.length,
+        rolloutPromptTokens: Math.max(...rollouts.pairs.map((pair) => pair.prompt.length)),
+        explainRows: explainPrompts.length,
+        explainPromptTokens: Math.max(0, ...explainPrompts.map((prompt) => prompt.length)),
+        maxNewTokens: config.maxNewTokens,
+        scoredRows: batch.rows,
+        scoredWidth: batch.width,
+        scoredTokens: batch.completionMask.reduce((n, m) => n + m, 0),
+      },
     };
   }
 
@@ -238,12 +256,15 @@ export class Trainer {
   }
 
   /** Self-explanations: the policy's own steps toward the answer it was given. */
-  private async selfExplanations(items: TaskItem[], seed: number): Promise<{ explanations: string[]; tokensGenerated: number }> {
+  private async selfExplanations(
+    items: TaskItem[],
+    seed: number,
+  ): Promise<{ explanations: string[]; tokensGenerated: number; explainPrompts: number[][] }> {
     const offline = this.config.explanations === 'offline';
     const missing = items.filter((item) => !(offline && this.offlineExplanations.has(item.prompt)));
     let tokensGenerated = 0;
+    const prompts = missing.map((item) => this.encode(this.task.explainPrompt(item.prompt, item.answer)));
     if (missing.length > 0) {
-      const prompts = missing.map((item) => this.encode(this.task.explainPrompt(item.prompt, item.answer)));
       const result = await generate(this.policy, prompts, {
         maxNewTokens: this.config.maxNewTokens,
         temperature: this.config.explainTemperature,
@@ -259,7 +280,7 @@ export class Trainer {
     }
     const explanations = items.map((item) => this.offlineExplanations.get(item.prompt) ?? '');
     if (!offline) this.offlineExplanations.clear();
-    return { explanations, tokensGenerated };
+    return { explanations, tokensGenerated, explainPrompts: prompts };
   }
 
   /** The sequences each algorithm adds to the rollouts, and the tokens generated to make them. */
@@ -267,18 +288,26 @@ export class Trainer {
     items: TaskItem[],
     rollouts: { pairs: SequencePair[]; rewards: number[] },
     seed: number,
-  ): Promise<{ pairs: AuxiliaryPair[]; tokensGenerated: number }> {
+  ): Promise<{ pairs: AuxiliaryPair[]; tokensGenerated: number; explainPrompts: number[][] }> {
     switch (this.config.algorithm) {
       case 'grpo':
-        return { pairs: [], tokensGenerated: 0 };
+        return { pairs: [], tokensGenerated: 0, explainPrompts: [] };
       case 'grpo-sft':
-        return { pairs: items.map((item) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const })), tokensGenerated: 0 };
+        return {
+          pairs: items.map((item) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const })),
+          tokensGenerated: 0,
+          explainPrompts: [],
+        };
       case 'expo': {
-        const { explanations, tokensGenerated } = await this.selfExplanations(items, seed);
-        return { pairs: items.map((item, p) => ({ ...this.positive(item, explanations[p] as string), role: 'positive' as const })), tokensGenerated };
+        const { explanations, tokensGenerated, explainPrompts } = await this.selfExplanations(items, seed);
+        return {
+          pairs: items.map((item, p) => ({ ...this.positive(item, explanations[p] as string), role: 'positive' as const })),
+          tokensGenerated,
+          explainPrompts,
+        };
       }
       case 'expo-dpo': {
-        const { explanations, tokensGenerated } = await this.selfExplanations(items, seed);
+        const { explanations, tokensGenerated, explainPrompts } = await this.selfExplanations(items, seed);
         const { groupSize } = this.config;
         const pairs = items.flatMap((item, p) => {
           // Rejected: the model's own wrong answer to this prompt; prompts it always solves give no pair.
@@ -290,7 +319,7 @@ export class Trainer {
             { prompt: rejected.prompt, completion: rejected.completion, role: 'rejected' as const },
           ];
         });
-        return { pairs, tokensGenerated };
+        return { pairs, tokensGenerated, explainPrompts };
       }
     }
   }
