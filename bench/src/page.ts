@@ -105,13 +105,23 @@ function trainerCharts(run: TrainerResult): string[] {
     yAxis: { type: 'value', name: 's' },
     series: phaseNames.map((phase, index) => ({ name: phase, type: 'bar' as const, stack: 'time', data: run.runs.map((r) => r.phases[index]?.meanSeconds ?? 0) })),
   });
-  const memory = renderSvg({
-    title: title('peak allocated MiB by phase'),
-    legend: { top: 24 },
-    grid: { top: 70 },
-    xAxis: { type: 'category', data: phaseNames },
-    yAxis: { type: 'value', name: 'MiB' },
-    series: run.runs.map((r) => ({ name: r.label, type: 'bar' as const, data: r.phases.map((p) => p.peakAllocatedBytes / 2 ** 20) })),
+  // Per method, each phase's peak stacked by category (results written before categories existed: one bar).
+  const memory = run.runs.map((r) => {
+    const categories = [...new Set(r.phases.flatMap((p) => Object.keys(p.peakByCategory ?? {})))].filter((category) =>
+      r.phases.some((p) => (p.peakByCategory?.[category] ?? 0) > 0),
+    );
+    const series =
+      categories.length > 0
+        ? categories.map((category) => ({ name: category, type: 'bar' as const, stack: 'memory', data: r.phases.map((p) => (p.peakByCategory?.[category] ?? 0) / 2 ** 20) }))
+        : [{ name: 'peak', type: 'bar' as const, data: r.phases.map((p) => p.peakAllocatedBytes / 2 ** 20) }];
+    return renderSvg({
+      title: title(`${r.label}: peak allocated MiB by phase and category`),
+      legend: { top: 24 },
+      grid: { top: 76 },
+      xAxis: { type: 'category', data: phaseNames },
+      yAxis: { type: 'value', name: 'MiB' },
+      series,
+    });
   });
   const leak = renderSvg({
     title: title('allocated MiB after each step (flat = no leak)'),
@@ -121,7 +131,7 @@ function trainerCharts(run: TrainerResult): string[] {
     yAxis: { type: 'value', name: 'MiB', scale: true },
     series: run.runs.map((r) => ({ name: `${r.label}${r.leak.growing ? ' (GROWING)' : ''}`, type: 'line' as const, data: r.allocatedBytesAfter.map((b) => b / 2 ** 20) })),
   });
-  return [time, memory, leak];
+  return [time, ...memory, leak];
 }
 
 function trainerSection(runs: TrainerResult[]): string {

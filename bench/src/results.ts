@@ -108,6 +108,8 @@ export interface PhaseSummary {
   share: number;
   /** Highest peak allocated bytes of this phase over all steps. */
   peakAllocatedBytes: number;
+  /** Where that peak's bytes were, by memory category (napo's allocator: parameter, activation, kvCache, ...). */
+  peakByCategory?: Record<string, number>;
 }
 
 export interface LeakCheck {

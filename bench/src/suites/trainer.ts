@@ -122,7 +122,14 @@ export function summariseRun(algorithm: Algorithm, records: StepRecord[], exclud
   const meanStepSeconds = seconds / measured.length;
   const phaseSummaries: PhaseSummary[] = phases.map((phase) => {
     const meanSeconds = sum(measured.map((r) => r.phases[phase].seconds)) / measured.length;
-    return { phase, meanSeconds, share: meanSeconds / meanStepSeconds, peakAllocatedBytes: Math.max(0, ...records.map((r) => r.phases[phase].peakAllocatedBytes)) };
+    const worst = records.reduce((a, b) => (b.phases[phase].peakAllocatedBytes > a.phases[phase].peakAllocatedBytes ? b : a));
+    return {
+      phase,
+      meanSeconds,
+      share: meanSeconds / meanStepSeconds,
+      peakAllocatedBytes: worst.phases[phase].peakAllocatedBytes,
+      peakByCategory: { ...worst.phases[phase].peakByCategory },
+    };
   });
   const allocatedBytesAfter = records.map((r) => r.allocatedBytesAfter);
   return {

@@ -5,6 +5,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { memoryCategories } from '@napo/kernels';
 import * as echarts from 'echarts';
 
 import { phases, type EvalRecord, type StepRecord } from './records.js';
@@ -83,18 +84,32 @@ function phaseTimeChart(report: ComparisonReport): string {
   });
 }
 
-/** Peak allocated MiB per phase, per method (the highest over steps). */
-function phaseMemoryChart(report: ComparisonReport): string {
+/**
+ * Per method, one step's memory across its phases, stacked by category (MiB at each phase's peak):
+ * the last step of the method's first run, where the gradients and AdamW moments exist.
+ */
+function phaseMemoryCharts(report: ComparisonReport): string[] {
   const labels = [...new Set(report.runs.map((run) => run.label))];
-  const peak = (label: string, phase: (typeof phases)[number]) =>
-    Math.max(0, ...report.runs.filter((run) => run.label === label).flatMap((run) => run.steps.map((s) => s.phases[phase].peakAllocatedBytes))) / 2 ** 20;
-  return renderSvg({
-    title: { text: 'peak allocated memory by phase (MiB)', textStyle: { fontSize: 14 } },
-    legend: { top: 24 },
-    grid: { top: 60 },
-    xAxis: { type: 'category', data: [...phases] },
-    yAxis: { type: 'value' },
-    series: labels.map((label) => ({ name: label, type: 'bar' as const, data: phases.map((phase) => peak(label, phase)) })),
+  return labels.flatMap((label) => {
+    const step = report.runs.find((run) => run.label === label)?.steps.at(-1);
+    if (!step) return [];
+    const used = memoryCategories.filter((category) => phases.some((phase) => step.phases[phase].peakByCategory[category] > 0));
+    return [
+      renderSvg({
+        title: { text: `${label}: memory by phase and category (MiB, step ${step.step})`, textStyle: { fontSize: 14 } },
+        legend: { top: 24 },
+        grid: { top: 76 },
+        tooltip: {},
+        xAxis: { type: 'category', data: [...phases] },
+        yAxis: { type: 'value' },
+        series: used.map((category) => ({
+          name: category,
+          type: 'bar' as const,
+          stack: 'memory',
+          data: phases.map((phase) => step.phases[phase].peakByCategory[category] / 2 ** 20),
+        })),
+      }),
+    ];
   });
 }
 
@@ -103,7 +118,7 @@ function escapeHtml(text: string): string {
 }
 
 export function renderHtml(report: ComparisonReport): string {
-  const figures = [...accuracyCharts(report), phaseTimeChart(report), phaseMemoryChart(report)];
+  const figures = [...accuracyCharts(report), phaseTimeChart(report), ...phaseMemoryCharts(report)];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(report.title)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px}pre{background:#f6f6f6;padding:1rem;overflow:auto}
