@@ -6,5 +6,6 @@ export default defineConfig({
     pool: 'forks',
     include: ['**/*.test.ts'],
     testTimeout: 120_000,
+    hookTimeout: 120_000,
   },
 });
