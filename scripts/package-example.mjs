@@ -1,5 +1,5 @@
 // Run inside a fresh project that installed napo's tarballs (scripts/pack-check.sh): the README's
-// ops example, the async and zero-copy forms, a TinyGPT step and (unless --no-trainer) the
+// ops example, the async and zero-copy forms, a model step and (unless --no-trainer) the
 // trainer's import, as a user of the packages would write them. Prints one JSON line of what it saw; exits non-zero on any
 // failure.
 import assert from 'node:assert/strict';
@@ -45,21 +45,20 @@ assert.equal(loss.stats.tokenCount, 4);
 const seen = { isa: backendInfo().cpu.isa, cuda: backendInfo().cuda.compiled, peakBytes: memoryStats('cpu').peakAllocatedBytes };
 
 {
-  // A TinyGPT step, as the README writes it.
-  const { TinyGPT, CharTokenizer } = await import('@napo/policy');
+  // A model step, as the README writes it: a small random gpt2 (napo's TinyGPT shape), scored on
+  // its own text through the fused path, one AdamW step.
+  const { CausalLM, CharTokenizer } = await import('@napo/policy');
   const tokenizer = CharTokenizer.fromText('hello world');
-  const model = TinyGPT.create({ vocabSize: tokenizer.vocabSize, contextLength: 64, dModel: 64, nLayers: 2, nHeads: 2, seed: 1 });
-  const text = tokenizer.encode('hello world');
-  const out = await model.forward([text]);
-  const flat = out.reshape([text.length, model.vocabSize]);
-  const targets = tensor(Int32Array.from([...text.slice(1), tokenizer.eos]));
-  const { lse } = tokenLogprobs(flat, targets);
-  const grad = tokenLogprobsBackward(flat, targets, lse, tensor(new Float32Array(text.length).fill(-1 / text.length)));
-  await model.backward(grad.reshape([1, text.length, model.vocabSize]));
+  const model = CausalLM.create({ family: 'gpt2', vocabSize: tokenizer.vocabSize, maxPositions: 64, hiddenSize: 64, numLayers: 2, numHeads: 2, seed: 1 });
+  const text = Array.from(tokenizer.encode('hello world'));
+  const targets = Int32Array.from([...text.slice(1), tokenizer.eos]);
+  const { logprobs } = await model.score([text], targets);
+  assert.ok(logprobs.toArray().every((v) => v < 0));
+  await model.scoreBackward(tensor(new Float32Array(text.length).fill(-1 / text.length), [1, text.length]));
   const step = await model.step({ lr: 1e-3 });
   assert.ok(step.gradNorm > 0);
   model.dispose();
-  seen.tinyGptStep = true;
+  seen.modelStep = true;
 }
 if (withTrainer) {
   const trainer = await import('@napo/trainer');

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npm run bench -- [all|kernels|trainer|policy|page] [--full] [--device cpu|cuda:0] [--out dir]`
- * (`policy` also takes `--quick`, the default, spelled out):
+ * (`policy` also takes `--quick`, the default, spelled out), or `random-model SHAPE DIR`:
  * runs suites, prints their tables, writes one JSON per run and the page comparing every run.
  * The default (`all`, quick mode) fits in about 5 minutes on a 2-core machine.
  */
@@ -15,7 +15,8 @@ import { writePage } from './page.js';
 import { kernelTable, policyTable, trainerTable } from './report.js';
 import { writeResult, type BenchMode } from './results.js';
 import { kernelSuitePresets, runKernelSuiteOn, type KernelSuiteOptions } from './suites/kernels.js';
-import { policySuitePresets, runPolicySuite } from './suites/policy.js';
+import { writeRandomModel } from './random-model.js';
+import { modelShapes, policySuitePresets, runPolicySuite } from './suites/policy.js';
 
 const defaultOut = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 
@@ -135,6 +136,18 @@ withCommon(
   .action(async (options: CommonOptions) => {
     await policy(options);
     page(options);
+  });
+
+program
+  .command('random-model')
+  .description('write a Hugging Face directory with random weights in a published shape and the Qwen tokenizer (for napo profile / napo memory --model)')
+  .argument('<shape>', `one of ${Object.keys(modelShapes).join(', ')}`)
+  .argument('<dir>', 'the directory to write')
+  .option('--layers <n>', 'fewer layers than the published model', (value) => positiveIntegers(value)[0])
+  .action(async (name: string, dir: string, options: { layers?: number }) => {
+    const shape = modelShapes[name];
+    if (!shape) throw new RangeError(`unknown shape ${JSON.stringify(name)}: one of ${Object.keys(modelShapes).join(', ')}`);
+    console.log(await writeRandomModel(shape, dir, options.layers));
   });
 
 program

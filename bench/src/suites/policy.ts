@@ -73,6 +73,9 @@ export const qwen25Shape: ModelShape = {
   },
 };
 
+/** The shapes by their model's name. */
+export const modelShapes: Record<string, ModelShape> = Object.fromEntries([smolLM2Shape, qwen25Shape].map((shape) => [shape.name, shape]));
+
 export interface ThroughputOptions {
   /** Rows prefilled together, then decoded together. */
   decodeBatch: number;

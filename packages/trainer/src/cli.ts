@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { memoryHistory, recordMemoryHistory } from '@napo/kernels';
 import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, resolveModelConfig, type CausalLM, type Tokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -263,11 +264,13 @@ program
   .option('--prompts-per-step <n>', 'prompts per step', positiveInteger)
   .option('--max-new-tokens <n>', 'completion length limit', positiveInteger)
   .option('--memory', 'also the memory of each phase by category, against the prediction from its shapes')
+  .option('--history <file>', 'record every allocation and free (the last 1,000,000, with their phase) and write them as JSON')
   .option('--json <file>', 'also write the summary as JSON')
   .addOption(cacheOption)
   .action(async (options: ProfileCommandOptions) => {
     const progress = createProgress();
     const label = methodLabels[options.algo];
+    if (options.history) recordMemoryHistory('cpu', { maxEvents: 1_000_000 });
     const result = await runProfile({
       algorithm: options.algo,
       steps: options.steps,
@@ -288,6 +291,13 @@ program
     progress.stop();
     console.log(`\n${formatProfileTable(result)}`);
     if (options.memory) console.log(`\n${formatMemoryTable(result)}`);
+    if (options.history) {
+      const history = memoryHistory('cpu');
+      recordMemoryHistory('cpu', { maxEvents: 0 });
+      mkdirSync(dirname(resolve(options.history)), { recursive: true });
+      writeFileSync(options.history, `${JSON.stringify(history)}\n`);
+      console.log(`wrote ${options.history} (${history.events.length} events, ${history.dropped} dropped)`);
+    }
     if (options.json) {
       mkdirSync(dirname(resolve(options.json)), { recursive: true });
       writeFileSync(options.json, `${JSON.stringify(result, null, 2)}\n`);
@@ -311,6 +321,7 @@ interface ProfileCommandOptions extends StepSizeOptions {
   steps: number;
   seed: number;
   memory?: boolean;
+  history?: string;
   json?: string;
   cache: string;
 }
