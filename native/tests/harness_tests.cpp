@@ -14,6 +14,7 @@
 #include "cuda/policy_loss.cuh"
 #include "cuda/sample.cuh"
 #include "core/math.h"
+#include "harness_suites.h"
 #include "op_checks.h"
 
 #include <functional>
@@ -506,6 +507,7 @@ int main() {
   thresholdSuite<64, 32>(checks);
   thresholdSuite<256, 256>(checks);
   thresholdSuite<256, 4096>(checks);
+  layerKernelSuites(checks);
 
   return report("harness", checks);
 }

@@ -294,4 +294,47 @@ __device__ __forceinline__ void storeOctet(Logit* row, bool sameLead, const Octe
   }
 }
 
+// ---- the model layers' shapes of work ---------------------------------------------------------
+
+// Elementwise kernels: 256 threads a block, at most 1,024 blocks striding over the elements (a
+// launch over a billion elements stays within grid limits, and the host harness runs few blocks).
+constexpr int kElementThreads = 256;
+inline dim3 elementGrid(int64_t count) {
+  const int64_t blocks = (count + kElementThreads - 1) / kElementThreads;
+  return dim3(unsigned(blocks < 1 ? 1 : blocks > 1024 ? 1024 : blocks));
+}
+__device__ __forceinline__ int64_t elementStart() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t elementStride() { return int64_t(gridDim.x) * blockDim.x; }
+
+// Parameter gradients summed over rows (norm weights, biases): a block owns 32 columns, lane j
+// column 32 * blockIdx.x + j; its 8 warps take rows w, w + 8, ... and their partial sums are
+// added in warp order, so the result does not depend on scheduling (no atomics).
+constexpr int kColumnWarps = 8;
+constexpr int kColumnThreads = kColumnWarps * kWarpThreads;
+inline dim3 columnGrid(int64_t columns) { return dim3(unsigned((columns + kWarpThreads - 1) / kWarpThreads)); }
+__device__ __forceinline__ int64_t blockColumn() { return int64_t(blockIdx.x) * kWarpThreads + int(threadIdx.x) % kWarpThreads; }
+
+// sum over rows i of term(i) for this lane's column; the total is valid in warp 0. Every thread of
+// the block calls it; term is only called for rows, and must itself return 0 past the last column.
+template <typename Term>
+__device__ float columnSum(int64_t rows, Term term) {
+  __shared__ float partial[kColumnWarps][kWarpThreads];
+  const int lane = int(threadIdx.x) % kWarpThreads, warp = int(threadIdx.x) / kWarpThreads;
+  float sum = 0.0f;
+  for (int64_t i = warp; i < rows; i += kColumnWarps) sum += term(i);
+  partial[warp][lane] = sum;
+  __syncthreads();
+  float total = 0.0f;
+  if (warp == 0) {
+    for (int w = 0; w < kColumnWarps; ++w) total += partial[w][lane];
+  }
+  __syncthreads();  // partial may be reused by the next call
+  return total;
+}
+
+// Row kernels (norms): a warp per vector, 8 warps a block.
+constexpr int kRowWarps = 8;
+inline dim3 rowGrid(int64_t vectors) { return dim3(unsigned((vectors + kRowWarps - 1) / kRowWarps)); }
+__device__ __forceinline__ int64_t warpVector() { return int64_t(blockIdx.x) * kRowWarps + int(threadIdx.x) / kWarpThreads; }
+
 }  // namespace napo::cuda

@@ -364,10 +364,25 @@ inline int __all_sync(unsigned mask, int predicate) { return emu::ballot(mask, p
 namespace emu {
 template <typename T, typename Update>
 T atomicUpdate(T* address, Update update) {
-  T old = __atomic_load_n(address, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(address, &old, update(old), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+  if constexpr (std::is_floating_point_v<T>) {
+    // Floats (atomicAdd on gradients) by compare-and-swap on their bits.
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    Bits* bits = reinterpret_cast<Bits*>(address);
+    Bits old = __atomic_load_n(bits, __ATOMIC_RELAXED);
+    for (;;) {
+      T value;
+      std::memcpy(&value, &old, sizeof value);
+      const T next = update(value);
+      Bits nextBits;
+      std::memcpy(&nextBits, &next, sizeof nextBits);
+      if (__atomic_compare_exchange_n(bits, &old, nextBits, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return value;
+    }
+  } else {
+    T old = __atomic_load_n(address, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(address, &old, update(old), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+    }
+    return old;
   }
-  return old;
 }
 }  // namespace emu
 
