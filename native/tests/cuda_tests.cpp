@@ -1,5 +1,5 @@
 // The CUDA backend against the CPU backend through the C ABI, on a real device: every small suite
-// of op_checks.h, then the sampler's token agreement and the forward's accuracy at sizes a
+// of op_checks.h, the model layers' kernels (layer_checks.h), then the sampler's token agreement and the forward's accuracy at sizes a
 // trainer sees, a caller's own stream, and the memory counters. Skips (exit 0) with a message when
 // no device answers. `--quick` runs a few cases of each kind, for compute-sanitizer (which slows
 // kernels down a hundredfold).
@@ -12,6 +12,9 @@
 #include "op_checks.h"
 
 using namespace napo_tests;
+
+// The model layers' kernels against the CPU backend (cuda_layer_tests.cu).
+void cudaLayerKernelSuites(Checks& checks);
 
 namespace {
 
@@ -289,6 +292,7 @@ int main(int argc, char** argv) {
     sanitizerSuites(checks, cuda, cpu);
   } else {
     runSmallSuites(checks, cuda, cpu);
+    cudaLayerKernelSuites(checks);
     largeSuites(checks, cuda, cpu);
     streamAndMemory(checks, cpu);
   }

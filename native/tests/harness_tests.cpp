@@ -14,9 +14,10 @@
 #include "cuda/policy_loss.cuh"
 #include "cuda/sample.cuh"
 #include "core/math.h"
-#include "harness_suites.h"
+#include "layer_checks.h"
 #include "op_checks.h"
 
+#include <deque>
 #include <functional>
 
 using namespace napo_tests;
@@ -479,6 +480,31 @@ void bf16RoundingSuite(Checks& checks) {
   checks.expect(true, "bf16 rounding");
 }
 
+// The layer checks' Device on the host: "device" memory is host memory the harness keeps.
+class HostDevice {
+ public:
+  template <typename T>
+  T* copy(const std::vector<T>& values) {
+    auto& bytes = blocks_.emplace_back(values.size() * sizeof(T) + 1);
+    if (!values.empty()) std::memcpy(bytes.data(), values.data(), values.size() * sizeof(T));
+    return reinterpret_cast<T*>(bytes.data());
+  }
+  template <typename T>
+  std::vector<T> read(const T* data, size_t count) const {
+    return std::vector<T>(data, data + count);
+  }
+  auto launcher() const { return emulated; }
+
+ private:
+  // Held by value in a deque, so earlier blocks never move; a vector<double> keeps 8-byte alignment.
+  struct Block {
+    std::vector<double> storage;
+    explicit Block(size_t bytes) : storage((bytes + sizeof(double) - 1) / sizeof(double)) {}
+    char* data() { return reinterpret_cast<char*>(storage.data()); }
+  };
+  std::deque<Block> blocks_;
+};
+
 }  // namespace
 
 int main() {
@@ -507,7 +533,8 @@ int main() {
   thresholdSuite<64, 32>(checks);
   thresholdSuite<256, 256>(checks);
   thresholdSuite<256, 4096>(checks);
-  layerKernelSuites(checks);
+  HostDevice host;
+  layerKernelSuites(checks, host);
 
   return report("harness", checks);
 }
