@@ -23,6 +23,9 @@
 using namespace napo_tests;
 namespace kernels = napo::cuda;
 
+// The model core on the CUDA kernels against the CPU backend (harness_model_tests.cpp).
+void modelSuites(Checks& checks);
+
 namespace {
 
 constexpr napo_device kDevice{NAPO_CUDA, 0};
@@ -535,6 +538,7 @@ int main() {
   thresholdSuite<256, 4096>(checks);
   HostDevice host;
   layerKernelSuites(checks, host);
+  modelSuites(checks);
 
   return report("harness", checks);
 }

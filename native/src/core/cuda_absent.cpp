@@ -38,6 +38,7 @@ napo_status cudaSynchronize(int) { return fail(NAPO_ERR_UNAVAILABLE, "%s", kReas
 }  // namespace napo
 
 #include "cuda_ops.h"
+#include "model/layer_kernels.h"
 
 namespace napo::cuda {
 
@@ -74,6 +75,11 @@ napo_status linearLogprobsBackward(const napo_tensor&, const napo_tensor&, const
                                    const napo_tensor*, const napo_tensor&, const napo_tensor*,
                                    const napo_linear_logprobs_options&, bool, napo_tensor&, napo_tensor&, void*) {
   return fail(NAPO_ERR_UNAVAILABLE, "linearLogprobsBackward: %s", kReason);
+}
+
+std::unique_ptr<model::LayerKernels> modelLayerKernels(napo_device) {
+  fail(NAPO_ERR_UNAVAILABLE, "model: %s", kReason);
+  return nullptr;
 }
 
 }  // namespace napo::cuda

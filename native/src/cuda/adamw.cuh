@@ -28,7 +28,7 @@ struct AdamWArgs {
   float stepSize, invSqrtCorrection2;  // lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t): from the host, in double
 };
 
-__global__ void __launch_bounds__(kElementThreads) adamwStepKernel(AdamWArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) adamwStepKernel(AdamWArgs a) {
   for (int64_t r = 0; r < a.count; ++r) {
     const AdamWSpan span = a.spans[r];
     const float decay = span.decay ? 1.0f - a.lr * a.weightDecay : 1.0f;
@@ -62,7 +62,7 @@ constexpr int kSumSquaresThreads = 256;
 constexpr int64_t kSumSquaresBlock = 16384;  // elements per block of the first pass
 inline int64_t sumSquaresBlocks(int64_t n) { return (n + kSumSquaresBlock - 1) / kSumSquaresBlock; }
 
-__global__ void __launch_bounds__(kSumSquaresThreads) sumSquaresPartialKernel(SumSquaresArgs a) {
+static __global__ void __launch_bounds__(kSumSquaresThreads) sumSquaresPartialKernel(SumSquaresArgs a) {
   const int64_t begin = int64_t(blockIdx.x) * kSumSquaresBlock;
   const int64_t end = begin + kSumSquaresBlock < a.n ? begin + kSumSquaresBlock : a.n;
   double sum = 0.0;
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kSumSquaresThreads) sumSquaresPartialKernel(Su
   if (threadIdx.x == 0) a.partials[blockIdx.x] = sum;
 }
 
-__global__ void __launch_bounds__(kSumSquaresThreads) sumSquaresTotalKernel(SumSquaresArgs a, int64_t blocks) {
+static __global__ void __launch_bounds__(kSumSquaresThreads) sumSquaresTotalKernel(SumSquaresArgs a, int64_t blocks) {
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < blocks; i += kSumSquaresThreads) sum += a.partials[i];
   sum = blockReduce<kSumSquaresThreads>(sum, Sum{}, 0.0);

@@ -96,7 +96,7 @@ __device__ __forceinline__ void loadKvTile(const AttentionArgs& a, const float* 
 }
 
 // grid (query tiles of 8, heads, batch): warp w takes query 8 * blockIdx.x + w of head blockIdx.y.
-__global__ void __launch_bounds__(kAttentionThreads) attentionForwardKernel(AttentionArgs a) {
+static __global__ void __launch_bounds__(kAttentionThreads) attentionForwardKernel(AttentionArgs a) {
   __shared__ float keyTile[kAttentionTile][kAttentionMaxHeadDim];
   __shared__ float valueTile[kAttentionTile][kAttentionMaxHeadDim];
   const int64_t b = blockIdx.z, h = blockIdx.y, first = int64_t(blockIdx.x) * kAttentionWarps;
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kAttentionThreads) attentionForwardKernel(Atte
 }
 
 // grid (query tiles of 8, heads, batch): warp w owns dq of query 8 * blockIdx.x + w.
-__global__ void __launch_bounds__(kAttentionThreads) attentionQueryGradKernel(AttentionArgs a) {
+static __global__ void __launch_bounds__(kAttentionThreads) attentionQueryGradKernel(AttentionArgs a) {
   __shared__ float keyTile[kAttentionTile][kAttentionMaxHeadDim];
   __shared__ float valueTile[kAttentionTile][kAttentionMaxHeadDim];
   const int64_t b = blockIdx.z, h = blockIdx.y, first = int64_t(blockIdx.x) * kAttentionWarps;
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kAttentionThreads) attentionQueryGradKernel(At
 
 // grid (key tiles of 8, kv heads, batch): warp w owns dk and dv of key position 8 * blockIdx.x + w,
 // summed over the query heads of its group and the queries at or after it.
-__global__ void __launch_bounds__(kAttentionThreads) attentionKeyValueGradKernel(AttentionArgs a) {
+static __global__ void __launch_bounds__(kAttentionThreads) attentionKeyValueGradKernel(AttentionArgs a) {
   __shared__ float queryTile[kAttentionTile][kAttentionMaxHeadDim];
   __shared__ float gradOutTile[kAttentionTile][kAttentionMaxHeadDim];
   __shared__ float lseTile[kAttentionTile];
@@ -249,7 +249,7 @@ struct KvCacheWriteArgs {
 
 // A thread per element of the k, v rows of a call: row (b, i < count[b]) goes to position
 // start[b] + i of the cache; rows of a batch entry with start < 0 are skipped.
-__global__ void __launch_bounds__(kElementThreads) kvCacheWriteKernel(KvCacheWriteArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) kvCacheWriteKernel(KvCacheWriteArgs a) {
   const int64_t width = a.kvHeads * a.headDim;
   for (int64_t e = elementStart(); e < a.batch * a.queries * width; e += elementStride()) {
     const int64_t b = e / (a.queries * width), i = e / width % a.queries, column = e % width;

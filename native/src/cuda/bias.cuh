@@ -18,11 +18,11 @@ struct BiasArgs {
   int64_t ld;         // of y or dy
 };
 
-__global__ void __launch_bounds__(kElementThreads) addBiasKernel(BiasArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) addBiasKernel(BiasArgs a) {
   for (int64_t e = elementStart(); e < a.m * a.n; e += elementStride()) a.y[e / a.n * a.ld + e % a.n] += a.bias[e % a.n];
 }
 
-__global__ void __launch_bounds__(kColumnThreads) biasBackwardKernel(BiasArgs a) {
+static __global__ void __launch_bounds__(kColumnThreads) biasBackwardKernel(BiasArgs a) {
   const int64_t j = blockColumn();
   const float sum = columnSum(a.m, [&](int64_t i) { return j < a.n ? a.dy[i * a.ld + j] : 0.0f; });
   if (threadIdx.x < kWarpThreads && j < a.n) a.dbias[j] += sum;

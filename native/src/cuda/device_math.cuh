@@ -295,6 +295,7 @@ __device__ __forceinline__ void storeOctet(Logit* row, bool sameLead, const Octe
 }
 
 // ---- the model layers' shapes of work ---------------------------------------------------------
+// (Their kernels are `static`: both the model's launchers and the GPU tests compile them.)
 
 // Elementwise kernels: 256 threads a block, at most 1,024 blocks striding over the elements (a
 // launch over a billion elements stays within grid limits, and the host harness runs few blocks).

@@ -22,7 +22,7 @@ struct EmbeddingArgs {
   float* dwpe;               // backward only; null: no learned positions
 };
 
-__global__ void __launch_bounds__(kElementThreads) embeddingForwardKernel(EmbeddingArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) embeddingForwardKernel(EmbeddingArgs a) {
   for (int64_t e = elementStart(); e < a.rows * a.d; e += elementStride()) {
     const int64_t row = e / a.d, j = e % a.d;
     const int32_t token = a.tokens[row];
@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kElementThreads) embeddingForwardKernel(Embedd
   }
 }
 
-__global__ void __launch_bounds__(kElementThreads) embeddingBackwardKernel(EmbeddingArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) embeddingBackwardKernel(EmbeddingArgs a) {
   for (int64_t e = elementStart(); e < a.rows * a.d; e += elementStride()) {
     const int64_t row = e / a.d, j = e % a.d;
     const int32_t token = a.tokens[row];

@@ -18,14 +18,14 @@ struct GeluArgs {
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluA = 0.044715f;
 
-__global__ void __launch_bounds__(kElementThreads) geluForwardKernel(GeluArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) geluForwardKernel(GeluArgs a) {
   for (int64_t i = elementStart(); i < a.n; i += elementStride()) {
     const float v = a.x[i];
     a.out[i] = 0.5f * v * (1.0f + tanhf(kGeluC * (v + kGeluA * v * v * v)));
   }
 }
 
-__global__ void __launch_bounds__(kElementThreads) geluBackwardKernel(GeluArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) geluBackwardKernel(GeluArgs a) {
   for (int64_t i = elementStart(); i < a.n; i += elementStride()) {
     const float v = a.x[i];
     const float t = tanhf(kGeluC * (v + kGeluA * v * v * v));

@@ -26,7 +26,7 @@ struct LayerNormArgs {
   bool accumulate;
 };
 
-__global__ void __launch_bounds__(kRowWarps * kWarpThreads) layerNormForwardKernel(LayerNormArgs a) {
+static __global__ void __launch_bounds__(kRowWarps * kWarpThreads) layerNormForwardKernel(LayerNormArgs a) {
   const int64_t i = warpVector();
   if (i >= a.m) return;
   const int lane = int(threadIdx.x) % kWarpThreads;
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kRowWarps * kWarpThreads) layerNormForwardKern
   }
 }
 
-__global__ void __launch_bounds__(kColumnThreads) layerNormParamGradKernel(LayerNormArgs a) {
+static __global__ void __launch_bounds__(kColumnThreads) layerNormParamGradKernel(LayerNormArgs a) {
   const int64_t j = blockColumn();
   const bool inside = j < a.d;
   const float dw = columnSum(a.m, [&](int64_t i) {
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kColumnThreads) layerNormParamGradKernel(Layer
   }
 }
 
-__global__ void __launch_bounds__(kRowWarps * kWarpThreads) layerNormInputGradKernel(LayerNormArgs a) {
+static __global__ void __launch_bounds__(kRowWarps * kWarpThreads) layerNormInputGradKernel(LayerNormArgs a) {
   const int64_t i = warpVector();
   if (i >= a.m) return;
   const int lane = int(threadIdx.x) % kWarpThreads;

@@ -33,7 +33,7 @@ __device__ __forceinline__ const float* rmsVector(const float* base, int64_t str
   return base + (v / groups) * stride + (v % groups) * d;
 }
 
-__global__ void __launch_bounds__(kRowWarps * kWarpThreads) rmsNormForwardKernel(RmsNormArgs a) {
+static __global__ void __launch_bounds__(kRowWarps * kWarpThreads) rmsNormForwardKernel(RmsNormArgs a) {
   const int64_t v = warpVector();
   if (v >= a.rows * a.groups) return;  // whole warps leave together
   const int lane = int(threadIdx.x) % kWarpThreads;
@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kRowWarps * kWarpThreads) rmsNormForwardKernel
   if (a.rstd && lane == 0) a.rstd[v] = r;
 }
 
-__global__ void __launch_bounds__(kColumnThreads) rmsNormWeightGradKernel(RmsNormArgs a) {
+static __global__ void __launch_bounds__(kColumnThreads) rmsNormWeightGradKernel(RmsNormArgs a) {
   const int64_t j = blockColumn();
   const float sum = columnSum(a.rows * a.groups, [&](int64_t v) {
     if (j >= a.d) return 0.0f;
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kColumnThreads) rmsNormWeightGradKernel(RmsNor
 
 // d/dx of x r w: r (dy w) - x r^3 mean(dy w x). Each lane reads its dy columns before writing the
 // same dx columns, so dx may be dy's buffer.
-__global__ void __launch_bounds__(kRowWarps * kWarpThreads) rmsNormInputGradKernel(RmsNormArgs a) {
+static __global__ void __launch_bounds__(kRowWarps * kWarpThreads) rmsNormInputGradKernel(RmsNormArgs a) {
   const int64_t v = warpVector();
   if (v >= a.rows * a.groups) return;
   const int lane = int(threadIdx.x) % kWarpThreads;

@@ -20,7 +20,7 @@ struct RopeArgs {
   bool inverse;
 };
 
-__global__ void __launch_bounds__(kElementThreads) ropeRotateKernel(RopeArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) ropeRotateKernel(RopeArgs a) {
   const int64_t half = a.headDim / 2, pairs = a.rows * a.heads * half;
   const float direction = a.inverse ? -1.0f : 1.0f;
   for (int64_t p = elementStart(); p < pairs; p += elementStride()) {

@@ -19,14 +19,14 @@ struct SwigluArgs {
   float* dup;         // backward only
 };
 
-__global__ void __launch_bounds__(kElementThreads) swigluForwardKernel(SwigluArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) swigluForwardKernel(SwigluArgs a) {
   for (int64_t i = elementStart(); i < a.n; i += elementStride()) {
     const float g = a.gate[i];
     a.out[i] = g / (1.0f + expf(-g)) * a.up[i];
   }
 }
 
-__global__ void __launch_bounds__(kElementThreads) swigluBackwardKernel(SwigluArgs a) {
+static __global__ void __launch_bounds__(kElementThreads) swigluBackwardKernel(SwigluArgs a) {
   for (int64_t i = elementStart(); i < a.n; i += elementStride()) {
     const float g = a.gate[i], u = a.up[i], d = a.dout[i];
     const float sigmoid = 1.0f / (1.0f + expf(-g));

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "core/error.h"
 #include "napo/napo.h"
@@ -20,11 +19,10 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer() { release(); }
 
-  // Makes room for `count` elements (contents not kept when it grows); zeroes them if asked.
-  napo_status reserve(napo_device device, size_t count, bool zero = false) {
+  // Makes room for `count` elements on `device` (contents not kept when it grows).
+  napo_status reserve(napo_device device, size_t count) {
     if (data_ && count <= capacity_ && device.kind == device_.kind && device.index == device_.index) {
       size_ = count;
-      if (zero) std::memset(data_, 0, count * sizeof(T));
       return NAPO_OK;
     }
     release();
@@ -33,7 +31,6 @@ class Buffer {
     data_ = static_cast<T*>(raw);
     device_ = device;
     capacity_ = size_ = count;
-    if (zero) std::memset(data_, 0, count * sizeof(T));
     return NAPO_OK;
   }
 

@@ -51,21 +51,13 @@ double inverseFrequency(const napo_model_config& c, int64_t i) {
   return (1.0 - smooth) * base / double(c.rope_factor) + smooth * base;
 }
 
-napo_tensor hostMatrix(const float* data, int64_t rows, int64_t cols) {
-  napo_tensor t{};
-  t.data = const_cast<float*>(data);
-  t.dtype = NAPO_FLOAT32;
-  t.ndim = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  t.device = {NAPO_CPU, 0};
-  return t;
-}
-
 }  // namespace
 
-CausalLM::CausalLM(const napo_model_config& config)
+CausalLM::CausalLM(const napo_model_config& config) : CausalLM(config, layerKernelsFor(config.device)) {}
+
+CausalLM::CausalLM(const napo_model_config& config, std::unique_ptr<LayerKernels> kernels)
     : config_(config),
+      kernels_(std::move(kernels)),
       arch_(architectureOf(napo_model_family(config.family))),
       registry_(buildRegistry(config)),
       device_(config.device),
@@ -73,9 +65,12 @@ CausalLM::CausalLM(const napo_model_config& config)
       qWidth_(int64_t(config.num_heads) * config.head_dim),
       kvWidth_(int64_t(config.num_kv_heads) * config.head_dim) {}
 
+// Computed on the host: in place on the CPU, else in a host copy uploaded at the end.
 napo_status CausalLM::initialize() {
-  NAPO_TRY(params_.reserve(device_, size_t(registry_.floats), true));
-  float* p = params_.data();
+  NAPO_TRY(params_.reserve(device_, size_t(registry_.floats)));
+  std::vector<float> staging(device_.kind == NAPO_CPU ? 0 : size_t(registry_.floats));
+  float* p = staging.empty() ? params_.data() : staging.data();
+  std::fill(p, p + registry_.floats, 0.0f);
   const float std = config_.initializer_range;
   for (size_t i = 0; i < registry_.specs.size(); ++i) {
     const ParamSpec& s = registry_.specs[i];
@@ -99,6 +94,7 @@ napo_status CausalLM::initialize() {
     }
   }
   ones(registry_.finalNorm);
+  if (!staging.empty()) NAPO_TRY(kernels_->upload(params_.data(), p, sizeof(float) * staging.size()));
   return NAPO_OK;
 }
 
@@ -119,14 +115,19 @@ int64_t CausalLM::cachePosition(int64_t row) const {
   return cachePositions_[size_t(row)];
 }
 
+napo_status CausalLM::reserveZeroed(Buffer<float>& buffer, int64_t count) {
+  NAPO_TRY(buffer.reserve(device_, size_t(count)));
+  kernels_->zero(buffer.data(), count);
+  return NAPO_OK;
+}
+
 napo_status CausalLM::ensureGrads() {
   if (!grads_.empty()) return NAPO_OK;
-  return grads_.reserve(device_, size_t(registry_.floats), true);
+  return reserveZeroed(grads_, registry_.floats);
 }
 
 napo_status CausalLM::zeroGrad() {
-  if (grads_.empty()) return NAPO_OK;
-  std::memset(grads_.data(), 0, sizeof(float) * size_t(registry_.floats));
+  if (!grads_.empty()) kernels_->zero(grads_.data(), registry_.floats);
   return NAPO_OK;
 }
 
@@ -143,13 +144,16 @@ napo_status CausalLM::ensureRope(int64_t positions) {
   const int64_t grown = ropeRows(positions);
   NAPO_TRY(ropeCos_.reserve(device_, size_t(grown * half)));
   NAPO_TRY(ropeSin_.reserve(device_, size_t(grown * half)));
+  std::vector<float> cosTable(size_t(grown * half)), sinTable(size_t(grown * half));
   for (int64_t i = 0; i < half; ++i) {
     const double frequency = inverseFrequency(config_, i);
     for (int64_t p = 0; p < grown; ++p) {
-      ropeCos_.data()[p * half + i] = float(std::cos(double(p) * frequency));
-      ropeSin_.data()[p * half + i] = float(std::sin(double(p) * frequency));
+      cosTable[size_t(p * half + i)] = float(std::cos(double(p) * frequency));
+      sinTable[size_t(p * half + i)] = float(std::sin(double(p) * frequency));
     }
   }
+  NAPO_TRY(kernels_->upload(ropeCos_.data(), cosTable.data(), sizeof(float) * cosTable.size()));
+  NAPO_TRY(kernels_->upload(ropeSin_.data(), sinTable.data(), sizeof(float) * sinTable.size()));
   ropePositions_ = grown;
   return NAPO_OK;
 }
@@ -226,8 +230,8 @@ CausalLM::LayerView CausalLM::layerView(const Layout& l, int64_t layer, int64_t 
 void CausalLM::normForward(const Norm& n, int64_t rows, const float* x, float* y, float* mean, float* rstd) {
   const float* P = params_.data();
   const int64_t D = config_.hidden_size;
-  if (arch_.layerNorm) cpuBackend().layerNormForward(rows, D, x, P + n.weight, P + n.bias, config_.norm_eps, y, mean, rstd);
-  else cpuBackend().rmsNormForward(rows, 1, D, x, D, P + n.weight, config_.norm_eps, y, D, rstd);
+  if (arch_.layerNorm) kernels_->layerNormForward(rows, D, x, P + n.weight, P + n.bias, config_.norm_eps, y, mean, rstd);
+  else kernels_->rmsNormForward(rows, 1, D, x, D, P + n.weight, config_.norm_eps, y, D, rstd);
 }
 
 void CausalLM::normBackward(const Norm& n, int64_t rows, const float* x, const float* mean, const float* rstd,
@@ -236,17 +240,17 @@ void CausalLM::normBackward(const Norm& n, int64_t rows, const float* x, const f
   float* G = grads_.data();
   const int64_t D = config_.hidden_size;
   if (arch_.layerNorm) {
-    cpuBackend().layerNormBackward(rows, D, x, P + n.weight, mean, rstd, dy, dx, G + n.weight, G + n.bias, accumulate);
+    kernels_->layerNormBackward(rows, D, x, P + n.weight, mean, rstd, dy, dx, G + n.weight, G + n.bias, accumulate);
   } else {
-    cpuBackend().rmsNormBackward(rows, 1, D, x, D, P + n.weight, rstd, dy, D, dx, D, G + n.weight, accumulate);
+    kernels_->rmsNormBackward(rows, 1, D, x, D, P + n.weight, rstd, dy, D, dx, D, G + n.weight, accumulate);
   }
 }
 
 void CausalLM::linearForward(const Linear& l, int64_t rows, const float* x, int64_t ldx, float* y, int64_t ldy,
                              float beta) {
   const float* P = params_.data();
-  cpuBackend().matmul(false, true, rows, l.out, l.in, 1.0f, x, ldx, P + l.weight, l.in, beta, y, ldy);
-  if (l.bias >= 0) cpuBackend().addBias(rows, l.out, P + l.bias, y, ldy);
+  kernels_->matmul(false, true, rows, l.out, l.in, 1.0f, x, ldx, P + l.weight, l.in, beta, y, ldy);
+  if (l.bias >= 0) kernels_->addBias(rows, l.out, P + l.bias, y, ldy);
 }
 
 // dW += dy^T x, db += column sums of dy, dx (+)= dy W (skipped when dx is null).
@@ -254,15 +258,14 @@ void CausalLM::linearBackward(const Linear& l, int64_t rows, const float* x, int
                               int64_t ldy, float* dx, int64_t lddx, bool accumulate) {
   const float* P = params_.data();
   float* G = grads_.data();
-  cpuBackend().matmul(true, false, l.out, l.in, rows, 1.0f, dy, ldy, x, ldx, 1.0f, G + l.weight, l.in);
-  if (l.bias >= 0) cpuBackend().biasBackward(rows, l.out, dy, ldy, G + l.bias);
-  if (dx) cpuBackend().matmul(false, false, rows, l.in, l.out, 1.0f, dy, ldy, P + l.weight, l.in, accumulate ? 1.0f : 0.0f, dx, lddx);
+  kernels_->matmul(true, false, l.out, l.in, rows, 1.0f, dy, ldy, x, ldx, 1.0f, G + l.weight, l.in);
+  if (l.bias >= 0) kernels_->biasBackward(rows, l.out, dy, ldy, G + l.bias);
+  if (dx) kernels_->matmul(false, false, rows, l.in, l.out, 1.0f, dy, ldy, P + l.weight, l.in, accumulate ? 1.0f : 0.0f, dx, lddx);
 }
 
 // ---- the block, once for every family and every pass -------------------------------------------
 
 void CausalLM::blockForward(int64_t layer, const Pass& pass, const LayerView& a, float* act) {
-  const auto& cpu = cpuBackend();
   const LayerParams& p = registry_.layers[size_t(layer)];
   const float* P = params_.data();
   const int64_t rows = pass.rows(), D = config_.hidden_size, I = config_.intermediate_size;
@@ -279,13 +282,13 @@ void CausalLM::blockForward(int64_t layer, const Pass& pass, const LayerView& a,
     column += projection.out;
   }
   if (arch_.qkNorm) {
-    cpu.rmsNormForward(rows, H, hd, a.qkRaw, qkWidth, P + p.qNorm.weight, config_.norm_eps, a.qkv, qkvWidth_, a.qkRstd);
-    cpu.rmsNormForward(rows, KV, hd, a.qkRaw + qWidth_, qkWidth, P + p.kNorm.weight, config_.norm_eps,
+    kernels_->rmsNormForward(rows, H, hd, a.qkRaw, qkWidth, P + p.qNorm.weight, config_.norm_eps, a.qkv, qkvWidth_, a.qkRstd);
+    kernels_->rmsNormForward(rows, KV, hd, a.qkRaw + qWidth_, qkWidth, P + p.kNorm.weight, config_.norm_eps,
                        a.qkv + qWidth_, qkvWidth_, a.qkRstd + rows * H);
   }
   if (!arch_.learnedPositions) {
-    cpu.ropeRotate(rows, H, hd, a.qkv, qkvWidth_, pass.positions, ropeCos_.data(), ropeSin_.data(), false);
-    cpu.ropeRotate(rows, KV, hd, a.qkv + qWidth_, qkvWidth_, pass.positions, ropeCos_.data(), ropeSin_.data(), false);
+    kernels_->ropeRotate(rows, H, hd, a.qkv, qkvWidth_, pass.positions, ropeCos_.data(), ropeSin_.data(), false);
+    kernels_->ropeRotate(rows, KV, hd, a.qkv + qWidth_, qkvWidth_, pass.positions, ropeCos_.data(), ropeSin_.data(), false);
   }
 
   const AttentionShape shape{pass.batch, pass.queries, H, KV, hd};
@@ -297,29 +300,28 @@ void CausalLM::blockForward(int64_t layer, const Pass& pass, const LayerView& a,
     float* cacheK = cache_.data() + layer * 2 * perTensor;
     float* cacheV = cacheK + perTensor;
     kv = KvLayout{cacheCapacity_ * kvWidth_, kvWidth_};
-    cpu.kvCacheWrite(shape, pass.start, pass.count, keys, values, qkvWidth_, cacheK, cacheV, kv);
+    kernels_->kvCacheWrite(shape, pass.start, pass.count, keys, values, qkvWidth_, cacheK, cacheV, kv);
     keys = cacheK;
     values = cacheV;
   }
-  cpu.attentionForward(shape, pass.start, pass.count, a.qkv, qkvWidth_, keys, values, kv, a.att, qWidth_, a.lse);
+  kernels_->attentionForward(shape, pass.start, pass.count, a.qkv, qkvWidth_, keys, values, kv, a.att, qWidth_, a.lse);
 
-  std::memcpy(a.mid, a.input, sizeof(float) * size_t(rows * D));
+  kernels_->copy(a.mid, a.input, rows * D);
   linearForward(p.output, rows, a.att, qWidth_, a.mid, D, 1.0f);
   normForward(p.mlpNorm, rows, a.mid, a.h2, a.mean2, a.rstd2);
   linearForward(p.mlpIn[0], rows, a.h2, D, a.mlp0, I, 0.0f);
   if (arch_.gatedMlp) {
     linearForward(p.mlpIn[1], rows, a.h2, D, a.mlp1, I, 0.0f);
-    cpu.swigluForward(rows * I, a.mlp0, a.mlp1, act);
+    kernels_->swigluForward(rows * I, a.mlp0, a.mlp1, act);
   } else {
-    cpu.geluForward(rows * I, a.mlp0, act);
+    kernels_->geluForward(rows * I, a.mlp0, act);
   }
-  std::memcpy(a.output, a.mid, sizeof(float) * size_t(rows * D));
+  kernels_->copy(a.output, a.mid, rows * D);
   linearForward(p.mlpOut, rows, act, I, a.output, D, 1.0f);
 }
 
 // On entry work + w.dres holds d loss / d (the block's output); on exit, d loss / d (its input).
 void CausalLM::blockBackward(int64_t layer, const LayerView& a, float* work, const WorkLayout& w) {
-  const auto& cpu = cpuBackend();
   const LayerParams& p = registry_.layers[size_t(layer)];
   const float* P = params_.data();
   float* G = grads_.data();
@@ -330,15 +332,15 @@ void CausalLM::blockBackward(int64_t layer, const LayerView& a, float* work, con
   float *mlpA = work + w.mlpA, *mlpB = work + w.mlpB;
 
   // MLP: the activation is recomputed from the kept pre-activations rather than stored.
-  if (arch_.gatedMlp) cpu.swigluForward(rows * I, a.mlp0, a.mlp1, mlpA);
-  else cpu.geluForward(rows * I, a.mlp0, mlpA);
+  if (arch_.gatedMlp) kernels_->swigluForward(rows * I, a.mlp0, a.mlp1, mlpA);
+  else kernels_->geluForward(rows * I, a.mlp0, mlpA);
   linearBackward(p.mlpOut, rows, mlpA, I, dres, D, mlpB, I, false);
   if (arch_.gatedMlp) {
-    cpu.swigluBackward(rows * I, a.mlp0, a.mlp1, mlpB, mlpB, mlpA);  // d gate -> mlpB, d up -> mlpA
+    kernels_->swigluBackward(rows * I, a.mlp0, a.mlp1, mlpB, mlpB, mlpA);  // d gate -> mlpB, d up -> mlpA
     linearBackward(p.mlpIn[0], rows, a.h2, D, mlpB, I, dh, D, false);
     linearBackward(p.mlpIn[1], rows, a.h2, D, mlpA, I, dh, D, true);
   } else {
-    cpu.geluBackward(rows * I, a.mlp0, mlpB, mlpB);
+    kernels_->geluBackward(rows * I, a.mlp0, mlpB, mlpB);
     linearBackward(p.mlpIn[0], rows, a.h2, D, mlpB, I, dh, D, false);
   }
   normBackward(p.mlpNorm, rows, a.mid, a.mean2, a.rstd2, dh, dres, true);
@@ -347,16 +349,16 @@ void CausalLM::blockBackward(int64_t layer, const LayerView& a, float* work, con
   linearBackward(p.output, rows, a.att, qWidth_, dres, D, datt, qWidth_, false);
   const AttentionShape shape{batch_, time_, H, KV, hd};
   const KvLayout kv{time_ * qkvWidth_, qkvWidth_};
-  cpu.attentionBackward(shape, lengths_.data(), a.qkv, qkvWidth_, a.qkv + qWidth_, a.qkv + qWidth_ + kvWidth_, kv,
+  kernels_->attentionBackward(shape, lengths_.data(), a.qkv, qkvWidth_, a.qkv + qWidth_, a.qkv + qWidth_ + kvWidth_, kv,
                         a.att, qWidth_, datt, a.lse, dqkv, dqkv + qWidth_, dqkv + qWidth_ + kvWidth_);
   if (!arch_.learnedPositions) {
-    cpu.ropeRotate(rows, H, hd, dqkv, qkvWidth_, positions_.data(), ropeCos_.data(), ropeSin_.data(), true);
-    cpu.ropeRotate(rows, KV, hd, dqkv + qWidth_, qkvWidth_, positions_.data(), ropeCos_.data(), ropeSin_.data(), true);
+    kernels_->ropeRotate(rows, H, hd, dqkv, qkvWidth_, positions_.data(), ropeCos_.data(), ropeSin_.data(), true);
+    kernels_->ropeRotate(rows, KV, hd, dqkv + qWidth_, qkvWidth_, positions_.data(), ropeCos_.data(), ropeSin_.data(), true);
   }
   if (arch_.qkNorm) {
-    cpu.rmsNormBackward(rows, H, hd, a.qkRaw, qkWidth, P + p.qNorm.weight, a.qkRstd, dqkv, qkvWidth_, dqkv,
+    kernels_->rmsNormBackward(rows, H, hd, a.qkRaw, qkWidth, P + p.qNorm.weight, a.qkRstd, dqkv, qkvWidth_, dqkv,
                         qkvWidth_, G + p.qNorm.weight, false);
-    cpu.rmsNormBackward(rows, KV, hd, a.qkRaw + qWidth_, qkWidth, P + p.kNorm.weight, a.qkRstd + rows * H,
+    kernels_->rmsNormBackward(rows, KV, hd, a.qkRaw + qWidth_, qkWidth, P + p.kNorm.weight, a.qkRstd + rows * H,
                         dqkv + qWidth_, qkvWidth_, dqkv + qWidth_, qkvWidth_, G + p.kNorm.weight, false);
   }
   int64_t column = 0;
@@ -369,24 +371,34 @@ void CausalLM::blockBackward(int64_t layer, const LayerView& a, float* work, con
 
 // ---- passes -----------------------------------------------------------------------------------
 
+napo_status CausalLM::uploadInputs() {
+  const auto send = [&](Buffer<int32_t>& buffer, const std::vector<int32_t>& host) {
+    NAPO_TRY(buffer.reserve(device_, host.size()));
+    return kernels_->upload(buffer.data(), host.data(), sizeof(int32_t) * host.size());
+  };
+  NAPO_TRY(send(tokens_, hostTokens_));
+  NAPO_TRY(send(positions_, hostPositions_));
+  NAPO_TRY(send(lengths_, hostLengths_));
+  return send(starts_, hostStarts_);
+}
+
 napo_status CausalLM::loadBatch(const HostBatch& batch) {
   const int64_t B = batch.batch, T = batch.time;
-  const napo_device host{NAPO_CPU, 0};
-  NAPO_TRY(tokens_.reserve(host, size_t(B * T)));
-  NAPO_TRY(positions_.reserve(host, size_t(B * T)));
-  NAPO_TRY(lengths_.reserve(host, size_t(B)));
-  NAPO_TRY(starts_.reserve(host, size_t(B), true));
+  hostTokens_.assign(size_t(B * T), -1);
+  hostPositions_.assign(size_t(B * T), -1);
+  hostLengths_.assign(size_t(B), 0);
+  hostStarts_.assign(size_t(B), 0);
   for (int64_t b = 0; b < B; ++b) {
     const int32_t length = batch.lengths ? batch.lengths[b] : int32_t(T);
-    lengths_.data()[b] = length;
-    for (int64_t t = 0; t < T; ++t) {
-      const bool real = t < length;
-      tokens_.data()[b * T + t] = real ? batch.tokens[b * T + t] : -1;
-      positions_.data()[b * T + t] = real ? int32_t(t) : -1;
+    hostLengths_[size_t(b)] = length;
+    for (int64_t t = 0; t < length; ++t) {
+      hostTokens_[size_t(b * T + t)] = batch.tokens[b * T + t];
+      hostPositions_[size_t(b * T + t)] = int32_t(t);
     }
   }
   batch_ = B;
   time_ = T;
+  NAPO_TRY(uploadInputs());
   return ensureRope(T);
 }
 
@@ -399,7 +411,7 @@ napo_status CausalLM::runPass(const Pass& pass) {
   NAPO_TRY(work_.reserve(device_, size_t(rows * std::max(config_.intermediate_size, config_.hidden_size))));
   const float* P = params_.data();
   float* first = layerView(layout, 0, rows).input;
-  cpuBackend().embeddingForward(rows, config_.hidden_size, tokens_.data(), pass.positions, P + registry_.embed,
+  kernels_->embeddingForward(rows, config_.hidden_size, tokens_.data(), pass.positions, P + registry_.embed,
                                 registry_.positions >= 0 ? P + registry_.positions : nullptr, first);
   for (int64_t l = 0; l < config_.num_layers; ++l) blockForward(l, pass, layerView(layout, l, rows), work_.data());
   const float* last = layerView(layout, config_.num_layers - 1, rows).output;
@@ -425,7 +437,7 @@ void CausalLM::releaseCache() {
 }
 
 napo_status CausalLM::lmHeadLogits(const float* hidden, int64_t rows, float* logits) {
-  cpuBackend().matmul(false, true, rows, config_.vocab_size, config_.hidden_size, 1.0f, hidden, config_.hidden_size,
+  kernels_->matmul(false, true, rows, config_.vocab_size, config_.hidden_size, 1.0f, hidden, config_.hidden_size,
                       params_.data() + registry_.lmHead, config_.hidden_size, 0.0f, logits, config_.vocab_size);
   return NAPO_OK;
 }
@@ -439,8 +451,8 @@ napo_status CausalLM::forward(const HostBatch& batch, float* logits) {
   NAPO_TRY(lmHeadLogits(acts_.data() + layout.finalOut, batch_ * time_, logits));
   const int64_t V = config_.vocab_size;
   for (int64_t b = 0; b < batch_; ++b) {
-    const int64_t length = lengths_.data()[b];
-    std::memset(logits + (b * time_ + length) * V, 0, sizeof(float) * size_t((time_ - length) * V));
+    const int64_t length = hostLengths_[size_t(b)];
+    kernels_->zero(logits + (b * time_ + length) * V, (time_ - length) * V);
   }
   kept_ = Kept::kLogits;
   return NAPO_OK;
@@ -457,13 +469,13 @@ napo_status CausalLM::backward(const float* gradLogits) {
   const float* hidden = acts_.data() + layout.finalOut;
   // Rows past a length carry no gradient, whatever the caller's buffer holds there.
   for (int64_t b = 0; b < batch_; ++b) {
-    const int64_t length = lengths_.data()[b];
+    const int64_t length = hostLengths_[size_t(b)];
     const float* g = gradLogits + b * time_ * V;
     float* grad = grads_.data() + registry_.lmHead;
-    cpuBackend().matmul(true, false, V, D, length, 1.0f, g, V, hidden + b * time_ * D, D, 1.0f, grad, D);
-    cpuBackend().matmul(false, false, length, D, V, 1.0f, g, V, params_.data() + registry_.lmHead, D, 0.0f,
+    kernels_->matmul(true, false, V, D, length, 1.0f, g, V, hidden + b * time_ * D, D, 1.0f, grad, D);
+    kernels_->matmul(false, false, length, D, V, 1.0f, g, V, params_.data() + registry_.lmHead, D, 0.0f,
                         dfinal + b * time_ * D, D);
-    std::memset(dfinal + (b * time_ + length) * D, 0, sizeof(float) * size_t((time_ - length) * D));
+    kernels_->zero(dfinal + (b * time_ + length) * D, (time_ - length) * D);
   }
   (void)rows;
   return trunkBackward(dfinal);
@@ -481,7 +493,7 @@ napo_status CausalLM::trunkBackward(const float* dfinal) {
                work + w.dres, false);
   for (int64_t l = config_.num_layers - 1; l >= 0; --l) blockBackward(l, layerView(layout, l, rows), work, w);
   float* G = grads_.data();
-  cpuBackend().embeddingBackward(rows, D, tokens_.data(), positions_.data(), work + w.dres, G + registry_.embed,
+  kernels_->embeddingBackward(rows, D, tokens_.data(), positions_.data(), work + w.dres, G + registry_.embed,
                                  registry_.positions >= 0 ? G + registry_.positions : nullptr);
   // A backward is the end of its forward's memory: the next phase starts without it.
   releaseActivations();
@@ -497,47 +509,49 @@ napo_status CausalLM::score(const HostBatch& batch, const int32_t* targets, cons
   const Layout layout = layoutFor(pass);
   const int64_t rows = batch_ * time_, D = config_.hidden_size, V = config_.vocab_size;
   scoredRows_.clear();
+  std::vector<int32_t> scoredTargets;
   for (int64_t r = 0; r < rows; ++r) {
-    if (targets[r] >= 0) scoredRows_.push_back(r);
+    if (targets[r] < 0) continue;
+    scoredRows_.push_back(r);
+    scoredTargets.push_back(targets[r]);
   }
   const int64_t N = int64_t(scoredRows_.size());
-  std::fill(logprobs, logprobs + rows, 0.0f);
-  if (entropy) std::fill(entropy, entropy + rows, 0.0f);
   scoreTemperature_ = options.temperature;
   scoreEntropy_ = options.entropy != 0;
   kept_ = Kept::kScores;
-  if (N == 0) {
-    if (!options.keep_activations) releaseActivations();
-    return NAPO_OK;
+  // The outputs are written whole from host rows: 0 where nothing is scored.
+  std::vector<float> hostLogprobs(size_t(rows), 0.0f), hostEntropy(entropy ? size_t(rows) : 0, 0.0f);
+  if (N > 0) {
+    const int64_t chunk = napo_linear_logprobs_chunk(N, V, 0);
+    NAPO_TRY(scoreHidden_.reserve(device_, size_t(N * D)));
+    NAPO_TRY(scoreTargets_.reserve(device_, size_t(N)));
+    NAPO_TRY(scoreLse_.reserve(device_, size_t(N)));
+    NAPO_TRY(scoreValues_.reserve(device_, size_t(N)));
+    NAPO_TRY(scoreEntropyValues_.reserve(device_, size_t(N)));
+    NAPO_TRY(scoreTile_.reserve(device_, size_t(N * (chunk + cpu::kLinearTilePad))));
+    NAPO_TRY(kernels_->upload(scoreTargets_.data(), scoredTargets.data(), sizeof(int32_t) * size_t(N)));
+    const float* hidden = acts_.data() + layout.finalOut;
+    for (int64_t i = 0; i < N; ++i) kernels_->copy(scoreHidden_.data() + i * D, hidden + scoredRows_[size_t(i)] * D, D);
+    NAPO_TRY(kernels_->linearLogprobs(scoreHidden_.data(), params_.data() + registry_.lmHead, N, V, D, scoreTargets_.data(),
+                                      scoreTemperature_, chunk, scoreTile_.data(), scoreValues_.data(),
+                                      scoreEntropy_ ? scoreEntropyValues_.data() : nullptr, scoreLse_.data()));
+    std::vector<float> values(static_cast<size_t>(N)), entropies(entropy ? size_t(N) : 0);
+    NAPO_TRY(kernels_->download(values.data(), scoreValues_.data(), sizeof(float) * values.size()));
+    if (entropy) NAPO_TRY(kernels_->download(entropies.data(), scoreEntropyValues_.data(), sizeof(float) * entropies.size()));
+    for (int64_t i = 0; i < N; ++i) {
+      const size_t r = size_t(scoredRows_[size_t(i)]);
+      hostLogprobs[r] = values[size_t(i)];
+      if (entropy) hostEntropy[r] = entropies[size_t(i)];
+    }
   }
-  const napo_device host{NAPO_CPU, 0};
-  const int64_t chunk = napo_linear_logprobs_chunk(N, V, 0);
-  NAPO_TRY(scoreHidden_.reserve(device_, size_t(N * D)));
-  NAPO_TRY(scoreTargets_.reserve(host, size_t(N)));
-  NAPO_TRY(scoreLse_.reserve(device_, size_t(N)));
-  NAPO_TRY(scoreValues_.reserve(device_, size_t(N)));
-  NAPO_TRY(scoreEntropyValues_.reserve(device_, size_t(N)));
-  NAPO_TRY(scoreTile_.reserve(device_, size_t(N * (chunk + cpu::kLinearTilePad))));
-  const float* hidden = acts_.data() + layout.finalOut;
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t r = scoredRows_[size_t(i)];
-    std::memcpy(scoreHidden_.data() + i * D, hidden + r * D, sizeof(float) * size_t(D));
-    scoreTargets_.data()[i] = targets[r];
-  }
-  const napo_tensor h = hostMatrix(scoreHidden_.data(), N, D);
-  const napo_tensor weight = hostMatrix(params_.data() + registry_.lmHead, V, D);
-  NAPO_TRY(cpuBackend().linearLogprobs(h, weight, scoreTargets_.data(), scoreTemperature_, chunk, scoreTile_.data(),
-                                       scoreValues_.data(), scoreEntropy_ ? scoreEntropyValues_.data() : nullptr,
-                                       scoreLse_.data()));
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t r = scoredRows_[size_t(i)];
-    logprobs[r] = scoreValues_.data()[i];
-    if (entropy) entropy[r] = scoreEntropyValues_.data()[i];
-  }
+  NAPO_TRY(kernels_->upload(logprobs, hostLogprobs.data(), sizeof(float) * hostLogprobs.size()));
+  if (entropy) NAPO_TRY(kernels_->upload(entropy, hostEntropy.data(), sizeof(float) * hostEntropy.size()));
   if (!options.keep_activations) releaseActivations();
   return NAPO_OK;
 }
 
+// Gathers the scored rows' gradients on the host (one float a row), runs the fused LM head's
+// backward on the device, and scatters d hidden back into the rows.
 napo_status CausalLM::scoreBackward(const float* gradLogprobs, const float* gradEntropy) {
   const int64_t rows = batch_ * time_, D = config_.hidden_size, V = config_.vocab_size;
   const int64_t N = int64_t(scoredRows_.size());
@@ -545,32 +559,35 @@ napo_status CausalLM::scoreBackward(const float* gradLogprobs, const float* grad
   NAPO_TRY(ensureGrads());
   NAPO_TRY(work_.reserve(device_, size_t(w.total)));
   float* dfinal = work_.data() + w.dh;
-  std::memset(dfinal, 0, sizeof(float) * size_t(rows * D));
+  kernels_->zero(dfinal, rows * D);
   if (N > 0) {
-    // The gathered gradients reuse the log-prob buffers of the forward, which are no longer needed.
-    float* gradSelected = scoreValues_.data();
-    float* gradEntropySelected = gradEntropy ? scoreEntropyValues_.data() : nullptr;
-    // The entropy's gradient needs the forward's entropy: keep it aside in the tile's first row.
-    const int64_t chunk = napo_linear_logprobs_chunk(N, V, 0);
-    std::vector<float> forwardEntropy;
-    if (gradEntropy) forwardEntropy.assign(scoreEntropyValues_.data(), scoreEntropyValues_.data() + N);
+    std::vector<float> gradRows(static_cast<size_t>(rows)), gradEntropyRows(gradEntropy ? size_t(rows) : 0);
+    NAPO_TRY(kernels_->download(gradRows.data(), gradLogprobs, sizeof(float) * gradRows.size()));
+    if (gradEntropy) NAPO_TRY(kernels_->download(gradEntropyRows.data(), gradEntropy, sizeof(float) * gradEntropyRows.size()));
+    std::vector<float> selected(static_cast<size_t>(N)), entropySelected(gradEntropy ? size_t(N) : 0);
     for (int64_t i = 0; i < N; ++i) {
-      const int64_t r = scoredRows_[size_t(i)];
-      gradSelected[i] = gradLogprobs[r];
-      if (gradEntropySelected) gradEntropySelected[i] = gradEntropy[r];
+      const size_t r = size_t(scoredRows_[size_t(i)]);
+      selected[size_t(i)] = gradRows[r];
+      if (gradEntropy) entropySelected[size_t(i)] = gradEntropyRows[r];
+    }
+    // The gathered gradients reuse the forward's log-prob buffer, no longer needed; those of the
+    // entropy get their own, since its gradient needs the forward's entropy.
+    float* gradSelected = scoreValues_.data();
+    NAPO_TRY(kernels_->upload(gradSelected, selected.data(), sizeof(float) * selected.size()));
+    Buffer<float> gradEntropySelected(NAPO_MEMORY_TEMPORARY);
+    if (gradEntropy) {
+      NAPO_TRY(gradEntropySelected.reserve(device_, size_t(N)));
+      NAPO_TRY(kernels_->upload(gradEntropySelected.data(), entropySelected.data(), sizeof(float) * entropySelected.size()));
     }
     Buffer<float> gradHidden(NAPO_MEMORY_TEMPORARY);
-    NAPO_TRY(gradHidden.reserve(device_, size_t(N * D), true));
-    const napo_tensor h = hostMatrix(scoreHidden_.data(), N, D);
-    const napo_tensor weight = hostMatrix(params_.data() + registry_.lmHead, V, D);
-    NAPO_TRY(cpuBackend().linearLogprobsBackward(h, weight, scoreTargets_.data(), scoreLse_.data(),
-                                                 gradEntropy ? forwardEntropy.data() : nullptr, gradSelected,
-                                                 gradEntropySelected, scoreTemperature_, chunk, true,
-                                                 scoreTile_.data(), gradHidden.data(),
-                                                 grads_.data() + registry_.lmHead));
-    for (int64_t i = 0; i < N; ++i) {
-      std::memcpy(dfinal + scoredRows_[size_t(i)] * D, gradHidden.data() + i * D, sizeof(float) * size_t(D));
-    }
+    NAPO_TRY(reserveZeroed(gradHidden, N * D));
+    const int64_t chunk = napo_linear_logprobs_chunk(N, V, 0);
+    NAPO_TRY(kernels_->linearLogprobsBackward(scoreHidden_.data(), params_.data() + registry_.lmHead, N, V, D,
+                                              scoreTargets_.data(), scoreLse_.data(),
+                                              gradEntropy ? scoreEntropyValues_.data() : nullptr, gradSelected,
+                                              gradEntropy ? gradEntropySelected.data() : nullptr, scoreTemperature_, chunk,
+                                              scoreTile_.data(), gradHidden.data(), grads_.data() + registry_.lmHead));
+    for (int64_t i = 0; i < N; ++i) kernels_->copy(dfinal + scoredRows_[size_t(i)] * D, gradHidden.data() + i * D, D);
   }
   return trunkBackward(dfinal);
 }
@@ -586,13 +603,13 @@ napo_status CausalLM::prefill(const HostBatch& batch, int64_t capacity, float* l
   cacheCapacity_ = capacity;
   const Pass pass{B, time_, starts_.data(), lengths_.data(), positions_.data(), true, false};
   NAPO_TRY(runPass(pass));
-  cachePositions_.assign(lengths_.data(), lengths_.data() + B);
+  cachePositions_ = hostLengths_;
   // Logits of each row's last prompt token.
   const Layout layout = layoutFor(pass);
   float* last = work_.data();
   for (int64_t b = 0; b < B; ++b) {
-    const int64_t row = b * time_ + lengths_.data()[b] - 1;
-    std::memcpy(last + b * D, acts_.data() + layout.finalOut + row * D, sizeof(float) * size_t(D));
+    const int64_t row = b * time_ + hostLengths_[size_t(b)] - 1;
+    kernels_->copy(last + b * D, acts_.data() + layout.finalOut + row * D, D);
   }
   return lmHeadLogits(last, B, logits);
 }
@@ -600,26 +617,25 @@ napo_status CausalLM::prefill(const HostBatch& batch, int64_t capacity, float* l
 napo_status CausalLM::decodeStep(const int32_t* tokens, float* logits) {
   kept_ = Kept::kNothing;
   const int64_t B = cacheBatch_, V = config_.vocab_size;
-  const napo_device host{NAPO_CPU, 0};
-  NAPO_TRY(tokens_.reserve(host, size_t(B)));
-  NAPO_TRY(positions_.reserve(host, size_t(B)));
-  NAPO_TRY(starts_.reserve(host, size_t(B)));
-  NAPO_TRY(lengths_.reserve(host, size_t(B)));
+  hostTokens_.assign(size_t(B), -1);
+  hostPositions_.assign(size_t(B), -1);
+  hostLengths_.assign(size_t(B), 0);
   for (int64_t b = 0; b < B; ++b) {
-    const bool active = tokens[b] >= 0;
-    tokens_.data()[b] = active ? tokens[b] : -1;
-    positions_.data()[b] = active ? cachePositions_[size_t(b)] : -1;
-    starts_.data()[b] = positions_.data()[b];
-    lengths_.data()[b] = active ? 1 : 0;
+    if (tokens[b] < 0) continue;
+    hostTokens_[size_t(b)] = tokens[b];
+    hostPositions_[size_t(b)] = cachePositions_[size_t(b)];
+    hostLengths_[size_t(b)] = 1;
   }
+  hostStarts_ = hostPositions_;
   batch_ = B;
   time_ = 1;
+  NAPO_TRY(uploadInputs());
   const Pass pass{B, 1, starts_.data(), lengths_.data(), positions_.data(), true, false};
   NAPO_TRY(runPass(pass));
   const Layout layout = layoutFor(pass);
   NAPO_TRY(lmHeadLogits(acts_.data() + layout.finalOut, B, logits));
   for (int64_t b = 0; b < B; ++b) {
-    if (tokens[b] < 0) std::memset(logits + b * V, 0, sizeof(float) * size_t(V));
+    if (tokens[b] < 0) kernels_->zero(logits + b * V, V);
     else ++cachePositions_[size_t(b)];
   }
   return NAPO_OK;
@@ -678,17 +694,19 @@ void CausalLM::memoryPlan(const napo_model_memory_query& q, int64_t* bytes) cons
 
 napo_status CausalLM::step(const napo_adamw_options& o, napo_adamw_result* result) {
   NAPO_TRY(ensureGrads());
-  if (m_.empty()) NAPO_TRY(m_.reserve(device_, size_t(registry_.floats), true));
-  if (v_.empty()) NAPO_TRY(v_.reserve(device_, size_t(registry_.floats), true));
-  const double norm = std::sqrt(cpuBackend().sumSquares(registry_.floats, grads_.data()));
+  if (m_.empty()) NAPO_TRY(reserveZeroed(m_, registry_.floats));
+  if (v_.empty()) NAPO_TRY(reserveZeroed(v_, registry_.floats));
+  double squares = 0.0;
+  NAPO_TRY(kernels_->sumSquares(registry_.floats, grads_.data(), &squares));
+  const double norm = std::sqrt(squares);
   if (!std::isfinite(norm)) return fail(NAPO_ERR_RANGE, "model.step: the gradient norm is %g; the step was skipped", norm);
   double scale = 1.0;
   if (o.max_grad_norm > 0.0f && norm > double(o.max_grad_norm)) scale = double(o.max_grad_norm) / (norm + 1e-6);
   std::vector<cpu::AdamWRange> ranges;
   for (const ParamSpec& s : registry_.specs) ranges.push_back({s.offset, s.numel, s.decay});
   ++steps_;
-  cpuBackend().adamwStep(params_.data(), grads_.data(), m_.data(), v_.data(), ranges.data(), int64_t(ranges.size()),
-                         steps_, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, float(scale));
+  NAPO_TRY(kernels_->adamwStep(params_.data(), grads_.data(), m_.data(), v_.data(), ranges.data(), int64_t(ranges.size()),
+                         steps_, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, float(scale)));
   if (result) {
     result->grad_norm = norm;
     result->clip_scale = scale;
@@ -715,8 +733,8 @@ napo_status CausalLM::readOptimizerState(float* expAvg, float* expAvgSq, int64_t
 
 napo_status CausalLM::writeOptimizerState(const float* expAvg, const float* expAvgSq, int64_t steps) {
   // Zeroed on allocation, so the padding between parameters stays 0.
-  if (m_.empty()) NAPO_TRY(m_.reserve(device_, size_t(registry_.floats), true));
-  if (v_.empty()) NAPO_TRY(v_.reserve(device_, size_t(registry_.floats), true));
+  if (m_.empty()) NAPO_TRY(reserveZeroed(m_, registry_.floats));
+  if (v_.empty()) NAPO_TRY(reserveZeroed(v_, registry_.floats));
   const napo_device host{NAPO_CPU, 0};
   int64_t at = 0;
   for (const ParamSpec& s : registry_.specs) {

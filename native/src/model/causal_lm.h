@@ -1,8 +1,11 @@
 // A decoder-only causal LM of any family in architecture.h. Parameters, gradients and AdamW
 // moments are each one flat napo allocation with every parameter at a fixed offset (the
 // registry); the block is written once and runs training (activations kept for the backward),
-// prefill and decode (keys and values kept in the KV cache). The caller (model_abi.cpp) has
-// validated every argument.
+// prefill and decode (keys and values kept in the KV cache). Every buffer lives on the config's
+// device and every kernel runs there (layer_kernels.h); what the host decides (batch lengths,
+// which rows are scored) is kept in host copies and uploaded. Outputs and gradients coming in
+// (logits, log-probs, their gradients) are memory of the model's device. The caller
+// (model_abi.cpp) has validated every argument.
 #pragma once
 
 #include <memory>
@@ -10,6 +13,7 @@
 
 #include "architecture.h"
 #include "buffer.h"
+#include "layer_kernels.h"
 #include "napo/model.h"
 
 namespace napo::model {
@@ -24,6 +28,8 @@ struct HostBatch {
 class CausalLM {
  public:
   explicit CausalLM(const napo_model_config& config);
+  // With the given kernels (the emulation harness runs the CUDA kernels on the host this way).
+  CausalLM(const napo_model_config& config, std::unique_ptr<LayerKernels> kernels);
   napo_status initialize();  // random weights from the seed
   napo_status copyParametersFrom(const CausalLM& other);
 
@@ -105,9 +111,12 @@ class CausalLM {
   napo_status ensureRope(int64_t positions);
   int64_t ropeRows(int64_t positions) const;  // the table's rows once it covers `positions`
   napo_status ensureGrads();
+  napo_status reserveZeroed(Buffer<float>& buffer, int64_t count);
+  napo_status uploadInputs();  // the host copies of tokens, positions, lengths, starts
   napo_status lmHeadLogits(const float* hidden, int64_t rows, float* logits);
 
   napo_model_config config_;
+  std::unique_ptr<LayerKernels> kernels_;
   const Architecture& arch_;
   Registry registry_;
   napo_device device_;
@@ -121,8 +130,10 @@ class CausalLM {
   Buffer<float> ropeCos_{NAPO_MEMORY_WORKSPACE}, ropeSin_{NAPO_MEMORY_WORKSPACE};
   int64_t ropePositions_ = 0;
 
-  // The last batch: padded tokens (-1 past a length), positions, lengths, zero starts.
+  // The last batch: padded tokens (-1 past a length), positions, lengths, starts (0, or the
+  // cache position when decoding); decided on the host, uploaded to the device's buffers.
   int64_t batch_ = 0, time_ = 0;
+  std::vector<int32_t> hostTokens_, hostPositions_, hostLengths_, hostStarts_;
   Buffer<int32_t> tokens_{NAPO_MEMORY_INPUT}, positions_{NAPO_MEMORY_INPUT}, lengths_{NAPO_MEMORY_INPUT},
       starts_{NAPO_MEMORY_INPUT};
   Buffer<float> acts_{NAPO_MEMORY_ACTIVATION}, work_{NAPO_MEMORY_TEMPORARY};

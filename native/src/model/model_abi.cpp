@@ -25,6 +25,8 @@ struct napo_model {
 
 namespace {
 
+constexpr napo_device kHost{NAPO_CPU, 0};
+
 napo_status intField(const char* name, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
     return fail(NAPO_ERR_RANGE, "model config: %s = %lld must be in [%lld, %lld]", name, (long long)value,
@@ -478,9 +480,13 @@ napo_status napo_model_parameter_read(const napo_model* model, int64_t index, na
   NAPO_TRY(checkParameterIndex(model, index, op));
   NAPO_TRY(checkStorageDtype(op, dtype, dst));
   const ParamSpec& s = model->impl->registry().specs[size_t(index)];
-  const float* values = model->impl->params() + s.offset;
-  for (int64_t i = 0; i < s.numel; ++i) floatToStored(dtype, values[i], dst, layoutIndex(s, checkpoint_layout != 0, i));
-  return NAPO_OK;
+  return shielded(op, [&]() -> napo_status {
+    std::vector<float> values(size_t(s.numel));
+    NAPO_TRY(napo_memcpy(kHost, values.data(), model->impl->config().device, model->impl->params() + s.offset,
+                         sizeof(float) * values.size()));
+    for (int64_t i = 0; i < s.numel; ++i) floatToStored(dtype, values[size_t(i)], dst, layoutIndex(s, checkpoint_layout != 0, i));
+    return NAPO_OK;
+  });
 }
 
 napo_status napo_model_parameter_write(napo_model* model, int64_t index, napo_dtype dtype, int32_t checkpoint_layout,
@@ -499,8 +505,8 @@ napo_status napo_model_parameter_write(napo_model* model, int64_t index, napo_dt
                     double(values[size_t(i)]));
       }
     }
-    std::memcpy(model->impl->params() + s.offset, values.data(), sizeof(float) * values.size());
-    return NAPO_OK;
+    return napo_memcpy(model->impl->config().device, model->impl->params() + s.offset, kHost, values.data(),
+                       sizeof(float) * values.size());
   });
 }
 
@@ -510,8 +516,9 @@ napo_status napo_model_gradient_read(const napo_model* model, int64_t index, flo
   if (!dst) return fail(NAPO_ERR_TYPE, "%s: the buffer is missing", op);
   const ParamSpec& s = model->impl->registry().specs[size_t(index)];
   const float* grads = model->impl->grads();
-  if (!grads) std::memset(dst, 0, sizeof(float) * size_t(s.numel));
-  else std::memcpy(dst, grads + s.offset, sizeof(float) * size_t(s.numel));
+  // No gradient before the first backward: zeros.
+  if (grads) return napo_memcpy(kHost, dst, model->impl->config().device, grads + s.offset, sizeof(float) * size_t(s.numel));
+  std::memset(dst, 0, sizeof(float) * size_t(s.numel));
   return NAPO_OK;
 }
 
