@@ -116,9 +116,9 @@ function trainerCharts(run: TrainerResult): string[] {
         : [{ name: 'peak', type: 'bar' as const, data: r.phases.map((p) => p.peakAllocatedBytes / 2 ** 20) }];
     return renderSvg({
       title: title(`${r.label}: peak allocated MiB by phase and category`),
-      legend: { top: 24 },
-      grid: { top: 76 },
-      xAxis: { type: 'category', data: phaseNames },
+      legend: { top: 30, itemGap: 8, textStyle: { fontSize: 11 } },
+      grid: { top: 90 },
+      xAxis: { type: 'category', data: phaseNames, axisLabel: { interval: 0, fontSize: 10 } },
       yAxis: { type: 'value', name: 'MiB' },
       series,
     });

@@ -97,10 +97,11 @@ function phaseMemoryCharts(report: ComparisonReport): string[] {
     return [
       renderSvg({
         title: { text: `${label}: memory by phase and category (MiB, step ${step.step})`, textStyle: { fontSize: 14 } },
-        legend: { top: 24 },
-        grid: { top: 76 },
+        legend: { top: 30, itemGap: 8, textStyle: { fontSize: 11 } },
+        grid: { top: 90 },
         tooltip: {},
-        xAxis: { type: 'category', data: [...phases] },
+        // Every phase named: seven labels fit at this size.
+        xAxis: { type: 'category', data: [...phases], axisLabel: { interval: 0, fontSize: 10 } },
         yAxis: { type: 'value' },
         series: used.map((category) => ({
           name: category,
