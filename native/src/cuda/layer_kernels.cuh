@@ -29,6 +29,8 @@
 
 namespace napo::cuda {
 
+static_assert(kAttentionMaxHeadDim == model::kCudaMaxHeadDim, "the model checks the attention kernel's limit");
+
 // One fused LM-head call: hidden [n, width] and weight [vocab, width], float32 on the device.
 struct LinearCall {
   const float* hidden;
@@ -179,6 +181,7 @@ class LayerKernelsOn final : public model::LayerKernels {
     launchSumSquares(platform_.launcher(), SumSquaresArgs{n, x, static_cast<double*>(partials.data())});
     return download(total, partials.data(), sizeof(double));
   }
+  int64_t linearTileFloats(int64_t, int64_t) const override { return 0; }
   napo_status linearLogprobs(const float* hidden, const float* weight, int64_t n, int64_t vocab, int64_t width,
                              const int32_t* tokens, float temperature, int64_t chunk, float*, float* logprobs,
                              float* entropy, float* lse) override {

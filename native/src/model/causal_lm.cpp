@@ -6,12 +6,8 @@
 
 #include "core/philox.h"
 #include "core/thread_pool.h"
-#include "cpu/backend.h"
 
 namespace napo::model {
-
-using cpu::AttentionShape;
-using cpu::KvLayout;
 
 namespace {
 
@@ -528,7 +524,7 @@ napo_status CausalLM::score(const HostBatch& batch, const int32_t* targets, cons
     NAPO_TRY(scoreLse_.reserve(device_, size_t(N)));
     NAPO_TRY(scoreValues_.reserve(device_, size_t(N)));
     NAPO_TRY(scoreEntropyValues_.reserve(device_, size_t(N)));
-    NAPO_TRY(scoreTile_.reserve(device_, size_t(N * (chunk + cpu::kLinearTilePad))));
+    NAPO_TRY(scoreTile_.reserve(device_, size_t(kernels_->linearTileFloats(N, chunk))));
     NAPO_TRY(kernels_->upload(scoreTargets_.data(), scoredTargets.data(), sizeof(int32_t) * size_t(N)));
     const float* hidden = acts_.data() + layout.finalOut;
     for (int64_t i = 0; i < N; ++i) kernels_->copy(scoreHidden_.data() + i * D, hidden + scoredRows_[size_t(i)] * D, D);
@@ -679,7 +675,7 @@ void CausalLM::memoryPlan(const napo_model_memory_query& q, int64_t* bytes) cons
       add(NAPO_MEMORY_ACTIVATION, N);                                  // lse
       add(NAPO_MEMORY_ACTIVATION, N);                                  // entropy
       add(NAPO_MEMORY_TEMPORARY, N);                                   // the gathered log-probs
-      add(NAPO_MEMORY_WORKSPACE, N * (napo_linear_logprobs_chunk(N, V, 0) + cpu::kLinearTilePad));
+      add(NAPO_MEMORY_WORKSPACE, kernels_->linearTileFloats(N, napo_linear_logprobs_chunk(N, V, 0)));
       if (backward) add(NAPO_MEMORY_TEMPORARY, N * D);                 // d hidden
     }
   }

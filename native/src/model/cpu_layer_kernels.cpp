@@ -101,6 +101,7 @@ class CpuLayerKernels final : public LayerKernels {
     *total = cpu_.sumSquares(n, x);
     return NAPO_OK;
   }
+  int64_t linearTileFloats(int64_t n, int64_t chunk) const override { return n * (chunk + cpu::kLinearTilePad); }
   napo_status linearLogprobs(const float* hidden, const float* weight, int64_t n, int64_t vocab, int64_t width,
                              const int32_t* tokens, float temperature, int64_t chunk, float* tile, float* logprobs,
                              float* entropy, float* lse) override {

@@ -19,6 +19,9 @@ using cpu::AdamWRange;
 using cpu::AttentionShape;
 using cpu::KvLayout;
 
+// The largest head the CUDA attention kernel holds (attention.cuh's kAttentionMaxHeadDim).
+constexpr int kCudaMaxHeadDim = 128;
+
 class LayerKernels {
  public:
   virtual ~LayerKernels() = default;
@@ -71,7 +74,10 @@ class LayerKernels {
   virtual napo_status sumSquares(int64_t n, const float* x, double* total) = 0;
 
   // ---- the fused LM head (linearLogprobs): hidden [n, width], weight [vocab, width] ----
-  // tile: the CPU's workspace of n * (chunk + cpu::kLinearTilePad) floats (a GPU uses its own).
+  // The workspace the model allocates for a call over n rows, in floats: the CPU's tile; 0 on a
+  // GPU, whose op takes its own scratch (n * (chunk + 4) floats, WORKSPACE) for the call's length.
+  virtual int64_t linearTileFloats(int64_t n, int64_t chunk) const = 0;
+  // tile: linearTileFloats(n, chunk) floats.
   virtual napo_status linearLogprobs(const float* hidden, const float* weight, int64_t n, int64_t vocab, int64_t width,
                                      const int32_t* tokens, float temperature, int64_t chunk, float* tile, float* logprobs,
                                      float* entropy, float* lse) = 0;

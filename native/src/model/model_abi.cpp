@@ -27,6 +27,22 @@ namespace {
 
 constexpr napo_device kHost{NAPO_CPU, 0};
 
+// A model on a GPU: the device answers, and the heads fit the CUDA attention kernel.
+napo_status checkCudaDevice(const napo_model_config& c) {
+  napo_backend_info info{};
+  napo_backend_info_get(&info);
+  if (!info.cuda_available || c.device.index < 0 || c.device.index >= info.cuda_device_count) {
+    return fail(NAPO_ERR_UNAVAILABLE, "model: cuda:%d is not available (%d CUDA devices%s%s); create the model on 'cpu'",
+                c.device.index, info.cuda_device_count, info.cuda_available ? "" : ": ",
+                info.cuda_available ? "" : info.cuda_unavailable_reason);
+  }
+  if (c.head_dim > napo::model::kCudaMaxHeadDim) {
+    return fail(NAPO_ERR_RANGE, "model config: headDim = %d is above %d, the most the CUDA attention kernel holds",
+                c.head_dim, napo::model::kCudaMaxHeadDim);
+  }
+  return NAPO_OK;
+}
+
 napo_status intField(const char* name, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
     return fail(NAPO_ERR_RANGE, "model config: %s = %lld must be in [%lld, %lld]", name, (long long)value,
@@ -91,9 +107,7 @@ napo_status checkConfig(const napo_model_config* config) {
     if (c.head_dim % 2 != 0) return fail(NAPO_ERR_RANGE, "model config: headDim = %d must be even for RoPE", c.head_dim);
     NAPO_TRY(checkRope(c));
   }
-  if (c.device.kind == NAPO_CUDA) {
-    return fail(NAPO_ERR_UNAVAILABLE, "model: the models have no CUDA kernels yet; create the model on 'cpu'");
-  }
+  if (c.device.kind == NAPO_CUDA) return checkCudaDevice(c);
   if (c.device.kind != NAPO_CPU) return fail(NAPO_ERR_TYPE, "model config: unknown device kind %d", int(c.device.kind));
   return NAPO_OK;
 }
@@ -169,11 +183,12 @@ napo_status checkOutput(const char* op, const char* name, const CausalLM& m, con
   return checkSameDevice(op, name, out, m.config().device);
 }
 
-// A float32 gradient of the given shape in host memory (or on the model's device), every value finite.
+// A float32 gradient of the given shape on the model's device, every value finite (checked on the host;
+// a GPU's kernels check theirs).
 napo_status checkGradient(const char* op, const char* name, const CausalLM& m, const napo_tensor* t, int ndim,
                           const int64_t* shape) {
   NAPO_TRY(checkTensor(op, name, t, NAPO_FLOAT32, ndim, shape));
-  if (t->device.kind != NAPO_CPU) NAPO_TRY(checkSameDevice(op, name, t, m.config().device));
+  NAPO_TRY(checkSameDevice(op, name, t, m.config().device));
   return checkFinite(op, name, t);
 }
 
@@ -349,7 +364,7 @@ napo_status napo_model_backward(napo_model* model, const napo_tensor* grad_logit
   }
   const int64_t shape[3] = {m.keptBatch(), m.keptTime(), m.config().vocab_size};
   NAPO_TRY(checkTensor(op, "gradLogits", grad_logits, NAPO_FLOAT32, 3, shape));
-  if (grad_logits->device.kind != NAPO_CPU) NAPO_TRY(checkSameDevice(op, "gradLogits", grad_logits, m.config().device));
+  NAPO_TRY(checkSameDevice(op, "gradLogits", grad_logits, m.config().device));
   return shielded(op, [&] { return m.backward(dataAs<const float>(*grad_logits)); });
 }
 

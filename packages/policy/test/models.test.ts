@@ -6,7 +6,7 @@
 import { copyFile, mkdir, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { tensor, type Tensor } from '@napo/kernels';
+import { backendInfo, tensor, type Tensor } from '@napo/kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { configFromHF, type ModelConfig } from '../src/config.js';
@@ -627,7 +627,13 @@ describe('config errors', () => {
     expect(() => CausalLM.create({ ...llama, vocabSize: 0 })).toThrow(/vocabSize = 0 must be in/);
     expect(() => CausalLM.create({ ...llama, normEps: 0 })).toThrow(/normEps = 0 must be > 0/);
     expect(() => CausalLM.create({ family: 'gpt2', vocabSize: 5, hiddenSize: 16, numHeads: 3 })).toThrow(/gpt2 needs hiddenSize \(16\) divisible by numHeads \(3\)/);
-    expect(() => CausalLM.create({ ...llama, device: 'cuda:0' })).toThrow(/no CUDA kernels yet; create the model on 'cpu'/);
+    if (backendInfo().cuda.available) {
+      expect(() => CausalLM.create({ ...llama, hiddenSize: 512, numHeads: 2, numKvHeads: 1, headDim: 256, device: 'cuda:0' })).toThrow(
+        /headDim = 256 is above 128, the most the CUDA attention kernel holds/,
+      );
+    } else {
+      expect(() => CausalLM.create({ ...llama, device: 'cuda:0' })).toThrow(/model: cuda:0 is not available \(0 CUDA devices: .*\); create the model on 'cpu'/);
+    }
     expect(() => CausalLM.create({ ...llama, family: 'mamba' as ModelConfig['family'] })).toThrow(/family = "mamba" must be one of gpt2, llama, qwen2, qwen3/);
     const { vocab_size: _, ...noVocab } = configFromHFBase();
     expect(() => configFromHF(noVocab)).toThrow(/config\.json: vocab_size is missing/);

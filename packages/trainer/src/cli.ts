@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { memoryHistory, recordMemoryHistory } from '@napo/kernels';
+import { memoryHistory, recordMemoryHistory, type DeviceName } from '@napo/kernels';
 import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, resolveModelConfig, type CausalLM, type Tokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -16,7 +16,8 @@ import { algorithms, type Algorithm } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
-import { formatMemoryTable, formatProfileTable, runProfile, warmedUpPolicy } from './profile.js';
+import { formatMemoryTable, formatProfileTable, runProfile } from './profile.js';
+import { warmedUpPolicy } from './warmup.js';
 import { formatPrediction, predictStepMemory, worstCaseShapes } from './memory.js';
 import { presets } from './presets.js';
 import { createProgress, describeRecord } from './progress.js';
@@ -42,6 +43,13 @@ function nonNegativeInteger(value: string): number {
 const presetOption = new Option('--preset <name>', 'model, warm-up and training sizes').choices(['quick', 'full']).default('quick');
 const cacheOption = new Option('--cache <dir>', 'where warm-up checkpoints are cached').default(resolve('.napo-cache'));
 
+/** 'cpu' or 'cuda:N', as the kernels name devices. */
+function deviceName(value: string): DeviceName {
+  if (value === 'cpu' || /^cuda:\d+$/.test(value)) return value as DeviceName;
+  throw new InvalidArgumentError("must be 'cpu' or 'cuda:N'");
+}
+const deviceOption = new Option('--device <name>', "where the model runs and trains: 'cpu' or 'cuda:N'").argParser(deviceName).default('cpu');
+
 const program = new Command('napo').description('GRPO and ExPO post-training on napo kernels');
 
 program
@@ -51,8 +59,9 @@ program
   .option('--seeds <n>', 'independent seeds (warm-up and training)', positiveInteger, 1)
   .option('--methods <list>', 'comma-separated algorithms', 'grpo,grpo-sft,expo')
   .option('--out <dir>', 'report folder', resolve('napo-report'))
+  .addOption(deviceOption)
   .addOption(cacheOption)
-  .action(async (options: { preset: 'quick' | 'full'; seeds: number; methods: string; out: string; cache: string }) => {
+  .action(async (options: { preset: 'quick' | 'full'; seeds: number; methods: string; out: string; device: DeviceName; cache: string }) => {
     const methods = options.methods.split(',').map((name) => name.trim());
     for (const method of methods) {
       if (!(algorithms as readonly string[]).includes(method)) throw new InvalidArgumentError(`--methods: '${method}' is not one of ${algorithms.join(', ')}`);
@@ -66,6 +75,7 @@ program
       methods: methods as Algorithm[],
       outDir: options.out,
       cacheDir: options.cache,
+      device: options.device,
       onWarmup: (seed, step, total) => {
         if (step.step === 1) progress.start(`warm-up s${seed}`, total);
         progress.update(`warm-up s${seed}`, step.step, `loss ${step.loss.toFixed(4)}`);
@@ -92,19 +102,19 @@ const evalFractionOption = new Option('--eval-fraction <x>', 'share of the datas
 
 /** The model of a run: a Hugging Face directory, or the preset's TinyGPT warmed up on the addition task. */
 async function runModel(
-  options: { model?: string; preset: 'quick' | 'full'; seed: number; cache: string },
+  options: { model?: string; preset: 'quick' | 'full'; seed: number; cache: string; device: DeviceName },
   task: Task,
   progress: ReturnType<typeof createProgress>,
 ): Promise<{ policy: CausalLM; tokenizer: Tokenizer }> {
   if (options.model) {
-    const { model, tokenizer } = await fromPretrained(options.model);
+    const { model, tokenizer } = await fromPretrained(options.model, { device: options.device });
     return { policy: model, tokenizer };
   }
   if (!(task instanceof AdditionTask)) throw new InvalidArgumentError('a --dataset needs a --model (a Hugging Face model directory)');
   const { policy, tokenizer } = await warmedUpPolicy(presets[options.preset], options.seed, options.cache, (step, total) => {
     if (step.step === 1) progress.start('warm-up', total);
     progress.update('warm-up', step.step, `loss ${step.loss.toFixed(4)}`);
-  });
+  }, options.device);
   return { policy, tokenizer };
 }
 
@@ -117,6 +127,7 @@ program
   .addOption(evalFractionOption)
   .addOption(new Option('--algo <name>', 'algorithm').choices([...algorithms]).default('expo'))
   .addOption(presetOption)
+  .addOption(deviceOption)
   .option('--seed <n>', 'seed', nonNegativeInteger, 0)
   .option('--steps <n>', 'training steps (default: the preset\'s)', positiveInteger)
   .option('--lr <x>', 'learning rate', Number)
@@ -190,6 +201,7 @@ interface TrainCommandOptions {
   resume?: string;
   out: string;
   cache: string;
+  device: DeviceName;
 }
 
 program
@@ -204,8 +216,9 @@ program
   .option('--seed <n>', 'sampling seed', nonNegativeInteger, 0)
   .option('--system-prompt <text>', 'a system message before each prompt')
   .option('--no-chat-template', 'feed prompts as plain text')
-  .action(async (options: { model: string; prompt: string[]; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; systemPrompt?: string; chatTemplate: boolean }) => {
-    const { model, tokenizer } = await fromPretrained(options.model);
+  .addOption(deviceOption)
+  .action(async (options: { model: string; prompt: string[]; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; systemPrompt?: string; chatTemplate: boolean; device: DeviceName }) => {
+    const { model, tokenizer } = await fromPretrained(options.model, { device: options.device });
     const format = { chatTemplate: options.chatTemplate, systemPrompt: options.systemPrompt, chatTemplateArgs: {} };
     const prompts = options.prompt.map((text) => encodePrompt(tokenizer, text, format));
     const result = await generate(model, prompts, {
@@ -235,8 +248,9 @@ program
   .option('--k <n>', 'samples per item for pass@k', positiveInteger, defaultEvaluationOptions.k)
   .option('--max-new-tokens <n>', 'completion length limit', positiveInteger, defaultEvaluationOptions.maxNewTokens)
   .option('--no-chat-template', 'feed prompts as plain text')
+  .addOption(deviceOption)
   .addOption(cacheOption)
-  .action(async (options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; preset: 'quick' | 'full'; seed: number; items: number; k: number; maxNewTokens: number; chatTemplate: boolean; cache: string }) => {
+  .action(async (options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; preset: 'quick' | 'full'; seed: number; items: number; k: number; maxNewTokens: number; chatTemplate: boolean; device: DeviceName; cache: string }) => {
     const task = taskFor(options);
     const progress = createProgress();
     const { policy, tokenizer } = await runModel(options, task, progress);
@@ -266,17 +280,19 @@ program
   .option('--memory', 'also the memory of each phase by category, against the prediction from its shapes')
   .option('--history <file>', 'record every allocation and free (the last 1,000,000, with their phase) and write them as JSON')
   .option('--json <file>', 'also write the summary as JSON')
+  .addOption(deviceOption)
   .addOption(cacheOption)
   .action(async (options: ProfileCommandOptions) => {
     const progress = createProgress();
     const label = methodLabels[options.algo];
-    if (options.history) recordMemoryHistory('cpu', { maxEvents: 1_000_000 });
+    if (options.history) recordMemoryHistory(options.device, { maxEvents: 1_000_000 });
     const result = await runProfile({
       algorithm: options.algo,
       steps: options.steps,
       preset: presets[options.preset],
       seed: options.seed,
       cacheDir: options.cache,
+      device: options.device,
       ...(options.model ? { run: await modelRun(options) } : {}),
       train: stepOverrides(options),
       onWarmup: (step, total) => {
@@ -292,8 +308,8 @@ program
     console.log(`\n${formatProfileTable(result)}`);
     if (options.memory) console.log(`\n${formatMemoryTable(result)}`);
     if (options.history) {
-      const history = memoryHistory('cpu');
-      recordMemoryHistory('cpu', { maxEvents: 0 });
+      const history = memoryHistory(options.device);
+      recordMemoryHistory(options.device, { maxEvents: 0 });
       mkdirSync(dirname(resolve(options.history)), { recursive: true });
       writeFileSync(options.history, `${JSON.stringify(history)}\n`);
       console.log(`wrote ${options.history} (${history.events.length} events, ${history.dropped} dropped)`);
@@ -313,6 +329,7 @@ interface StepSizeOptions {
 
 interface ProfileCommandOptions extends StepSizeOptions {
   algo: Algorithm;
+  device: DeviceName;
   preset: 'quick' | 'full';
   model?: string;
   dataset?: string;
@@ -335,10 +352,10 @@ function stepOverrides(options: StepSizeOptions): { groupSize?: number; promptsP
 }
 
 /** A model directory on a dataset, for profile and memory --measure. */
-async function modelRun(options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number }): Promise<{ policy: CausalLM; tokenizer: Tokenizer; task: Task }> {
+async function modelRun(options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; device: DeviceName }): Promise<{ policy: CausalLM; tokenizer: Tokenizer; task: Task }> {
   if (!options.dataset) throw new InvalidArgumentError('--model needs a --dataset to take steps on');
   const task = taskFor(options);
-  const { model, tokenizer } = await fromPretrained(options.model as string);
+  const { model, tokenizer } = await fromPretrained(options.model as string, { device: options.device });
   return { policy: model, tokenizer, task };
 }
 
@@ -359,6 +376,7 @@ program
   .addOption(verifierOption)
   .addOption(evalFractionOption)
   .option('--steps <n>', 'steps to measure (the last is compared)', positiveInteger, 2)
+  .addOption(deviceOption)
   .addOption(cacheOption)
   .action(async (options: MemoryCommandOptions) => {
     const preset = presets[options.preset];
@@ -370,6 +388,7 @@ program
         preset,
         seed: 0,
         cacheDir: options.cache,
+        device: options.device,
         ...(options.model ? { run: await modelRun(options) } : {}),
         train: { ...stepOverrides(options), ...(options.klBeta > 0 ? { klBeta: options.klBeta } : {}) },
       });
@@ -395,6 +414,7 @@ program
 
 interface MemoryCommandOptions extends StepSizeOptions {
   model?: string;
+  device: DeviceName;
   preset: 'quick' | 'full';
   algo: Algorithm;
   promptTokens: number;

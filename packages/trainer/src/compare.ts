@@ -6,8 +6,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { backendInfo, cpuThreads } from '@napo/kernels';
-import { CausalLM, CharTokenizer } from '@napo/policy';
+import { backendInfo, cpuThreads, type DeviceName } from '@napo/kernels';
+import { CharTokenizer } from '@napo/policy';
 
 import type { Algorithm } from './config.js';
 import { evaluate, defaultEvaluationOptions, heldOutItems } from './evaluate.js';
@@ -18,7 +18,7 @@ import { writeReport, type ComparisonReport, type MethodRun } from './report.js'
 import { formatComparisonTable } from './table.js';
 import { AdditionTask } from './tasks/addition.js';
 import { Trainer } from './trainer.js';
-import { hasCachedWarmup, warmup, warmupCachePath, type WarmupProgress } from './warmup.js';
+import { warmedUpPolicy, type WarmupProgress } from './warmup.js';
 
 export const methodLabels: Record<Algorithm, string> = {
   grpo: 'GRPO',
@@ -33,6 +33,8 @@ export interface CompareOptions {
   methods: Algorithm[];
   outDir: string;
   cacheDir: string;
+  /** Where the models run; default 'cpu'. */
+  device?: DeviceName;
   /** Called with every record (steps, evaluations) and warm-up progress, e.g. for a progress bar. */
   onRecord?: (label: string, record: TrainerRecord) => void;
   onWarmup?: (seed: number, progress: WarmupProgress, total: number) => void;
@@ -48,16 +50,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const base: EvalRecord[] = [];
   const runs: MethodRun[] = [];
   for (let seed = 0; seed < options.seeds; seed++) {
-    const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
-    const warmupConfig = { ...preset.warmup, seed };
-    const start = CausalLM.create(modelConfig);
-    const cached = warmupCachePath(options.cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
-    if (hasCachedWarmup(cached)) {
-      await start.load(cached);
-    } else {
-      await warmup(start, tokenizer, task, warmupConfig, (progress) => options.onWarmup?.(seed, progress, warmupConfig.steps ?? 0));
-      await start.save(cached, { tokenizer, metadata: { 'napo.warmup': JSON.stringify(warmupConfig) } });
-    }
+    const { policy: start } = await warmedUpPolicy(preset, seed, options.cacheDir, (progress, total) => options.onWarmup?.(seed, progress, total), options.device);
     const byLevel = await evaluate(start, tokenizer, task, evalItems, evaluation);
     base.push({ kind: 'eval', algorithm: 'base', seed, step: 0, k: evaluation.k, byLevel });
     for (const algorithm of options.methods) {

@@ -39,12 +39,12 @@ export {
   warmupConfigSchema,
   type WarmupConfig,
   type WarmupTask,
+  warmedUpPolicy,
 } from './warmup.js';
 export {
   formatProfileTable,
   runProfile,
   summariseSteps,
-  warmedUpPolicy,
   type PhaseProfile,
   type ProfileOptions,
   type ProfileResult,

@@ -6,17 +6,16 @@
  * last step's shapes (memory.ts), plus steps/s and tokens/s.
  */
 import Table from 'cli-table3';
-import { memoryCategories, type BytesByCategory } from '@napo/kernels';
-import { CausalLM, CharTokenizer, type Tokenizer } from '@napo/policy';
+import { memoryCategories, type BytesByCategory, type DeviceName } from '@napo/kernels';
+import type { CausalLM, Tokenizer } from '@napo/policy';
 
 import type { Algorithm, TrainConfigInput } from './config.js';
 import { predictStepMemory, totalBytes } from './memory.js';
 import type { Preset } from './presets.js';
 import { phases, type Phase, type StepRecord } from './records.js';
 import type { Task } from './task.js';
-import { AdditionTask } from './tasks/addition.js';
 import { Trainer } from './trainer.js';
-import { hasCachedWarmup, warmup, warmupCachePath, type WarmupProgress } from './warmup.js';
+import { warmedUpPolicy, type WarmupProgress } from './warmup.js';
 
 export interface ProfileOptions {
   algorithm: Algorithm;
@@ -26,6 +25,8 @@ export interface ProfileOptions {
   cacheDir: string;
   /** A model, tokenizer and task of the caller's (a model directory on a dataset); default: the preset's warmed-up TinyGPT. */
   run?: { policy: CausalLM; tokenizer: Tokenizer; task: Task };
+  /** Where the preset's TinyGPT runs (a `run` brings its own); default 'cpu'. */
+  device?: DeviceName;
   /** Overrides of the preset's training config. */
   train?: TrainConfigInput;
   onWarmup?: (progress: WarmupProgress, total: number) => void;
@@ -56,31 +57,6 @@ export interface ProfileResult {
   phases: PhaseProfile[];
   /** allocatedBytes after each step: flat when nothing leaks. */
   allocatedBytesAfter: number[];
-}
-
-/**
- * The preset's warmed-up policy for this seed: loaded from the cache `napo compare` and `napo train`
- * write (the same key), or trained once and cached.
- */
-export async function warmedUpPolicy(
-  preset: Preset,
-  seed: number,
-  cacheDir: string,
-  onProgress?: (progress: WarmupProgress, total: number) => void,
-): Promise<{ policy: CausalLM; tokenizer: CharTokenizer; task: AdditionTask }> {
-  const task = new AdditionTask();
-  const tokenizer = new CharTokenizer(task.alphabet);
-  const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
-  const warmupConfig = { ...preset.warmup, seed };
-  const policy = CausalLM.create(modelConfig);
-  const cached = warmupCachePath(cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
-  if (hasCachedWarmup(cached)) {
-    await policy.load(cached);
-  } else {
-    await warmup(policy, tokenizer, task, warmupConfig, (progress) => onProgress?.(progress, warmupConfig.steps ?? 0));
-    await policy.save(cached, { tokenizer, metadata: { 'napo.warmup': JSON.stringify(warmupConfig) } });
-  }
-  return { policy, tokenizer, task };
 }
 
 const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
@@ -120,7 +96,7 @@ export function summariseSteps(
 }
 
 export async function runProfile(options: ProfileOptions): Promise<ProfileResult> {
-  const { policy, tokenizer, task } = options.run ?? (await warmedUpPolicy(options.preset, options.seed, options.cacheDir, options.onWarmup));
+  const { policy, tokenizer, task } = options.run ?? (await warmedUpPolicy(options.preset, options.seed, options.cacheDir, options.onWarmup, options.device));
   // A dataset's levels are its own; the preset's are the addition task's.
   const { levels, ...presetTrain } = options.preset.train;
   const trainer = new Trainer({

@@ -24,9 +24,12 @@ export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature
   return logprobs;
 }
 
-/** Backpropagates d loss / d log-probs [rows * width] of the policy's last scoreBatch into its gradients. */
+/**
+ * Backpropagates d loss / d log-probs [rows * width] of the policy's last scoreBatch into its
+ * gradients; the gradient goes to the policy's device (one float per position).
+ */
 export async function backpropagate(policy: Policy, batch: PackedBatch, gradLogprobs: Float32Array): Promise<void> {
-  const grad = tensor<'float32'>(gradLogprobs, [batch.rows, batch.width]);
+  const grad = tensor<'float32'>(gradLogprobs, [batch.rows, batch.width], { device: policy.device });
   try {
     await policy.scoreBackward(grad);
   } finally {

@@ -7,14 +7,17 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { Policy, Tokenizer } from '@napo/policy';
+import type { DeviceName } from '@napo/kernels';
+import { CausalLM, CharTokenizer, type Policy, type Tokenizer } from '@napo/policy';
 import { z } from 'zod';
 
 import { parseConfig } from './config.js';
 import { Rng } from './rng.js';
 import { backpropagate, scoreBatch } from './scoring.js';
 import { packSequences, type SequencePair } from './sequences.js';
+import type { Preset } from './presets.js';
 import type { Task, TaskItem } from './task.js';
+import { AdditionTask } from './tasks/addition.js';
 
 export const warmupConfigSchema = z
   .object({
@@ -93,4 +96,31 @@ export function warmupCachePath(cacheDirectory: string, key: Record<string, unkn
 /** A complete cached warm-up: a model directory whose weights were written. */
 export function hasCachedWarmup(path: string): boolean {
   return existsSync(join(path, 'config.json')) && existsSync(join(path, 'model.safetensors'));
+}
+
+/**
+ * The preset's warmed-up policy for this seed: loaded from the cache `napo compare` and `napo train`
+ * write (the same key), or trained once and cached.
+ */
+export async function warmedUpPolicy(
+  preset: Preset,
+  seed: number,
+  cacheDir: string,
+  onProgress?: (progress: WarmupProgress, total: number) => void,
+  device: DeviceName = 'cpu',
+): Promise<{ policy: CausalLM; tokenizer: CharTokenizer; task: AdditionTask }> {
+  const task = new AdditionTask();
+  const tokenizer = new CharTokenizer(task.alphabet);
+  // The cache key leaves the device out: a warm-up made on one device loads on another.
+  const modelConfig = { ...preset.model, vocabSize: tokenizer.vocabSize, seed };
+  const warmupConfig = { ...preset.warmup, seed };
+  const policy = CausalLM.create({ ...modelConfig, device });
+  const cached = warmupCachePath(cacheDir, { model: modelConfig, warmup: warmupConfig, task: task.name, alphabet: task.alphabet });
+  if (hasCachedWarmup(cached)) {
+    await policy.load(cached);
+  } else {
+    await warmup(policy, tokenizer, task, warmupConfig, (progress) => onProgress?.(progress, warmupConfig.steps ?? 0));
+    await policy.save(cached, { tokenizer, metadata: { 'napo.warmup': JSON.stringify(warmupConfig) } });
+  }
+  return { policy, tokenizer, task };
 }
