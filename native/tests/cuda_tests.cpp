@@ -1,5 +1,6 @@
 // The CUDA backend against the CPU backend through the C ABI, on a real device: every small suite
-// of op_checks.h, the model layers' kernels (layer_checks.h), then the sampler's token agreement and the forward's accuracy at sizes a
+// of op_checks.h, the model layers' kernels (layer_checks.h), whole models of every family on the
+// device against the same models on the CPU, then the sampler's token agreement and the forward's accuracy at sizes a
 // trainer sees, a caller's own stream, and the memory counters. Skips (exit 0) with a message when
 // no device answers. `--quick` runs a few cases of each kind, for compute-sanitizer (which slows
 // kernels down a hundredfold).
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "napo/model.h"
 #include "op_checks.h"
 
 using namespace napo_tests;
@@ -262,6 +264,134 @@ void streamAndMemory(Checks& checks, Backend& cpu) {
   cudaStreamDestroy(stream);
 }
 
+// ---- whole models: the same model on the device and on the CPU, through the C ABI ----------------
+
+napo_model_config modelConfig(napo_model_family family, napo_device device) {
+  napo_model_config c{};
+  c.family = family;
+  c.vocab_size = 1000;
+  c.hidden_size = 128;
+  c.intermediate_size = 352;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = family == NAPO_MODEL_GPT2 ? 4 : 2;
+  c.head_dim = family == NAPO_MODEL_QWEN3 ? 64 : 32;
+  c.max_positions = 128;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0;
+  c.qkv_bias = family == NAPO_MODEL_GPT2 || family == NAPO_MODEL_QWEN2;
+  c.output_bias = c.mlp_bias = family == NAPO_MODEL_GPT2;
+  c.tie_word_embeddings = family != NAPO_MODEL_LLAMA;
+  c.initializer_range = 0.1f;
+  c.seed = 5;
+  c.device = device;
+  return c;
+}
+
+bool nearAll(Checks& checks, const std::string& what, const std::vector<float>& got, const std::vector<float>& want) {
+  double scale = 0.0;
+  for (float value : want) scale = std::max(scale, double(std::fabs(value)));
+  return allClose(checks, what, got.data(), want.data(), want.size(), 1e-5 + 5e-4 * scale, 2e-3);
+}
+
+// Every parameter (or gradient) of a model, concatenated, on the host.
+std::vector<float> modelValues(const napo_model* model, bool gradients) {
+  std::vector<float> all;
+  for (int64_t i = 0; i < napo_model_parameter_count(model); ++i) {
+    napo_model_parameter_info info{};
+    napo_model_parameter_info_get(model, i, &info);
+    std::vector<float> values(size_t(info.numel));
+    if (gradients) napo_model_gradient_read(model, i, values.data());
+    else napo_model_parameter_read(model, i, NAPO_FLOAT32, 0, values.data());
+    all.insert(all.end(), values.begin(), values.end());
+  }
+  return all;
+}
+
+// A [rows, cols] float32 output on the host or the device, read back.
+struct ModelOutput {
+  std::vector<float> host;
+  std::unique_ptr<DeviceBuffer> device;
+  napo_tensor view;
+  ModelOutput(napo_device where, std::initializer_list<int64_t> shape) {
+    size_t count = 1;
+    for (int64_t dim : shape) count *= size_t(dim);
+    host.assign(count, 0.0f);
+    if (where.kind == NAPO_CUDA) device = std::make_unique<DeviceBuffer>(count * 4);
+    view = tensorView(device ? device->data() : host.data(), NAPO_FLOAT32, shape, where);
+  }
+  std::vector<float> read() {
+    if (device) device->download(host.data());
+    return host;
+  }
+};
+
+void modelCase(Checks& checks, napo_model_family family, const char* name) {
+  napo_model *cpu = nullptr, *gpu = nullptr;
+  const napo_model_config cpuConfig = modelConfig(family, kHost), gpuConfig = modelConfig(family, kCuda);
+  if (!checks.expect(napo_model_create(&cpuConfig, &cpu) == NAPO_OK && napo_model_create(&gpuConfig, &gpu) == NAPO_OK,
+                     format("%s: create on cpu and cuda:0 (%s)", name, napo_last_error()))) {
+    napo_model_destroy(cpu);
+    return;
+  }
+  const int64_t B = 4, T = 33, V = cpuConfig.vocab_size;
+  std::vector<int32_t> lengths = {33, 20, 1, 27}, tokens(size_t(B * T)), targets(size_t(B * T), -1);
+  for (int64_t i = 0; i < B * T; ++i) tokens[size_t(i)] = int32_t((i * 37 + 11) % V);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 5; t + 1 < lengths[size_t(b)]; ++t) targets[size_t(b * T + t)] = tokens[size_t(b * T + t + 1)];
+  }
+  napo_tensor tokenView = tensorView(tokens.data(), NAPO_INT32, {B, T}, kHost);
+  napo_tensor lengthView = tensorView(lengths.data(), NAPO_INT32, {B}, kHost);
+  napo_tensor targetView = tensorView(targets.data(), NAPO_INT32, {B, T}, kHost);
+  const napo_model_score_options options{0.9f, 1, 1};
+  ModelOutput lpCpu(kHost, {B, T}), entCpu(kHost, {B, T}), lpGpu(kCuda, {B, T}), entGpu(kCuda, {B, T});
+  checks.expect(napo_model_score(cpu, &tokenView, &lengthView, &targetView, &options, &lpCpu.view, &entCpu.view) == NAPO_OK &&
+                    napo_model_score(gpu, &tokenView, &lengthView, &targetView, &options, &lpGpu.view, &entGpu.view) == NAPO_OK,
+                format("%s: score (%s)", name, napo_last_error()));
+  nearAll(checks, format("%s: scored log-probs", name), lpGpu.read(), lpCpu.read());
+  nearAll(checks, format("%s: scored entropy", name), entGpu.read(), entCpu.read());
+
+  std::vector<float> grad = randomNormal(size_t(B * T), 300);
+  DeviceBuffer gradDevice(grad.data(), grad.size() * 4);
+  napo_tensor gradHost = tensorView(grad.data(), NAPO_FLOAT32, {B, T}, kHost);
+  napo_tensor gradCuda = tensorView(gradDevice.data(), NAPO_FLOAT32, {B, T}, kCuda);
+  checks.expect(napo_model_score_backward(cpu, &gradHost, nullptr) == NAPO_OK && napo_model_score_backward(gpu, &gradCuda, nullptr) == NAPO_OK,
+                format("%s: scoreBackward (%s)", name, napo_last_error()));
+  nearAll(checks, format("%s: gradients", name), modelValues(gpu, true), modelValues(cpu, true));
+
+  const napo_adamw_options adamw{1e-3f, 0.9f, 0.999f, 1e-3f, 0.1f, 1.0f};
+  napo_adamw_result cpuStep{}, gpuStep{};
+  checks.expect(napo_model_step(cpu, &adamw, &cpuStep) == NAPO_OK && napo_model_step(gpu, &adamw, &gpuStep) == NAPO_OK,
+                format("%s: step (%s)", name, napo_last_error()));
+  checks.expect(std::fabs(gpuStep.grad_norm - cpuStep.grad_norm) <= 1e-3 * cpuStep.grad_norm,
+                format("%s: gradient norm %.9g, want %.9g", name, gpuStep.grad_norm, cpuStep.grad_norm));
+  nearAll(checks, format("%s: parameters after a step", name), modelValues(gpu, false), modelValues(cpu, false));
+
+  ModelOutput lastCpu(kHost, {B, V}), lastGpu(kCuda, {B, V});
+  checks.expect(napo_model_prefill(cpu, &tokenView, &lengthView, 48, &lastCpu.view) == NAPO_OK &&
+                    napo_model_prefill(gpu, &tokenView, &lengthView, 48, &lastGpu.view) == NAPO_OK,
+                format("%s: prefill (%s)", name, napo_last_error()));
+  nearAll(checks, format("%s: prefill logits", name), lastGpu.read(), lastCpu.read());
+  for (int step = 0; step < 4; ++step) {
+    std::vector<int32_t> next = {int32_t(step + 3), step < 2 ? 7 : -1, int32_t(5 * step), 99};
+    napo_tensor nextView = tensorView(next.data(), NAPO_INT32, {B}, kHost);
+    checks.expect(napo_model_decode_step(cpu, &nextView, &lastCpu.view) == NAPO_OK &&
+                      napo_model_decode_step(gpu, &nextView, &lastGpu.view) == NAPO_OK,
+                  format("%s: decode (%s)", name, napo_last_error()));
+    nearAll(checks, format("%s: decode step %d logits", name, step), lastGpu.read(), lastCpu.read());
+  }
+  napo_model_destroy(cpu);
+  napo_model_destroy(gpu);
+}
+
+void modelSuite(Checks& checks, bool quick) {
+  modelCase(checks, NAPO_MODEL_QWEN3, "qwen3");
+  if (quick) return;
+  modelCase(checks, NAPO_MODEL_GPT2, "gpt2");
+  modelCase(checks, NAPO_MODEL_LLAMA, "llama");
+  modelCase(checks, NAPO_MODEL_QWEN2, "qwen2");
+}
+
 void sanitizerSuites(Checks& checks, Backend& cuda, Backend& cpu) {
   tokenLogprobsSuite(checks, cuda, cpu, {{3, 7}, {2, 5003}, {2, 40000}});
   backwardSuite(checks, cuda, cpu, {{3, 9}, {2, 40000}});
@@ -290,9 +420,11 @@ int main(int argc, char** argv) {
   CudaBackend cuda;
   if (quick) {
     sanitizerSuites(checks, cuda, cpu);
+    modelSuite(checks, true);
   } else {
     runSmallSuites(checks, cuda, cpu);
     cudaLayerKernelSuites(checks);
+    modelSuite(checks, false);
     largeSuites(checks, cuda, cpu);
     streamAndMemory(checks, cpu);
   }

@@ -120,13 +120,14 @@ NAPO_API napo_status napo_model_clone(const napo_model* model, napo_model** out)
 NAPO_API napo_status napo_model_score(napo_model* model, const napo_tensor* tokens, const napo_tensor* lengths,
                                       const napo_tensor* targets, const napo_model_score_options* options,
                                       napo_tensor* logprobs, napo_tensor* entropy);
-/* Accumulates d loss / d parameters from grad_logprobs [B, T] float32 (host or model device) of
+/* Accumulates d loss / d parameters from grad_logprobs [B, T] float32 on the model's device of
  * the last score (and grad_entropy, when it scored the entropy; NULL = 0). */
 NAPO_API napo_status napo_model_score_backward(napo_model* model, const napo_tensor* grad_logprobs,
                                                const napo_tensor* grad_entropy);
 
 /* The unfused path: logits [B, T, V] float32 on the model's device (rows past a length are 0),
- * activations kept for napo_model_backward, which takes grad_logits [B, T, V] float32. */
+ * activations kept for napo_model_backward, which takes grad_logits [B, T, V] float32 on the
+ * model's device. */
 NAPO_API napo_status napo_model_forward(napo_model* model, const napo_tensor* tokens, const napo_tensor* lengths,
                                         napo_tensor* logits);
 NAPO_API napo_status napo_model_backward(napo_model* model, const napo_tensor* grad_logits);

@@ -17,22 +17,33 @@ class CudaPlatform {
   explicit CudaPlatform(napo_device device) : device_(device), stream_(deviceStream(device.index)) {}
 
   napo_device device() const { return device_; }
-  auto launcher() const { return launchOn(stream_); }
+  // Every call selects the device first: model calls run on whichever worker thread takes them,
+  // and the current device is per thread.
+  auto launcher() const {
+    select();
+    return launchOn(stream_);
+  }
 
   napo_status upload(void* dst, const void* src, size_t bytes) const {
     if (bytes == 0) return NAPO_OK;
+    select();
     // From pageable memory the copy has read the source when it returns: callers may free it.
     return check("model upload", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   }
   napo_status download(void* dst, const void* src, size_t bytes) const {
+    select();
     NAPO_TRY(check("model kernels", cudaGetLastError()));
     if (bytes) NAPO_TRY(check("model download", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_)));
     return check("model kernels", cudaStreamSynchronize(stream_));
   }
   void copy(void* dst, const void* src, size_t bytes) const {
+    select();
     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_);
   }
-  void zero(void* dst, size_t bytes) const { cudaMemsetAsync(dst, 0, bytes, stream_); }
+  void zero(void* dst, size_t bytes) const {
+    select();
+    cudaMemsetAsync(dst, 0, bytes, stream_);
+  }
 
   napo_status linearLogprobs(const LinearCall& c, float* logprobs, float* entropy, float* lse) const {
     const Views v = views(c);
@@ -62,6 +73,7 @@ class CudaPlatform {
   napo_tensor rows(const LinearCall& c, const float* data) const {
     return tensorView(const_cast<float*>(data), NAPO_FLOAT32, {c.n}, device_);
   }
+  void select() const { cudaSetDevice(device_.index); }
   static napo_status check(const char* what, cudaError_t status) {
     return status == cudaSuccess ? NAPO_OK : cudaFailure(what, status);
   }
