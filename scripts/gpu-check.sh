@@ -7,11 +7,14 @@
 # Steps, most important first (each logged to $OUT/<step>.log; a failing step is recorded and the
 # rest still run):
 #   build       plain CMake, -DNAPO_BUILD_ADDON=OFF, for this GPU's architecture
-#   cuda-tests  CUDA against CPU for every op and shape class, token agreement at trainer sizes
+#   cuda-tests  CUDA against CPU for every op and shape class, token agreement at trainer sizes,
+#               every model layer kernel, whole models of every family
 #   bench       the C++ kernel bench (kernel_bench.json), copy bandwidth measured in the same run
 #   torch-peer  bench/peers/torch_peer.py through libnapo.so on the same device buffers; also writes
 #               torch_peer.kernels.json, the same figures in the bench result schema (source
 #               "pytorch"), to drop into bench/results/ under the name the summary gives
+#   model-step  GRPO and ExP-GRPO steps of a random Qwen2.5-0.5B-shaped model on cuda:0 (C++,
+#               bench/cpp/model_step_bench.cpp): time and peak memory by category per phase
 #   memcheck    compute-sanitizer memcheck on the quick CUDA tests
 #   racecheck   compute-sanitizer racecheck on the quick CUDA tests
 #   harness     the host emulation harness (what CI runs without a GPU)
@@ -61,6 +64,8 @@ if run build 300 bash -c "cmake -S $(printf %q "$root") -B $(printf %q "$build")
   run bench 120 "$tests/napo_kernel_bench" --out "$out/kernel_bench.json"
   run torch-peer 240 python3 "$root/bench/peers/torch_peer.py" --lib "$build/libnapo.so" --out "$out/torch_peer.json" \
     --schema-out "$out/torch_peer.kernels.json"
+  run model-step 200 bash -c "$(printf %q "$tests/napo_model_step_bench") --algo grpo --out $(printf %q "$out/model_step_grpo.json") && \
+    $(printf %q "$tests/napo_model_step_bench") --algo expo --out $(printf %q "$out/model_step_expo.json")"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   run memcheck 120 "$sanitizer" --tool memcheck --error-exitcode 1 "$tests/napo_cuda_tests" --quick
   run racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$tests/napo_cuda_tests" --quick
@@ -94,6 +99,7 @@ except OSError:
     device = "unknown"
 
 bench, peer = load("kernel_bench.json"), load("torch_peer.json")
+model_steps = {"grpo": load("model_step_grpo.json"), "expo": load("model_step_expo.json")}
 peer_kernels = load("torch_peer.kernels.json")
 
 def results_name(result):
@@ -133,6 +139,7 @@ summary = {
     "allStepsPassed": all(s["passed"] for s in steps.values()),
     "targets": targets,
     "kernelBench": bench,
+    "modelSteps": model_steps,
     "torchPeer": peer,
     # The peer's figures in the bench result schema: torch_peer.kernels.json in this folder, to copy
     # into bench/results/ as resultsName.
