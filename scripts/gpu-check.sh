@@ -6,7 +6,8 @@
 #
 # Steps, most important first (each logged to $OUT/<step>.log; a failing step is recorded and the
 # rest still run):
-#   build       plain CMake, -DNAPO_BUILD_ADDON=OFF, for this GPU's architecture
+#   build       plain CMake, -DNAPO_BUILD_ADDON=OFF, for this GPU's architecture, with cuBLAS when
+#               found (build-without-cublas: the retry with napo's own GEMM if that fails)
 #   cuda-tests  CUDA against CPU for every op and shape class, token agreement at trainer sizes,
 #               every model layer kernel, whole models of every family
 #   bench       the C++ kernel bench (kernel_bench.json), copy bandwidth measured in the same run
@@ -58,8 +59,11 @@ arch=${arch:-"80;90"}
 jobs=$(nproc 2>/dev/null || echo 8)
 
 tests="$build/native/tests"
-if run build 300 bash -c "cmake -S $(printf %q "$root") -B $(printf %q "$build") -DCMAKE_BUILD_TYPE=Release \
-    -DNAPO_BUILD_ADDON=OFF -DNAPO_CUDA_ARCHS='$arch' && cmake --build $(printf %q "$build") -j $jobs"; then
+configure="cmake -S $(printf %q "$root") -B $(printf %q "$build") -DCMAKE_BUILD_TYPE=Release -DNAPO_BUILD_ADDON=OFF -DNAPO_CUDA_ARCHS='$arch'"
+# With cuBLAS when the machine has it; should that build fail (its path has compiled on no
+# machine without cuBLAS), once more with napo's own GEMM, and the summary says so.
+if run build 300 bash -c "$configure && cmake --build $(printf %q "$build") -j $jobs" ||
+  run build-without-cublas 240 bash -c "$configure -DNAPO_CUBLAS=OFF && cmake --build $(printf %q "$build") -j $jobs"; then
   run cuda-tests 150 "$tests/napo_cuda_tests"
   run bench 120 "$tests/napo_kernel_bench" --out "$out/kernel_bench.json"
   run torch-peer 240 python3 "$root/bench/peers/torch_peer.py" --lib "$build/libnapo.so" --out "$out/torch_peer.json" \

@@ -30,6 +30,7 @@ class HostPlatform {
  public:
   napo_device device() const { return {NAPO_CPU, 0}; }
   auto launcher() const { return emulated; }
+  void matmul(const kernels::GemmArgs<float, float>& args) const { kernels::launchGemm(emulated, args); }
   napo_status upload(void* dst, const void* src, size_t bytes) const {
     if (bytes) std::memcpy(dst, src, bytes);
     return NAPO_OK;

@@ -1,6 +1,12 @@
 // A model's kernels on a CUDA device: layer_kernels.cuh with launches and copies on the device's
-// stream, and linear_logprobs.cu for the fused LM head.
+// stream, matrix products through cuBLAS where the build found it (float32, no TF32: the CPU's
+// results to rounding) or napo's own gemm.cuh, and linear_logprobs.cu for the fused LM head.
 #include <cuda_runtime.h>
+#if defined(NAPO_WITH_CUBLAS)
+#include <cublas_v2.h>
+
+#include <array>
+#endif
 
 #include "../core/cuda_ops.h"
 #include "../core/tensor.h"
@@ -23,6 +29,20 @@ class CudaPlatform {
     select();
     return launchOn(stream_);
   }
+
+#if defined(NAPO_WITH_CUBLAS)
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the operands swap.
+  void matmul(const GemmArgs<float, float>& g) const {
+    if (g.m <= 0 || g.n <= 0) return;
+    cublasHandle_t handle = blasHandle();
+    if (!handle) return launchGemm(launcher(), g);
+    cublasSetStream(handle, stream_);
+    cublasSgemm(handle, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(g.n), int(g.m),
+                int(g.k), &g.alpha, g.b, int(g.ldb), g.a, int(g.lda), &g.beta, g.c, int(g.ldc));
+  }
+#else
+  void matmul(const GemmArgs<float, float>& g) const { launchGemm(launcher(), g); }
+#endif
 
   napo_status upload(void* dst, const void* src, size_t bytes) const {
     if (bytes == 0) return NAPO_OK;
@@ -74,6 +94,21 @@ class CudaPlatform {
     return tensorView(const_cast<float*>(data), NAPO_FLOAT32, {c.n}, device_);
   }
   void select() const { cudaSetDevice(device_.index); }
+#if defined(NAPO_WITH_CUBLAS)
+  // One handle per device and host thread (a handle is not for concurrent use); null when cuBLAS
+  // cannot start, and napo's own GEMM runs instead.
+  cublasHandle_t blasHandle() const {
+    thread_local std::array<cublasHandle_t, 16> handles{};
+    thread_local std::array<bool, 16> tried{};
+    const size_t slot = size_t(device_.index) % handles.size();
+    select();
+    if (!tried[slot]) {
+      tried[slot] = true;
+      if (cublasCreate(&handles[slot]) != CUBLAS_STATUS_SUCCESS) handles[slot] = nullptr;
+    }
+    return handles[slot];
+  }
+#endif
   static napo_status check(const char* what, cudaError_t status) {
     return status == cudaSuccess ? NAPO_OK : cudaFailure(what, status);
   }

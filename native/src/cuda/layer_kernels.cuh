@@ -1,10 +1,12 @@
 // The model's kernels on a GPU, written once over a Platform: the launch functions of
-// src/cuda/<layer>.cuh, napo's tiled GEMM (gemm.cuh) and the fused LM head (linear_logprobs.cuh).
+// src/cuda/<layer>.cuh, a GEMM (cuBLAS where the build has it, else napo's tiled gemm.cuh) and the
+// fused LM head (linear_logprobs.cuh).
 // layer_kernels.cu runs it on a CUDA device (launches and copies on the device's stream); the
 // emulation harness runs the same code on the host, so every argument this file builds is checked
 // against the CPU backend without a GPU. A Platform provides:
 //   napo_device device() const                                the memory the model allocates on
 //   launcher()                                                 launch(kernel, grid, block, args...)
+//   matmul(GemmArgs<float, float>)                             cuBLAS, or gemm.cuh's kernel
 //   upload / download (napo_status), copy / zero (bytes)       download waits for earlier work
 //   linearLogprobs(LinearCall, ...), linearLogprobsBackward(LinearCall, ...)
 // Launch failures surface at the next download() or sumSquares(), which wait for the work.
@@ -81,7 +83,7 @@ class LayerKernelsOn final : public model::LayerKernels {
 
   void matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
-    launchGemm(platform_.launcher(), GemmArgs<float, float>{a, b, c, transA, transB, m, n, k, lda, ldb, ldc, alpha, beta});
+    platform_.matmul(GemmArgs<float, float>{a, b, c, transA, transB, m, n, k, lda, ldb, ldc, alpha, beta});
   }
   void addBias(int64_t m, int64_t n, const float* bias, float* y, int64_t ldy) override {
     launchAddBias(platform_.launcher(), BiasArgs{m, n, bias, y, nullptr, nullptr, ldy});
