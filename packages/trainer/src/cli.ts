@@ -14,6 +14,7 @@ import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, re
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { algorithms, type Algorithm } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
+import { describeDiagnostics } from './diagnostics.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
 import { formatMemoryTable, formatProfileTable, runProfile } from './profile.js';
@@ -247,19 +248,23 @@ program
   .option('--items <n>', 'items per level', positiveInteger, defaultEvaluationOptions.itemsPerLevel)
   .option('--k <n>', 'samples per item for pass@k', positiveInteger, defaultEvaluationOptions.k)
   .option('--max-new-tokens <n>', 'completion length limit', positiveInteger, defaultEvaluationOptions.maxNewTokens)
+  .option('--diagnostic-items <n>', 'items per level whose self-explanations are diagnosed (ExPO\'s premise; 0: none)', nonNegativeInteger, defaultEvaluationOptions.diagnosticItems)
   .option('--no-chat-template', 'feed prompts as plain text')
   .addOption(deviceOption)
   .addOption(cacheOption)
-  .action(async (options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; preset: 'quick' | 'full'; seed: number; items: number; k: number; maxNewTokens: number; chatTemplate: boolean; device: DeviceName; cache: string }) => {
+  .action(async (options: { model?: string; dataset?: string; verifier: VerifierName; evalFraction: number; preset: 'quick' | 'full'; seed: number; items: number; k: number; maxNewTokens: number; diagnosticItems: number; chatTemplate: boolean; device: DeviceName; cache: string }) => {
     const task = taskFor(options);
     const progress = createProgress();
     const { policy, tokenizer } = await runModel(options, task, progress);
     progress.stop();
-    const evaluation = { ...defaultEvaluationOptions, itemsPerLevel: options.items, k: options.k, maxNewTokens: options.maxNewTokens };
+    const evaluation = { ...defaultEvaluationOptions, itemsPerLevel: options.items, k: options.k, maxNewTokens: options.maxNewTokens, diagnosticItems: options.diagnosticItems };
     const format = { chatTemplate: options.chatTemplate, chatTemplateArgs: {} };
     const items = heldOutItems(task, options.items, evaluation.itemSeed);
     const scores = await evaluate(policy, tokenizer, task, items, evaluation, (text) => encodePrompt(tokenizer, text, format));
-    for (const score of scores) console.log(`level ${score.level}: pass@1 ${(100 * score.pass1).toFixed(1)}%  pass@${options.k} ${(100 * score.passK).toFixed(1)}%`);
+    for (const score of scores) {
+      const premise = score.explanations ? `  explanations: ${describeDiagnostics(score.explanations)}` : '';
+      console.log(`level ${score.level}: pass@1 ${(100 * score.pass1).toFixed(1)}%  pass@${options.k} ${(100 * score.passK).toFixed(1)}%${premise}`);
+    }
     policy.dispose();
   });
 

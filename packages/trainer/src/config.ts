@@ -42,6 +42,17 @@ export const trainConfigSchema = z.object({
   explanations: z.enum(['online', 'offline']).default('online'),
   /** Temperature of the self-explanation draw. */
   explainTemperature: z.number().gt(0).default(0.7),
+  /**
+   * Which self-explanations ExPO trains on: every one ('none'), or only those whose own final
+   * answer is the one they were given ('consistent': an explanation that argues for another
+   * answer cannot raise p(a* | q, c~), the paper's second property).
+   */
+  explanationFilter: z.enum(['none', 'consistent']).default('none'),
+  /**
+   * Measure ExPO's premise every step on the prompts whose rollouts were all wrong (diagnostics.ts);
+   * algorithms that make no self-explanations sample them for it, outside the step's phases.
+   */
+  diagnostics: z.boolean().default(true),
   /** ExP-DPO's beta. */
   dpoBeta: z.number().gt(0).default(0.1),
   /** Evaluate on the held-out items every N steps (0 = at the end only). */

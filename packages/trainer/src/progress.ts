@@ -4,6 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 
+import { describeDiagnostics } from './diagnostics.js';
 import type { TrainerRecord } from './records.js';
 
 export interface Progress {
@@ -43,5 +44,6 @@ export function describeRecord(record: TrainerRecord): string {
   if (record.kind === 'eval') {
     return `eval pass@${record.k} ${record.byLevel.map((l) => `L${l.level} ${(100 * l.passK).toFixed(0)}%`).join(' ')}`;
   }
-  return `reward ${record.reward.toFixed(2)} loss ${record.loss.toFixed(4)} ${record.stepSeconds.toFixed(2)} s/step`;
+  const premise = record.explanations && record.explanations.count > 0 ? ` | all-wrong prompts: ${describeDiagnostics(record.explanations)}` : '';
+  return `reward ${record.reward.toFixed(2)} loss ${record.loss.toFixed(4)} ${record.stepSeconds.toFixed(2)} s/step${premise}`;
 }

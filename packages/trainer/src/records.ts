@@ -2,6 +2,7 @@
 import type { BytesByCategory } from '@napo/kernels';
 
 import type { Algorithm } from './config.js';
+import type { ExplanationDiagnostics } from './diagnostics.js';
 
 /**
  * The phases a step's time and peak memory are measured over: sampling the rollouts, making the
@@ -47,6 +48,12 @@ export interface StepRecord {
   accuracyByLevel: Record<string, number>;
   /** Prompts whose completions were all wrong: where GRPO has no signal. */
   allWrongPrompts: number;
+  /** ExPO's premise on the all-wrong prompts (diagnostics.ts); absent when the config turns diagnostics off. */
+  explanations?: ExplanationDiagnostics;
+  /** Seconds the diagnostics took (not part of stepSeconds). */
+  diagnosticSeconds: number;
+  /** Self-explanations left out by explanationFilter this step. */
+  explanationsDropped: number;
   loss: number;
   /** The ExPO / SFT / DPO term's value this step (0 for GRPO). */
   auxiliaryLoss: number;
@@ -72,6 +79,8 @@ export interface LevelScore {
   pass1: number;
   /** At least one of k samples at the evaluation temperature is right. */
   passK: number;
+  /** ExPO's premise on the level's first diagnosticItems items (diagnostics.ts). */
+  explanations?: ExplanationDiagnostics;
 }
 
 export interface EvalRecord {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { memoryCategories } from '@napo/kernels';
 import * as echarts from 'echarts';
 
+import type { ExplanationDiagnostics } from './diagnostics.js';
 import { phases, type EvalRecord, type StepRecord } from './records.js';
 
 export interface MethodRun {
@@ -68,6 +69,48 @@ function accuracyCharts(report: ComparisonReport): string[] {
   });
 }
 
+/** The seeds' mean of one premise figure at a level, from evaluations at one step (NaN: none). */
+function premiseFigure(evals: EvalRecord[], level: number, pick: (d: ExplanationDiagnostics) => number): number {
+  const values = evals.flatMap((e) => e.byLevel.filter((l) => l.level === level && l.explanations).map((l) => pick(l.explanations as ExplanationDiagnostics)));
+  return values.length === 0 ? Number.NaN : mean(values);
+}
+
+/**
+ * ExPO's premise per level over evaluation steps (step 0: the warm-up), per method: token-mean
+ * log-prob of the self-explanation (solid) and of the expert solution (dashed) under the plain
+ * prompt, and the answer's log-likelihood gain from the explanation (dotted, right axis).
+ */
+function premiseCharts(report: ComparisonReport): string[] {
+  const labels = [...new Set(report.runs.map((run) => run.label))];
+  const levels = [...new Set(report.base.flatMap((e) => e.byLevel.filter((l) => l.explanations).map((l) => l.level)))].sort((a, b) => a - b);
+  const steps = [0, ...new Set(report.runs.flatMap((run) => run.evals.map((e) => e.step)))].sort((a, b) => a - b);
+  const atStep = (label: string, step: number) =>
+    step === 0 ? report.base : report.runs.filter((run) => run.label === label).flatMap((run) => run.evals.filter((e) => e.step === step));
+  const figures: [string, (d: ExplanationDiagnostics) => number, 'solid' | 'dashed' | 'dotted', number][] = [
+    ['self', (d) => d.explanationLogprob, 'solid', 0],
+    ['expert', (d) => d.expertLogprob, 'dashed', 0],
+    ['gain', (d) => d.answerGain, 'dotted', 1],
+  ];
+  return levels.map((level) =>
+    renderSvg({
+      title: { text: `level ${level}: log-prob of explanations (nats/token) and answer gain (nats)`, textStyle: { fontSize: 13 } },
+      legend: { top: 30, itemGap: 6, textStyle: { fontSize: 10 } },
+      grid: { top: 100 },
+      xAxis: { type: 'category', name: 'step', data: steps.map(String) },
+      yAxis: [{ type: 'value', name: 'log-prob' }, { type: 'value', name: 'gain' }],
+      series: labels.flatMap((label) =>
+        figures.map(([name, pick, lineType, yAxisIndex]) => ({
+          name: `${label} ${name}`,
+          type: 'line' as const,
+          yAxisIndex,
+          lineStyle: { type: lineType },
+          data: steps.map((step) => premiseFigure(atStep(label, step), level, pick)),
+        })),
+      ),
+    }, 560, 360),
+  );
+}
+
 /** Mean seconds per step in each phase, stacked, per method. */
 function phaseTimeChart(report: ComparisonReport): string {
   const labels = [...new Set(report.runs.map((run) => run.label))];
@@ -119,7 +162,7 @@ function escapeHtml(text: string): string {
 }
 
 export function renderHtml(report: ComparisonReport): string {
-  const figures = [...accuracyCharts(report), phaseTimeChart(report), ...phaseMemoryCharts(report)];
+  const figures = [...accuracyCharts(report), ...premiseCharts(report), phaseTimeChart(report), ...phaseMemoryCharts(report)];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(report.title)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px}pre{background:#f6f6f6;padding:1rem;overflow:auto}

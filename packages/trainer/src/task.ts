@@ -31,6 +31,12 @@ export interface Task {
   format(reasoning: string, answer: string): string;
   /** Splits a completion into reasoning and answer; null when it has no final answer. */
   parse(completion: string): ParsedCompletion | null;
+  /**
+   * Whether every step of `reasoning` is a valid step of a solution of `item` (not only the final
+   * answer): what ExPO's diagnostics count as a valid self-explanation. Optional; without it
+   * validity is not measured.
+   */
+  checkSteps?(reasoning: string, item: TaskItem): boolean;
   /** A fixed evaluation split never sampled for training (datasets); generated tasks draw held-out items from their own seed instead. */
   heldOut?(): TaskItem[];
 }

@@ -23,9 +23,10 @@ import {
   tensor,
   type Tensor,
 } from '@napo/kernels';
-import { generate, type Policy, type Tokenizer } from '@napo/policy';
+import { generate, warmupCosineSchedule, type LrSchedule, type Policy, type Tokenizer } from '@napo/policy';
 
 import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
+import { diagnoseExplanations, solutionPair, type ExplanationDiagnostics } from './diagnostics.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
 import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
 import { Rng, type RngState } from './rng.js';
@@ -86,6 +87,7 @@ export class Trainer {
   private stepCount = 0;
   /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
   private offlineExplanations = new Map<string, string>();
+  private readonly learningRate: LrSchedule;
 
   constructor(options: TrainerOptions) {
     this.config = trainConfig(options.config ?? {});
@@ -93,7 +95,12 @@ export class Trainer {
     this.tokenizer = options.tokenizer;
     this.task = options.task;
     this.frozen = options.frozenPolicy;
-    this.evaluation = { ...defaultEvaluationOptions, ...options.evaluation, maxNewTokens: this.config.maxNewTokens };
+    this.evaluation = {
+      ...defaultEvaluationOptions,
+      explainTemperature: this.config.explainTemperature,
+      ...options.evaluation,
+      maxNewTokens: this.config.maxNewTokens,
+    };
     this.evalItems = heldOutItems(this.task, this.evaluation.itemsPerLevel, this.evaluation.itemSeed);
     this.levels = this.config.levels ?? this.task.levels;
     for (const level of this.levels) {
@@ -101,6 +108,14 @@ export class Trainer {
     }
     this.rewards = options.rewards;
     this.rng = new Rng(this.config.seed);
+    const { learningRate, warmupSteps, schedule, steps } = this.config;
+    // Linear warm-up, then constant or a cosine down to a tenth of the peak at the last step.
+    this.learningRate = warmupCosineSchedule({
+      peakLr: learningRate,
+      warmupSteps,
+      totalSteps: Math.max(steps, warmupSteps + 1),
+      minLr: schedule === 'constant' ? learningRate : learningRate / 10,
+    });
   }
 
   get step(): number {
@@ -150,9 +165,13 @@ export class Trainer {
     };
 
     const rollouts = await timed('rollout', () => this.rollout(items, rolloutSeed));
-    const { pairs: auxiliary, tokensGenerated: explainTokens, explainPrompts } = await timed('explain', () =>
+    const { pairs: auxiliary, tokensGenerated: explainTokens, explainPrompts, explanations, dropped } = await timed('explain', () =>
       this.auxiliaryPairs(items, rollouts, explainSeed),
     );
+    const diagnosisStarted = performance.now();
+    const allWrong = items.filter((_, p) => rollouts.correct.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0));
+    const diagnosis = config.diagnostics ? await this.diagnose(items, allWrong, explanations, rollouts.texts, explainSeed) : undefined;
+    const diagnosticSeconds = (performance.now() - diagnosisStarted) / 1000;
     const batch = packSequences([...rollouts.pairs, ...auxiliary]);
     const logprobs = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
     const refLogprobs = await timed('logprobs', async () =>
@@ -177,7 +196,10 @@ export class Trainer {
       reward: mean(rollouts.rewards),
       rewardsByName: rollouts.rewardsByName,
       accuracyByLevel: accuracyByLevel(items, rollouts.correct, config.groupSize),
-      allWrongPrompts: items.filter((_, p) => rollouts.correct.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0)).length,
+      allWrongPrompts: allWrong.length,
+      ...(diagnosis ? { explanations: diagnosis } : {}),
+      diagnosticSeconds,
+      explanationsDropped: dropped,
       loss: parts.loss,
       auxiliaryLoss: parts.auxiliaryLoss,
       meanKl: parts.meanKl,
@@ -187,7 +209,7 @@ export class Trainer {
       learningRate,
       tokensGenerated: rollouts.tokensGenerated + explainTokens,
       tokensTrained: batch.completionMask.reduce((n, m) => n + m, 0),
-      stepSeconds: (performance.now() - started) / 1000,
+      stepSeconds: (performance.now() - started) / 1000 - diagnosticSeconds,
       phases: stepPhases,
       'perf/max_memory_allocated_gb': Math.max(...phases.map((phase) => stepPhases[phase].peakAllocatedBytes)) / 2 ** 30,
       allocatedBytesAfter: memoryStats(device).allocatedBytes,
@@ -204,12 +226,30 @@ export class Trainer {
     };
   }
 
-  private learningRate(step: number): number {
-    const { learningRate, warmupSteps, schedule, steps } = this.config;
-    if (step < warmupSteps) return (learningRate * (step + 1)) / warmupSteps;
-    if (schedule === 'constant') return learningRate;
-    const progress = (step - warmupSteps) / Math.max(1, steps - warmupSteps);
-    return learningRate * (0.1 + 0.45 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+  /**
+   * ExPO's premise on the prompts the rollouts all got wrong: their self-explanations (the step's
+   * own when the algorithm made them, else sampled here with the step's explain seed) diagnosed,
+   * p(a* | q) from the prompt's G rollouts.
+   */
+  private async diagnose(items: TaskItem[], allWrong: TaskItem[], explanations: string[], rolloutTexts: string[], seed: number): Promise<ExplanationDiagnostics> {
+    const { groupSize } = this.config;
+    const made = explanations.length === items.length;
+    const texts = made
+      ? allWrong.map((item) => explanations[items.indexOf(item)] as string)
+      : (await this.sampleExplanations(allWrong, seed)).texts;
+    return diagnoseExplanations({
+      policy: this.policy,
+      tokenizer: this.tokenizer,
+      task: this.task,
+      items: allWrong,
+      explanations: texts,
+      attempts: allWrong.map((item) => {
+        const p = items.indexOf(item);
+        return rolloutTexts.slice(p * groupSize, (p + 1) * groupSize);
+      }),
+      encode: (text) => this.encode(text),
+      batchSize: this.evaluation.batchSize,
+    });
   }
 
   /** A prompt's tokens as the policy sees it (the chat template when there is one). */
@@ -246,80 +286,98 @@ export class Trainer {
     };
   }
 
-  /** The completion `reasoning + answer + EOS` under the plain prompt, cut to fit the context. */
-  private positive(item: TaskItem, reasoning: string): SequencePair {
-    const prompt = this.encode(item.prompt);
-    const answer = this.tokenizer.encode(this.task.format('', item.answer));
-    const room = this.policy.contextLength - prompt.length - answer.length - 1;
-    const steps = this.tokenizer.encode(reasoning).slice(0, Math.max(0, room));
-    return { prompt, completion: [...steps, ...answer, this.tokenizer.eos] };
+  /**
+   * The completion `reasoning + answer + EOS` under the plain prompt. A self-explanation's own
+   * final answer is dropped: the given one replaces it.
+   */
+  private positive(item: TaskItem, text: string): SequencePair {
+    const reasoning = this.task.parse(text)?.reasoning ?? text;
+    const { prompt, completion } = solutionPair(this.task, this.tokenizer, this.encode(item.prompt), reasoning, item.answer, this.policy.contextLength);
+    return { prompt, completion };
   }
 
-  /** Self-explanations: the policy's own steps toward the answer it was given. */
+  /** The policy's texts under the items' explain prompts (the answer given), one draw each. */
+  private async sampleExplanations(items: TaskItem[], seed: number): Promise<{ texts: string[]; tokensGenerated: number; prompts: number[][] }> {
+    const prompts = items.map((item) => this.encode(this.task.explainPrompt(item.prompt, item.answer)));
+    if (items.length === 0) return { texts: [], tokensGenerated: 0, prompts };
+    const result = await generate(this.policy, prompts, {
+      maxNewTokens: this.config.maxNewTokens,
+      temperature: this.config.explainTemperature,
+      seed,
+      tokenizer: this.tokenizer,
+    });
+    return { texts: result.texts ?? [], tokensGenerated: result.lengths.reduce((n, length) => n + length, 0), prompts };
+  }
+
+  /** Self-explanations: the policy's own steps toward the answer it was given, as generated (its own final answer included). */
   private async selfExplanations(
     items: TaskItem[],
     seed: number,
   ): Promise<{ explanations: string[]; tokensGenerated: number; explainPrompts: number[][] }> {
     const offline = this.config.explanations === 'offline';
     const missing = items.filter((item) => !(offline && this.offlineExplanations.has(item.prompt)));
-    let tokensGenerated = 0;
-    const prompts = missing.map((item) => this.encode(this.task.explainPrompt(item.prompt, item.answer)));
-    if (missing.length > 0) {
-      const result = await generate(this.policy, prompts, {
-        maxNewTokens: this.config.maxNewTokens,
-        temperature: this.config.explainTemperature,
-        seed,
-        tokenizer: this.tokenizer,
-      });
-      tokensGenerated = result.lengths.reduce((n, length) => n + length, 0);
-      missing.forEach((item, index) => {
-        const text = result.texts?.[index] ?? '';
-        // Its own final answer is dropped: the true one replaces it.
-        this.offlineExplanations.set(item.prompt, this.task.parse(text)?.reasoning ?? text);
-      });
-    }
+    const sampled = await this.sampleExplanations(missing, seed);
+    missing.forEach((item, index) => this.offlineExplanations.set(item.prompt, sampled.texts[index] ?? ''));
     const explanations = items.map((item) => this.offlineExplanations.get(item.prompt) ?? '');
     if (!offline) this.offlineExplanations.clear();
-    return { explanations, tokensGenerated, explainPrompts: prompts };
+    return { explanations, tokensGenerated: sampled.tokensGenerated, explainPrompts: sampled.prompts };
   }
 
-  /** The sequences each algorithm adds to the rollouts, and the tokens generated to make them. */
+  /** Whether explanationFilter keeps the self-explanation `text` of `item`. */
+  private keeps(item: TaskItem, text: string): boolean {
+    return this.config.explanationFilter === 'none' || this.task.parse(text)?.answer === item.answer;
+  }
+
+  /**
+   * The sequences each algorithm adds to the rollouts, the tokens generated to make them, the
+   * self-explanations (one per item; none for algorithms without them) and how many the filter dropped.
+   */
   async auxiliaryPairs(
     items: TaskItem[],
     rollouts: { pairs: SequencePair[]; rewards: number[] },
     seed: number,
-  ): Promise<{ pairs: AuxiliaryPair[]; tokensGenerated: number; explainPrompts: number[][] }> {
+  ): Promise<{ pairs: AuxiliaryPair[]; tokensGenerated: number; explainPrompts: number[][]; explanations: string[]; dropped: number }> {
     switch (this.config.algorithm) {
       case 'grpo':
-        return { pairs: [], tokensGenerated: 0, explainPrompts: [] };
+        return { pairs: [], tokensGenerated: 0, explainPrompts: [], explanations: [], dropped: 0 };
       case 'grpo-sft':
         return {
           pairs: items.map((item) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const })),
           tokensGenerated: 0,
           explainPrompts: [],
+          explanations: [],
+          dropped: 0,
         };
       case 'expo': {
         const { explanations, tokensGenerated, explainPrompts } = await this.selfExplanations(items, seed);
+        const kept = items.flatMap((item, p) => (this.keeps(item, explanations[p] as string) ? [p] : []));
         return {
-          pairs: items.map((item, p) => ({ ...this.positive(item, explanations[p] as string), role: 'positive' as const })),
+          pairs: kept.map((p) => ({ ...this.positive(items[p] as TaskItem, explanations[p] as string), role: 'positive' as const })),
           tokensGenerated,
           explainPrompts,
+          explanations,
+          dropped: items.length - kept.length,
         };
       }
       case 'expo-dpo': {
         const { explanations, tokensGenerated, explainPrompts } = await this.selfExplanations(items, seed);
         const { groupSize } = this.config;
+        let dropped = 0;
         const pairs = items.flatMap((item, p) => {
           // Rejected: the model's own wrong answer to this prompt; prompts it always solves give no pair.
           const wrong = rollouts.rewards.findIndex((reward, row) => reward === 0 && Math.floor(row / groupSize) === p);
           if (wrong < 0) return [];
+          if (!this.keeps(item, explanations[p] as string)) {
+            dropped++;
+            return [];
+          }
           const rejected = rollouts.pairs[wrong] as SequencePair;
           return [
             { ...this.positive(item, explanations[p] as string), role: 'chosen' as const },
             { prompt: rejected.prompt, completion: rejected.completion, role: 'rejected' as const },
           ];
         });
-        return { pairs, tokensGenerated, explainPrompts };
+        return { pairs, tokensGenerated, explainPrompts, explanations, dropped };
       }
     }
   }

@@ -1,6 +1,10 @@
 /**
- * Supervised warm-up: next-token cross-entropy on the policy's own worked solutions of the easy
- * levels, in the plain and the explain format, so the model can answer and can explain before RL.
+ * Supervised warm-up: next-token cross-entropy on the policy's own worked solutions, so the model
+ * can answer and can explain before RL. Like pretraining data, it holds plain solutions of the easy
+ * levels (`levels`, in the plain and the explain format) and answer-conditioned worked solutions
+ * of the hard ones (`explainLevels`, explain format only), with a plain hard solution now and then
+ * (`hardPlainEvery`): the policy has computed in every column and can explain a hard sum given its
+ * answer, but rarely solves one unaided — the regime ExPO is for (README, "ExPO's premise").
  * Cached on disk by a hash of everything that determines the weights, so a second run skips it.
  */
 import { createHash } from 'node:crypto';
@@ -26,6 +30,12 @@ export const warmupConfigSchema = z
     batchSize: z.number().int().min(1).default(32),
     learningRate: z.number().gt(0).default(2e-3),
     seed: z.number().int().min(0).default(0),
+    /** Levels seen only as answer-conditioned worked solutions (explain format). */
+    explainLevels: z.array(z.number().int().min(1)).default([]),
+    /** Explain-format examples of explainLevels per step. */
+    explainExamples: z.number().int().min(0).default(8),
+    /** Every Nth step, one plain example of an explainLevels level too (0: never). */
+    hardPlainEvery: z.number().int().min(0).default(0),
   })
   .strict();
 
@@ -42,12 +52,26 @@ export interface WarmupProgress {
   loss: number;
 }
 
-function examples(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): SequencePair[] {
-  const completion = [...tokenizer.encode(task.format(task.policyReasoning(item), item.answer)), tokenizer.eos];
-  return [
-    { prompt: tokenizer.encode(item.prompt), completion },
-    { prompt: tokenizer.encode(task.explainPrompt(item.prompt, item.answer)), completion },
-  ];
+function solution(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): number[] {
+  return [...tokenizer.encode(task.format(task.policyReasoning(item), item.answer)), tokenizer.eos];
+}
+
+function plainExample(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): SequencePair {
+  return { prompt: tokenizer.encode(item.prompt), completion: solution(task, tokenizer, item) };
+}
+
+function explainExample(task: WarmupTask, tokenizer: Tokenizer, item: TaskItem): SequencePair {
+  return { prompt: tokenizer.encode(task.explainPrompt(item.prompt, item.answer)), completion: solution(task, tokenizer, item) };
+}
+
+/** One step's examples: easy items both ways, hard items explained, and a plain hard one every hardPlainEvery steps. */
+export function warmupExamples(task: WarmupTask, tokenizer: Tokenizer, config: WarmupConfig, rng: Rng, step: number): SequencePair[] {
+  const easy = Array.from({ length: Math.ceil(config.batchSize / 2) }, () => task.sample(rng, rng.pick(config.levels)));
+  const pairs = easy.flatMap((item) => [plainExample(task, tokenizer, item), explainExample(task, tokenizer, item)]);
+  if (config.explainLevels.length === 0) return pairs;
+  for (let n = 0; n < config.explainExamples; n++) pairs.push(explainExample(task, tokenizer, task.sample(rng, rng.pick(config.explainLevels))));
+  if (config.hardPlainEvery > 0 && step % config.hardPlainEvery === 0) pairs.push(plainExample(task, tokenizer, task.sample(rng, rng.pick(config.explainLevels))));
+  return pairs;
 }
 
 /** One supervised step; returns the token-mean negative log-likelihood. */
@@ -78,10 +102,10 @@ export async function warmup(
   const config = parseConfig(warmupConfigSchema, input, 'warm-up config');
   const rng = new Rng(config.seed);
   for (let step = 1; step <= config.steps; step++) {
-    const items = Array.from({ length: Math.ceil(config.batchSize / 2) }, () => task.sample(rng, rng.pick(config.levels)));
+    const pairs = warmupExamples(task, tokenizer, config, rng, step);
     // Linear decay to 10%: the tail of the warm-up settles instead of bouncing.
     const learningRate = config.learningRate * (1 - (0.9 * (step - 1)) / config.steps);
-    const loss = await supervisedStep(policy, items.flatMap((item) => examples(task, tokenizer, item)), learningRate);
+    const loss = await supervisedStep(policy, pairs, learningRate);
     onProgress?.({ step, loss });
   }
 }

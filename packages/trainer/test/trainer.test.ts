@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { CausalLM, CharTokenizer } from '@napo/policy';
 
-import { loadCheckpoint, saveCheckpoint } from '../src/checkpoint.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../src/checkpoint.js';
 import type { TrainConfigInput } from '../src/config.js';
 import { runComparison } from '../src/compare.js';
 import { Rng } from '../src/rng.js';
@@ -117,8 +117,11 @@ describe('training', () => {
     for (let step = 0; step < 2; step++) await interrupted.trainStep();
     const directory = join(scratch, 'checkpoints');
     await saveCheckpoint(directory, interrupted, tokenizer);
-    // A half-written later save must not hurt the last good checkpoint.
-    rmSync(join(directory, 'step-3.partial'), { recursive: true, force: true });
+    // A later save that died half-way: its staging folder holds a truncated model and no manifest.
+    const partial = join(directory, 'step-3.partial', 'policy');
+    mkdirSync(partial, { recursive: true });
+    writeFileSync(join(partial, 'model.safetensors'), 'truncated');
+    expect(latestCheckpoint(directory)).toBe(join(directory, 'step-2'));
 
     const second = tinyPolicy(99);
     const resumed = new Trainer({ policy: second, tokenizer, task, config, evaluation: { itemsPerLevel: 1 } });

@@ -114,6 +114,15 @@ export class AdditionTask implements Task {
     return `${reasoning}${answerMark}${answer}`;
   }
 
+  /**
+   * The steps are valid when they are this item's column steps (the policy's style) or its
+   * counting-on steps (the expert's): each style has exactly one correct chain per item.
+   */
+  checkSteps(reasoning: string, item: TaskItem): boolean {
+    const [left, right] = operands(item.prompt);
+    return reasoning === columnSteps(left, right, this.width) || reasoning === countingOnSteps(left, right);
+  }
+
   parse(completion: string): ParsedCompletion | null {
     const mark = completion.lastIndexOf(answerMark);
     if (mark < 0) return null;
