@@ -12,7 +12,7 @@ import { memoryHistory, recordMemoryHistory, type DeviceName } from '@napo/kerne
 import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, resolveModelConfig, type CausalLM, type Tokenizer } from '@napo/policy';
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { algorithms, type Algorithm } from './config.js';
+import { algorithms, type Algorithm, type TrainConfigInput } from './config.js';
 import { methodLabels, runComparison } from './compare.js';
 import { describeDiagnostics } from './diagnostics.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
@@ -138,10 +138,11 @@ program
   .option('--system-prompt <text>', 'a system message before each prompt')
   .option('--no-chat-template', 'feed prompts as plain text even when the tokenizer has a chat template')
   .option('--save-every <n>', 'checkpoint every N steps', nonNegativeInteger, 0)
+  .option('--config <file>', 'a JSON object of trainer options (numIterations, lossType, klBeta, ...: README, "The trainer\'s options"); flags given on the command line win')
   .option('--resume <dir>', 'continue from the latest checkpoint in this folder')
   .option('--out <dir>', 'run folder: records.jsonl, checkpoints, the final model', resolve('napo-run'))
   .addOption(cacheOption)
-  .action(async (options: TrainCommandOptions) => {
+  .action(async (options: TrainCommandOptions, command: Command) => {
     const task = taskFor(options);
     const progress = createProgress();
     const { policy, tokenizer } = await runModel(options, task, progress);
@@ -156,11 +157,18 @@ program
     };
     // A dataset's levels are its own; the preset's are the addition task's.
     const { levels, ...presetTrain } = preset.train;
+    const flags = { algorithm: options.algo, seed: options.seed, saveEvery: options.saveEvery, chatTemplate: options.chatTemplate };
+    // The file's fields win over flags left at their defaults; flags typed on the command line win over the file.
+    const typed = Object.fromEntries(
+      Object.entries({ algorithm: 'algo', seed: 'seed', saveEvery: 'saveEvery', chatTemplate: 'chatTemplate' }).flatMap(([field, flag]) =>
+        command.getOptionValueSource(flag) === 'cli' ? [[field, flags[field as keyof typeof flags]]] : [],
+      ),
+    );
     const trainer = new Trainer({
       policy,
       tokenizer,
       task,
-      config: { ...presetTrain, ...(options.model ? {} : { levels }), algorithm: options.algo, seed: options.seed, saveEvery: options.saveEvery, chatTemplate: options.chatTemplate, ...overrides },
+      config: { ...presetTrain, ...(options.model ? {} : { levels }), ...flags, ...(await configFile(options.config)), ...typed, ...overrides },
       evaluation: preset.evaluation,
     });
     const checkpoints = join(options.out, 'checkpoints');
@@ -183,6 +191,11 @@ program
     console.log(`records: ${log.path}\nmodel: ${final} (a Hugging Face directory)`);
   });
 
+/** The trainer options of a --config file (validated with the rest of the config by the Trainer). */
+async function configFile(path: string | undefined): Promise<TrainConfigInput> {
+  return path === undefined ? {} : ((await readJsonFile(path)) as TrainConfigInput);
+}
+
 interface TrainCommandOptions {
   model?: string;
   dataset?: string;
@@ -199,6 +212,7 @@ interface TrainCommandOptions {
   systemPrompt?: string;
   chatTemplate: boolean;
   saveEvery: number;
+  config?: string;
   resume?: string;
   out: string;
   cache: string;

@@ -36,6 +36,19 @@ export const trainConfigSchema = z.object({
   estimator: z.enum(['grpo', 'rloo']).default('grpo'),
   /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no frozen policy. */
   klBeta: z.number().min(0).default(0),
+  /**
+   * Optimisation passes over each step's rollouts (TRL's num_iterations, the paper's mu). The first
+   * pass's log-probs are the sampling policy's (its weights have not moved yet): every later pass
+   * uses them as oldLogprobs, so the ratio and the clip fractions mean something from pass 2 on.
+   */
+  numIterations: positiveInteger.default(1),
+  /** Truncated completions (no EOS within maxNewTokens) are left out of the policy loss (TRL's mask_truncated_completions). */
+  maskTruncatedCompletions: z.boolean().default(false),
+  /**
+   * Groups whose rewards all agree (zero advantage: no GRPO signal) are left out of the batch
+   * before scoring, as DAPO's dynamic sampling filters them (without drawing more).
+   */
+  dropZeroStdGroups: z.boolean().default(false),
   /** ExPO / SFT term: loss -= betaExpo * token-mean log pi(reasoning, answer | prompt). The paper's best: 0.04. */
   betaExpo: z.number().min(0).default(0.04),
   /** Self-explanations sampled every step (online) or once per prompt and kept (offline). */

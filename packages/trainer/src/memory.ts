@@ -56,15 +56,17 @@ export function predictStepMemory(config: ModelConfig, plan: StepMemoryPlan): Re
   const generation = (rows: number, prompt: number) =>
     rows === 0 ? persistent : add(model({ pass: 'prefill', batch: rows, time: prompt, capacity: capacity(prompt) }), frozenWeights);
   const scoreQuery = { batch: s.scoredRows, time: s.scoredWidth, scored: s.scoredTokens };
-  const score = plan.unfused ? model({ pass: 'forward', ...scoreQuery }) : model({ pass: 'score', ...scoreQuery });
+  // The trainer's score returns the entropy too (TRL's entropy metric).
+  const score = plan.unfused ? model({ pass: 'forward', ...scoreQuery }) : model({ pass: 'score', ...scoreQuery, entropy: true });
   const backward = plan.unfused ? model({ pass: 'backward', ...scoreQuery }) : model({ pass: 'scoreBackward', ...scoreQuery });
-  // What the score keeps until the backward (its returned log-probs are read and freed).
-  const held = add(score, { ...zeros(), temporary: -tensorBytes(s.scoredRows * s.scoredWidth) }, frozenWeights);
+  // What the score keeps until the backward (its returned log-probs and entropy are read and freed).
+  const returned = plan.unfused ? 1 : 2;
+  const held = add(score, { ...zeros(), temporary: -returned * tensorBytes(s.scoredRows * s.scoredWidth) }, frozenWeights);
   const frozenPass = plan.frozenPolicy
     ? only(planModelMemory(config, { pass: 'score', ...scoreQuery }), ['activation', 'temporary', 'input', 'workspace'])
     : zeros();
-  // policyLoss over the rollout rows: log-probs, mask, its gradient (+ the frozen log-probs).
-  const lossTensors = { ...zeros(), input: (plan.frozenPolicy ? 3 : 2) * tensorBytes(s.rolloutRows * s.scoredWidth), temporary: tensorBytes(s.rolloutRows * s.scoredWidth) };
+  // policyLoss over the rollout rows: log-probs, old log-probs, mask, its gradient (+ the frozen log-probs).
+  const lossTensors = { ...zeros(), input: (plan.frozenPolicy ? 4 : 3) * tensorBytes(s.rolloutRows * s.scoredWidth), temporary: tensorBytes(s.rolloutRows * s.scoredWidth) };
   const byPhase: Record<Phase, BytesByCategory> = {
     rollout: generation(s.rolloutRows, s.rolloutPromptTokens),
     explain: generation(s.explainRows, s.explainPromptTokens),

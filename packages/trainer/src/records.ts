@@ -35,7 +35,37 @@ export interface StepShapes {
   scoredTokens: number;
 }
 
-export interface StepRecord {
+/**
+ * TRL GRPOTrainer's metric names (trl-metrics.ts computes them). `loss` and `reward` are napo's own
+ * fields, under the same names; `rewards/<function>/mean|std` come with reward functions.
+ */
+export interface TrlStepMetrics {
+  'completions/mean_length': number;
+  'completions/min_length': number;
+  'completions/max_length': number;
+  /** Fraction of rollouts that hit maxNewTokens. */
+  'completions/clipped_ratio': number;
+  'completions/mean_terminated_length': number;
+  'completions/min_terminated_length': number;
+  'completions/max_terminated_length': number;
+  /** Mean over groups of each group's reward std. */
+  reward_std: number;
+  frac_reward_zero_std: number;
+  /** Mean k3 KL to the frozen policy, only when klBeta is not 0. */
+  kl?: number;
+  /** Mean entropy of the trained rollout tokens. */
+  entropy: number;
+  'clip_ratio/low_mean': number;
+  'clip_ratio/high_mean': number;
+  'clip_ratio/region_mean': number;
+  /** Prompt and completion tokens of every rollout so far. */
+  num_tokens: number;
+  grad_norm: number;
+  learning_rate: number;
+  [rewardFunctionMetric: `rewards/${string}/${'mean' | 'std'}`]: number;
+}
+
+export interface StepRecord extends TrlStepMetrics {
   kind: 'step';
   algorithm: Algorithm;
   seed: number;
@@ -54,6 +84,12 @@ export interface StepRecord {
   diagnosticSeconds: number;
   /** Self-explanations left out by explanationFilter this step. */
   explanationsDropped: number;
+  /** Rollout groups left out of the batch because their rewards all agree (dropZeroStdGroups). */
+  zeroStdGroupsDropped: number;
+  /** Trained rollouts left out of the loss because they hit maxNewTokens (maskTruncatedCompletions). */
+  truncatedMasked: number;
+  /** AdamW steps this step took: numIterations, or 0 when nothing was left to train. */
+  optimizerSteps: number;
   loss: number;
   /** The ExPO / SFT / DPO term's value this step (0 for GRPO). */
   auxiliaryLoss: number;

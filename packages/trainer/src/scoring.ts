@@ -24,6 +24,17 @@ export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature
   return logprobs;
 }
 
+/** scoreBatch keeping the activations, with each position's entropy too ([rows * width], 0 where the mask is 0). */
+export async function scoreBatchWithEntropy(policy: Policy, batch: PackedBatch, temperature: number): Promise<{ logprobs: Float32Array; entropy: Float32Array }> {
+  const scores = await policy.score(batch.sequences, scoredTargets(batch), { temperature, entropy: true });
+  const logprobs = scores.logprobs.toArray();
+  scores.logprobs.dispose();
+  if (!scores.entropy) throw new Error(`scoreBatchWithEntropy: the policy (${policy.constructor.name}) returned no entropy`);
+  const entropy = scores.entropy.toArray();
+  scores.entropy.dispose();
+  return { logprobs, entropy };
+}
+
 /**
  * Backpropagates d loss / d log-probs [rows * width] of the policy's last scoreBatch into its
  * gradients; the gradient goes to the policy's device (one float per position).

@@ -16,6 +16,7 @@
  */
 import {
   groupAdvantages,
+  memoryCategories,
   memoryStats,
   policyLoss,
   resetPeakMemoryStats,
@@ -29,10 +30,11 @@ import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.j
 import { diagnoseExplanations, solutionPair, type ExplanationDiagnostics } from './diagnostics.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
 import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
+import { idleOptimisation, rewardGroups, trlMetrics, type Optimisation } from './trl-metrics.js';
 import { Rng, type RngState } from './rng.js';
 import { encodePrompt } from './prompting.js';
 import { scoreRewards, type WeightedReward } from './rewards.js';
-import { backpropagate, scoreBatch } from './scoring.js';
+import { backpropagate, scoreBatch, scoreBatchWithEntropy } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
 
@@ -60,9 +62,31 @@ export interface TrainerOptions {
 /** What a checkpoint needs besides the weights to continue exactly where a run stopped. */
 export interface TrainerState {
   step: number;
+  /** Prompt and completion tokens of every rollout so far (TRL's num_tokens). */
+  tokensSeen: number;
   rng: RngState;
   offlineExplanations: [string, string][];
 }
+
+/** A step's rollouts: G per prompt, prompt-major. */
+interface Rollouts {
+  pairs: SequencePair[];
+  rewards: number[];
+  /** The task's verifier per rollout, whatever the rewards are. */
+  correct: number[];
+  rewardsByName: Record<string, number>;
+  /** Each reward function's value per rollout (NaN where it does not apply); empty without reward functions. */
+  rewardsByFunction: Record<string, number[]>;
+  texts: string[];
+  /** Completion tokens per rollout, EOS included. */
+  lengths: number[];
+  /** No EOS within maxNewTokens. */
+  truncated: boolean[];
+  tokensGenerated: number;
+}
+
+/** Runs one phase of a step, measuring its time and peak memory. */
+type Timer = <T>(phase: Phase, work: () => Promise<T>) => Promise<T>;
 
 interface LossParts {
   loss: number;
@@ -85,6 +109,7 @@ export class Trainer {
   private frozen: Policy | undefined;
   private rng: Rng;
   private stepCount = 0;
+  private tokensSeen = 0;
   /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
   private offlineExplanations = new Map<string, string>();
   private readonly learningRate: LrSchedule;
@@ -123,11 +148,12 @@ export class Trainer {
   }
 
   state(): TrainerState {
-    return { step: this.stepCount, rng: this.rng.getState(), offlineExplanations: [...this.offlineExplanations] };
+    return { step: this.stepCount, tokensSeen: this.tokensSeen, rng: this.rng.getState(), offlineExplanations: [...this.offlineExplanations] };
   }
 
   restore(state: TrainerState): void {
     this.stepCount = state.step;
+    this.tokensSeen = state.tokensSeen;
     this.rng = new Rng(state.rng);
     this.offlineExplanations = new Map(state.offlineExplanations);
   }
@@ -152,15 +178,21 @@ export class Trainer {
     const items = Array.from({ length: config.promptsPerStep }, () => this.task.sample(this.rng, this.rng.pick(this.levels)));
     const rolloutSeed = this.rng.fork();
     const explainSeed = this.rng.fork();
-    const figures = {} as Record<Phase, PhaseFigures>;
+    const figures = Object.fromEntries(phases.map((phase) => [phase, idlePhase()])) as Record<Phase, PhaseFigures>;
     const device = this.policy.device;
-    const timed = async <T>(phase: Phase, work: () => Promise<T>): Promise<T> => {
+    // A phase run more than once (numIterations) adds its seconds and keeps its highest peak.
+    const timed: Timer = async (phase, work) => {
       resetPeakMemoryStats(device);
       setMemoryPhase(device, phase);
       const begin = performance.now();
       const result = await work();
       const stats = memoryStats(device);
-      figures[phase] = { seconds: (performance.now() - begin) / 1000, peakAllocatedBytes: stats.peakAllocatedBytes, peakByCategory: stats.atPeakByCategory };
+      const previous = figures[phase];
+      const seconds = previous.seconds + (performance.now() - begin) / 1000;
+      figures[phase] =
+        stats.peakAllocatedBytes >= previous.peakAllocatedBytes
+          ? { seconds, peakAllocatedBytes: stats.peakAllocatedBytes, peakByCategory: stats.atPeakByCategory }
+          : { ...previous, seconds };
       return result;
     };
 
@@ -172,22 +204,25 @@ export class Trainer {
     const allWrong = items.filter((_, p) => rollouts.correct.slice(p * config.groupSize, (p + 1) * config.groupSize).every((r) => r === 0));
     const diagnosis = config.diagnostics ? await this.diagnose(items, allWrong, explanations, rollouts.texts, explainSeed) : undefined;
     const diagnosticSeconds = (performance.now() - diagnosisStarted) / 1000;
-    const batch = packSequences([...rollouts.pairs, ...auxiliary]);
-    const logprobs = await timed('score', () => scoreBatch(this.policy, batch, config.temperature));
-    const refLogprobs = await timed('logprobs', async () =>
-      this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
+    const groups = rewardGroups(rollouts.rewards, config.groupSize);
+    const trainedRows = groups.flatMap((group, g) =>
+      config.dropZeroStdGroups && group.zeroStd ? [] : Array.from({ length: config.groupSize }, (_, i) => g * config.groupSize + i),
     );
-    const parts = await timed('loss', async () => this.losses(batch, logprobs, rollouts.rewards, auxiliary, refLogprobs));
-    this.policy.zeroGrad();
-    await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
+    const pairs = [...trainedRows.map((row) => rollouts.pairs[row] as SequencePair), ...auxiliary];
     const learningRate = this.learningRate(this.stepCount);
-    const optimizer = await timed('optimizer', () =>
-      this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
-    );
+    let training: Optimisation = idleOptimisation();
+    let shape = { rows: 0, width: 0, tokens: 0 };
+    if (pairs.length > 0) {
+      const batch = packSequences(pairs);
+      if (config.maskTruncatedCompletions) trainedRows.forEach((row, r) => rollouts.truncated[row] && batch.completionMask.fill(0, r * batch.width, (r + 1) * batch.width));
+      const rewards = trainedRows.map((row) => rollouts.rewards[row] as number);
+      training = await this.optimise(batch, rewards, auxiliary, learningRate, timed);
+      shape = { rows: batch.rows, width: batch.width, tokens: batch.completionMask.reduce((n, m) => n + m, 0) };
+    }
     this.stepCount++;
+    this.tokensSeen += rollouts.pairs.reduce((n, pair) => n + pair.prompt.length + pair.completion.length, 0);
     setMemoryPhase(device, '');
-    // Every phase was timed above, in this order.
-    const stepPhases = Object.fromEntries(phases.map((phase) => [phase, figures[phase]])) as Record<Phase, PhaseFigures>;
+    const stepPeak = Math.max(...phases.map((phase) => figures[phase].peakAllocatedBytes));
     return {
       kind: 'step',
       algorithm: config.algorithm,
@@ -200,18 +235,21 @@ export class Trainer {
       ...(diagnosis ? { explanations: diagnosis } : {}),
       diagnosticSeconds,
       explanationsDropped: dropped,
-      loss: parts.loss,
-      auxiliaryLoss: parts.auxiliaryLoss,
-      meanKl: parts.meanKl,
-      clipLowFraction: parts.clipLowFraction,
-      clipHighFraction: parts.clipHighFraction,
-      gradNorm: optimizer.gradNorm,
+      zeroStdGroupsDropped: config.dropZeroStdGroups ? groups.filter((group) => group.zeroStd).length : 0,
+      truncatedMasked: config.maskTruncatedCompletions ? trainedRows.filter((row) => rollouts.truncated[row]).length : 0,
+      optimizerSteps: training.passes,
+      loss: training.loss,
+      auxiliaryLoss: training.auxiliaryLoss,
+      meanKl: training.meanKl,
+      clipLowFraction: training.clipLowFraction,
+      clipHighFraction: training.clipHighFraction,
+      gradNorm: training.gradNorm,
       learningRate,
       tokensGenerated: rollouts.tokensGenerated + explainTokens,
-      tokensTrained: batch.completionMask.reduce((n, m) => n + m, 0),
+      tokensTrained: shape.tokens,
       stepSeconds: (performance.now() - started) / 1000 - diagnosticSeconds,
-      phases: stepPhases,
-      'perf/max_memory_allocated_gb': Math.max(...phases.map((phase) => stepPhases[phase].peakAllocatedBytes)) / 2 ** 30,
+      phases: figures,
+      'perf/max_memory_allocated_gb': stepPeak / 2 ** 30,
       allocatedBytesAfter: memoryStats(device).allocatedBytes,
       shapes: {
         rolloutRows: rollouts.pairs.length,
@@ -219,10 +257,65 @@ export class Trainer {
         explainRows: explainPrompts.length,
         explainPromptTokens: Math.max(0, ...explainPrompts.map((prompt) => prompt.length)),
         maxNewTokens: config.maxNewTokens,
-        scoredRows: batch.rows,
-        scoredWidth: batch.width,
-        scoredTokens: batch.completionMask.reduce((n, m) => n + m, 0),
+        scoredRows: shape.rows,
+        scoredWidth: shape.width,
+        scoredTokens: shape.tokens,
       },
+      ...trlMetrics({
+        rollouts,
+        groups,
+        training,
+        learningRate,
+        numTokens: this.tokensSeen,
+        rewardNames: Object.keys(rollouts.rewardsByName),
+        beta: config.klBeta,
+      }),
+    };
+  }
+
+  /**
+   * numIterations passes of score -> loss -> backward -> AdamW over one batch. The first pass's
+   * log-probs are the sampling policy's (nothing has moved yet) and stay the later passes'
+   * oldLogprobs; the frozen policy is scored once. Figures are means over the passes.
+   */
+  private async optimise(batch: PackedBatch, rewards: number[], auxiliary: AuxiliaryPair[], learningRate: number, timed: Timer): Promise<Optimisation> {
+    const config = this.config;
+    const rolloutMask = batch.completionMask.subarray(0, rewards.length * batch.width);
+    const sum = idleOptimisation();
+    let oldLogprobs: Float32Array | undefined;
+    let refLogprobs: Float32Array | undefined;
+    for (let pass = 0; pass < config.numIterations; pass++) {
+      const scores = await timed('score', () => scoreBatchWithEntropy(this.policy, batch, config.temperature));
+      if (pass === 0) {
+        refLogprobs = await timed('logprobs', async () =>
+          this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
+        );
+      }
+      const parts = await timed('loss', async () => this.losses(batch, scores.logprobs, oldLogprobs ?? scores.logprobs, rewards, auxiliary, refLogprobs));
+      this.policy.zeroGrad();
+      await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
+      const optimizer = await timed('optimizer', () =>
+        this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
+      );
+      oldLogprobs ??= scores.logprobs;
+      sum.loss += parts.loss;
+      sum.auxiliaryLoss += parts.auxiliaryLoss;
+      sum.meanKl += parts.meanKl;
+      sum.clipLowFraction += parts.clipLowFraction;
+      sum.clipHighFraction += parts.clipHighFraction;
+      sum.gradNorm += optimizer.gradNorm;
+      sum.entropy += maskedMean(scores.entropy, rolloutMask);
+    }
+    const passes = config.numIterations;
+    return {
+      passes,
+      loss: sum.loss / passes,
+      auxiliaryLoss: sum.auxiliaryLoss / passes,
+      meanKl: sum.meanKl / passes,
+      clipLowFraction: sum.clipLowFraction / passes,
+      clipHighFraction: sum.clipHighFraction / passes,
+      gradNorm: sum.gradNorm / passes,
+      entropy: sum.entropy / passes,
     };
   }
 
@@ -260,7 +353,7 @@ export class Trainer {
   private async rollout(
     items: TaskItem[],
     seed: number,
-  ): Promise<{ pairs: SequencePair[]; rewards: number[]; correct: number[]; rewardsByName: Record<string, number>; texts: string[]; tokensGenerated: number }> {
+  ): Promise<Rollouts> {
     const { groupSize, maxNewTokens, temperature, topK, topP } = this.config;
     const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.encode(item.prompt)));
     const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, seed, tokenizer: this.tokenizer });
@@ -270,18 +363,23 @@ export class Trainer {
     const correct = texts.map((text, row) => this.task.verify(text, itemOf(row).answer));
     let rewards = correct;
     let rewardsByName: Record<string, number> = {};
+    let rewardsByFunction: Record<string, number[]> = {};
     if (this.rewards) {
       const samples = texts.map((completion, row) => ({ prompt: itemOf(row).prompt, completion, answer: itemOf(row).answer, item: itemOf(row) }));
       const scores = await scoreRewards(this.rewards, samples);
       rewards = scores.total;
       rewardsByName = Object.fromEntries(Object.entries(scores.byName).map(([name, values]) => [name, nanMean(values)]));
+      rewardsByFunction = scores.byName;
     }
     return {
       pairs: prompts.map((prompt, row) => ({ prompt, completion: result.tokens[row] as number[] })),
       rewards,
       correct,
       rewardsByName,
+      rewardsByFunction,
       texts,
+      lengths: result.lengths,
+      truncated: result.finishReasons.map((reason) => reason === 'length'),
       tokensGenerated: result.lengths.reduce((n, length) => n + length, 0),
     };
   }
@@ -400,6 +498,7 @@ export class Trainer {
   private losses(
     batch: PackedBatch,
     logprobs: Float32Array,
+    oldLogprobs: Float32Array,
     rewards: number[],
     auxiliary: AuxiliaryPair[],
     refLogprobs: Float32Array | undefined,
@@ -408,7 +507,8 @@ export class Trainer {
     const grad = new Float32Array(batch.rows * batch.width);
     const rolloutRows = rewards.length;
     const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
-    if (config.algorithm !== 'expo-dpo') this.policyGradientLoss(batch, logprobs, rewards, refLogprobs, parts);
+    // Every rollout group may have been dropped (dropZeroStdGroups) while auxiliary rows remain.
+    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, logprobs, oldLogprobs, rewards, refLogprobs, parts);
     const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
     if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, logprobs, auxiliaryRows, parts);
     if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
@@ -417,7 +517,14 @@ export class Trainer {
   }
 
   /** GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op. */
-  private policyGradientLoss(batch: PackedBatch, logprobs: Float32Array, rewards: number[], refLogprobs: Float32Array | undefined, parts: LossParts): void {
+  private policyGradientLoss(
+    batch: PackedBatch,
+    logprobs: Float32Array,
+    oldLogprobs: Float32Array,
+    rewards: number[],
+    refLogprobs: Float32Array | undefined,
+    parts: LossParts,
+  ): void {
     const config = this.config;
     const { width } = batch;
     const rows = rewards.length;
@@ -430,13 +537,11 @@ export class Trainer {
     try {
       const rewardsTensor = own(tensor<'float32'>(Float32Array.from(rewards)));
       const advantages = own(groupAdvantages(rewardsTensor, { groupSize: config.groupSize, scale: config.scaleRewards, estimator: config.estimator }));
-      const current = own(tensor<'float32'>(logprobs.subarray(0, rows * width), shape));
       const result = policyLoss(
         {
-          logprobs: current,
-          // One optimisation pass per batch: the sampling policy is the current one, so the ratio is 1
-          // and only its gradient matters (TRL with num_iterations = 1).
-          oldLogprobs: current,
+          logprobs: own(tensor<'float32'>(logprobs.subarray(0, rows * width), shape)),
+          // The first pass's own log-probs (ratio 1, only its gradient matters) or the sampling policy's.
+          oldLogprobs: own(tensor<'float32'>(oldLogprobs.subarray(0, rows * width), shape)),
           ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
           advantages,
           mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
@@ -520,4 +625,21 @@ function accuracyByLevel(items: TaskItem[], rewards: number[], groupSize: number
     totals.set(item.level, entry);
   });
   return Object.fromEntries([...totals].sort(([a], [b]) => a - b).map(([level, { correct, count }]) => [String(level), correct / count]));
+}
+
+/** A phase that did not run this step. */
+function idlePhase(): PhaseFigures {
+  return { seconds: 0, peakAllocatedBytes: 0, peakByCategory: Object.fromEntries(memoryCategories.map((category) => [category, 0])) as PhaseFigures['peakByCategory'] };
+}
+
+/** The mean of `values` where `mask` is 1 (over the mask's length); 0 when the mask is empty. */
+function maskedMean(values: Float32Array, mask: Float32Array): number {
+  let sum = 0;
+  let count = 0;
+  mask.forEach((m, i) => {
+    if (m === 0) return;
+    sum += values[i] as number;
+    count++;
+  });
+  return count === 0 ? 0 : sum / count;
 }

@@ -1,0 +1,97 @@
+/**
+ * A step's figures under TRL's GRPOTrainer metric names (`completions/mean_length`, `reward_std`,
+ * `frac_reward_zero_std`, `clip_ratio/low_mean`, ...), written into every step record beside napo's
+ * own, so plots made for a TRL run read a napo run. Definitions follow TRL's: lengths count EOS,
+ * standard deviations are unbiased (torch's default), a group's std is zero when its rewards all agree.
+ */
+import type { TrlStepMetrics } from './records.js';
+
+/** What the optimisation passes of a step measured, averaged over the passes. */
+export interface Optimisation {
+  /** Optimizer steps taken (0 when the step had nothing to train). */
+  passes: number;
+  loss: number;
+  auxiliaryLoss: number;
+  meanKl: number;
+  clipLowFraction: number;
+  clipHighFraction: number;
+  gradNorm: number;
+  /** Mean entropy over the rollouts' trained completion tokens. */
+  entropy: number;
+}
+
+export function idleOptimisation(): Optimisation {
+  return { passes: 0, loss: 0, auxiliaryLoss: 0, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, gradNorm: 0, entropy: 0 };
+}
+
+export interface RewardGroup {
+  /** Unbiased standard deviation of the group's rewards. */
+  std: number;
+  /** Every reward of the group is the same: its advantages are all 0. */
+  zeroStd: boolean;
+}
+
+/** Each prompt's group of `groupSize` consecutive rewards. */
+export function rewardGroups(rewards: readonly number[], groupSize: number): RewardGroup[] {
+  return Array.from({ length: rewards.length / groupSize }, (_, g) => {
+    const group = rewards.slice(g * groupSize, (g + 1) * groupSize);
+    return { std: unbiasedStd(group), zeroStd: group.every((reward) => reward === group[0]) };
+  });
+}
+
+export interface TrlMetricsInput {
+  rollouts: { lengths: readonly number[]; truncated: readonly boolean[]; rewards: readonly number[]; rewardsByFunction: Record<string, readonly number[]> };
+  groups: readonly RewardGroup[];
+  training: Optimisation;
+  learningRate: number;
+  /** Prompt and completion tokens of every rollout so far. */
+  numTokens: number;
+  rewardNames: readonly string[];
+  /** The KL coefficient: TRL logs `kl` only when it is not 0. */
+  beta: number;
+}
+
+export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
+  const { rollouts, groups, training } = input;
+  const terminated = rollouts.lengths.filter((_, row) => !rollouts.truncated[row]);
+  const perFunction = Object.fromEntries(
+    input.rewardNames.flatMap((name) => {
+      const values = (rollouts.rewardsByFunction[name] ?? []).filter((value) => !Number.isNaN(value));
+      return [
+        [`rewards/${name}/mean`, mean(values)],
+        [`rewards/${name}/std`, unbiasedStd(values)],
+      ];
+    }),
+  );
+  return {
+    'completions/mean_length': mean(rollouts.lengths),
+    'completions/min_length': Math.min(...rollouts.lengths),
+    'completions/max_length': Math.max(...rollouts.lengths),
+    'completions/clipped_ratio': rollouts.truncated.filter(Boolean).length / rollouts.truncated.length,
+    'completions/mean_terminated_length': mean(terminated),
+    'completions/min_terminated_length': terminated.length === 0 ? 0 : Math.min(...terminated),
+    'completions/max_terminated_length': terminated.length === 0 ? 0 : Math.max(...terminated),
+    reward_std: mean(groups.map((group) => group.std)),
+    frac_reward_zero_std: groups.filter((group) => group.zeroStd).length / groups.length,
+    ...(input.beta !== 0 ? { kl: training.meanKl } : {}),
+    entropy: training.entropy,
+    'clip_ratio/low_mean': training.clipLowFraction,
+    'clip_ratio/high_mean': training.clipHighFraction,
+    'clip_ratio/region_mean': training.clipLowFraction + training.clipHighFraction,
+    num_tokens: input.numTokens,
+    grad_norm: training.gradNorm,
+    learning_rate: input.learningRate,
+    ...perFunction,
+  };
+}
+
+function mean(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((sum, value) => sum + value, 0) / values.length;
+}
+
+/** sqrt(sum (x - mean)^2 / (n - 1)); 0 for fewer than two values (torch gives NaN; a record keeps numbers). */
+function unbiasedStd(values: readonly number[]): number {
+  if (values.length < 2) return 0;
+  const m = mean(values);
+  return Math.sqrt(values.reduce((sum, value) => sum + (value - m) ** 2, 0) / (values.length - 1));
+}

@@ -1,0 +1,133 @@
+/** TRL GRPOTrainer's knobs in napo's trainer: several passes per batch, truncation masking, dropping zero-std groups, TRL's metric names. */
+import { describe, expect, it } from 'vitest';
+import { CausalLM, CharTokenizer } from '@napo/policy';
+
+import { AdditionTask } from '../src/tasks/addition.js';
+import { Trainer } from '../src/trainer.js';
+import type { TrainConfigInput } from '../src/config.js';
+import { rewardGroups, trlMetrics, idleOptimisation } from '../src/trl-metrics.js';
+
+const task = new AdditionTask();
+const tokenizer = new CharTokenizer(task.alphabet);
+
+function tinyPolicy(seed = 1): CausalLM {
+  return CausalLM.create({ family: 'gpt2', vocabSize: tokenizer.vocabSize, maxPositions: 96, hiddenSize: 32, numLayers: 2, numHeads: 2, seed });
+}
+
+const base: TrainConfigInput = { promptsPerStep: 2, groupSize: 4, maxNewTokens: 24, learningRate: 1e-3, steps: 4, diagnostics: false };
+
+/** Distinct characters of the completion: an untrained model's groups always have a spread. */
+const firstDigitReward = [{ name: 'variety', weight: 1, fn: (sample: { completion: string }) => new Set(sample.completion).size }];
+
+describe('TRL metrics by hand', () => {
+  it('groups, stds and lengths as TRL computes them', () => {
+    const groups = rewardGroups([1, 0, 1, 0, 1, 1, 1, 1], 4);
+    expect(groups.map((g) => g.zeroStd)).toEqual([false, true]);
+    expect(groups[0]!.std).toBeCloseTo(Math.sqrt(1 / 3), 12);
+    expect(groups[1]!.std).toBe(0);
+    const metrics = trlMetrics({
+      rollouts: {
+        lengths: [3, 5, 8, 8, 2, 4, 8, 6],
+        truncated: [false, false, true, true, false, false, true, false],
+        rewards: [1, 0, 1, 0, 1, 1, 1, 1],
+        rewardsByFunction: { format: [1, 0, Number.NaN, 1, 1, 1, 1, 1] },
+      },
+      groups,
+      training: { ...idleOptimisation(), passes: 2, meanKl: 0.25, clipLowFraction: 0.1, clipHighFraction: 0.05, gradNorm: 3, entropy: 1.5 },
+      learningRate: 1e-4,
+      numTokens: 1234,
+      rewardNames: ['format'],
+      beta: 0.04,
+    });
+    expect(metrics['completions/mean_length']).toBe(44 / 8);
+    expect(metrics['completions/min_length']).toBe(2);
+    expect(metrics['completions/max_length']).toBe(8);
+    expect(metrics['completions/clipped_ratio']).toBe(3 / 8);
+    expect(metrics['completions/mean_terminated_length']).toBe((3 + 5 + 2 + 4 + 6) / 5);
+    expect(metrics['completions/min_terminated_length']).toBe(2);
+    expect(metrics['completions/max_terminated_length']).toBe(6);
+    expect(metrics.reward_std).toBeCloseTo(Math.sqrt(1 / 3) / 2, 12);
+    expect(metrics.frac_reward_zero_std).toBe(0.5);
+    expect(metrics.kl).toBe(0.25);
+    expect(metrics['clip_ratio/region_mean']).toBeCloseTo(0.15, 12);
+    expect(metrics.num_tokens).toBe(1234);
+    expect(metrics.grad_norm).toBe(3);
+    expect(metrics.entropy).toBe(1.5);
+    // NaN (does not apply) is left out: six 1s and one 0 -> mean 6/7, unbiased std.
+    expect(metrics['rewards/format/mean']).toBeCloseTo(6 / 7, 12);
+    const m = 6 / 7;
+    expect(metrics['rewards/format/std']).toBeCloseTo(Math.sqrt((6 * (1 - m) ** 2 + m ** 2) / 6), 12);
+    // TRL logs kl only with a KL term.
+    expect('kl' in trlMetrics({ rollouts: { lengths: [1], truncated: [false], rewards: [0], rewardsByFunction: {} }, groups: [], training: idleOptimisation(), learningRate: 1, numTokens: 0, rewardNames: [], beta: 0 })).toBe(false);
+  });
+});
+
+describe('several optimisation passes per batch (numIterations)', () => {
+  it('one AdamW step per pass; the ratio is 1 in a single pass and moves from the second on', async () => {
+    const single = tinyPolicy();
+    const one = await new Trainer({ policy: single, tokenizer, task, config: { ...base, levels: [1], learningRate: 0.05 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect(one.optimizerSteps).toBe(1);
+    expect(single.getOptimizerState().steps).toBe(1);
+    expect(one['clip_ratio/region_mean']).toBe(0);
+
+    const multi = tinyPolicy();
+    const three = await new Trainer({ policy: multi, tokenizer, task, config: { ...base, levels: [1], learningRate: 0.05, numIterations: 3 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect(three.optimizerSteps).toBe(3);
+    expect(multi.getOptimizerState().steps).toBe(3);
+    // The same rollouts (same seed), so the same rewards; passes 2 and 3 see ratios away from 1 at this learning rate.
+    expect(three.reward).toBe(one.reward);
+    expect(three['clip_ratio/region_mean']).toBeGreaterThan(0);
+    expect(three['clip_ratio/region_mean']).toBeCloseTo(three.clipLowFraction + three.clipHighFraction, 12);
+    expect(three.entropy).toBeGreaterThan(0);
+    single.dispose();
+    multi.dispose();
+  });
+});
+
+describe('what a step leaves out', () => {
+  it('maskTruncatedCompletions: completions cut at maxNewTokens train no token', async () => {
+    const policy = tinyPolicy();
+    // An untrained model rarely writes EOS within 4 tokens.
+    const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', maxNewTokens: 4, maskTruncatedCompletions: true }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    const truncated = record['completions/clipped_ratio'] * 8;
+    expect(truncated).toBeGreaterThan(0);
+    expect(record.truncatedMasked).toBe(truncated);
+    expect(record['completions/max_length']).toBe(4);
+    // Only the completions that ended (EOS included) are trained.
+    expect(record.tokensTrained).toBe(record['completions/mean_length'] * 8 - 4 * truncated);
+    // Unmasked, the same step (same seed, same rollouts) trains on every completion token.
+    const unmasked = await new Trainer({ policy: tinyPolicy(), tokenizer, task, config: { ...base, algorithm: 'grpo', maxNewTokens: 4 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect(unmasked.truncatedMasked).toBe(0);
+    expect(unmasked.tokensTrained).toBe(record['completions/mean_length'] * 8);
+    policy.dispose();
+  });
+
+  it('dropZeroStdGroups: all-wrong groups leave the batch; GRPO takes no step, ExP-GRPO trains on its explanations only', async () => {
+    for (const algorithm of ['grpo', 'expo'] as const) {
+      const policy = tinyPolicy();
+      // An untrained model never solves a 5-digit sum: every group's rewards are all 0.
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm, levels: [5], dropZeroStdGroups: true }, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      expect(record.zeroStdGroupsDropped).toBe(2);
+      expect(record.frac_reward_zero_std).toBe(1);
+      expect(record.reward_std).toBe(0);
+      if (algorithm === 'grpo') {
+        expect(record.optimizerSteps).toBe(0);
+        expect(record.shapes.scoredRows).toBe(0);
+        expect(policy.getOptimizerState().steps).toBe(0);
+        expect(record.phases.score.seconds).toBe(0);
+      } else {
+        expect(record.optimizerSteps).toBe(1);
+        expect(record.shapes.scoredRows).toBe(2);
+        expect(record.gradNorm).toBeGreaterThan(0);
+      }
+      policy.dispose();
+    }
+  });
+
+  it('refuses bad values by name', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { numIterations: 0 } })).toThrow(/numIterations must be >= 1/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { maskTruncatedCompletions: 'yes' as unknown as boolean } })).toThrow(/maskTruncatedCompletions must be a boolean/);
+    policy.dispose();
+  });
+});
