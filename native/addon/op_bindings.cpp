@@ -195,6 +195,11 @@ struct PolicyLossCall : OpCall {
     options.loss_type = napo_loss_type(integerArg(env, given.Get("lossType"), kName, "lossType"));
     options.max_completion_length = integerArg(env, given.Get("maxCompletionLength"), kName, "maxCompletionLength");
     options.num_items_in_batch = numberArg(env, given.Get("numItemsInBatch"), kName, "numItemsInBatch");
+    options.importance_level =
+        napo_importance_level(integerArg(env, given.Get("importanceSamplingLevel"), kName, "importanceSamplingLevel"));
+    options.delta = float(numberArg(env, given.Get("delta"), kName, "delta"));
+    options.sapo_temperature_pos = float(numberArg(env, given.Get("sapoTemperaturePos"), kName, "sapoTemperaturePos"));
+    options.sapo_temperature_neg = float(numberArg(env, given.Get("sapoTemperatureNeg"), kName, "sapoTemperatureNeg"));
     check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr, &advantages, &mask,
                                          &options));
     gradLogprobs = output(env, kName, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);

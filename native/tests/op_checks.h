@@ -196,7 +196,7 @@ struct PolicyLossInputs {
   int64_t sequences = 0, steps = 0;
   std::vector<float> logprobs, oldLogprobs, refLogprobs, advantages, mask;  // refLogprobs empty = none
   napo_dtype maskDtype = NAPO_FLOAT32;  // the mask's values are stored in this dtype
-  napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0};
+  napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f};
 
   // The mask as the bytes of a maskDtype tensor.
   std::vector<uint8_t> maskBytes() const {
@@ -681,8 +681,9 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
   const Dims dims[] = {{1, 1}, {4, 7}, {8, 33}, {3, 300}, {2, 1025}};
   uint64_t seed = 500;
   for (const Dims& d : dims) {
-    for (napo_loss_type lossType : {NAPO_LOSS_GRPO, NAPO_LOSS_BNPO, NAPO_LOSS_DR_GRPO, NAPO_LOSS_DAPO}) {
-      for (int variant = 0; variant < 3; ++variant) {
+    for (napo_loss_type lossType : {NAPO_LOSS_GRPO, NAPO_LOSS_BNPO, NAPO_LOSS_DR_GRPO, NAPO_LOSS_DAPO, NAPO_LOSS_CISPO,
+                                    NAPO_LOSS_SAPO}) {
+      for (int variant = 0; variant < 5; ++variant) {
         PolicyLossInputs in;
         in.sequences = d.sequences;
         in.steps = d.steps;
@@ -708,14 +709,24 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
           const std::vector<float> refDrift = randomNormal(count, ++seed, 0.2f);
           for (size_t i = 0; i < count; ++i) in.refLogprobs[i] += refDrift[i];
         }
-        if (variant == 2) {
+        if (variant >= 2) {
           in.options.beta = 0.04f;
           in.options.eps_high = 0.28f;
           in.options.max_completion_length = d.steps + 5;
           in.options.num_items_in_batch = 17.0;
         }
+        // GSPO's sequence weights; two-sided clipping; CISPO's cap at TRL's 5 and SAPO's temperatures.
+        if (variant == 3) in.options.importance_level = NAPO_IMPORTANCE_SEQUENCE;
+        if (variant >= 3) {
+          in.options.delta = 1.4f;
+          in.options.sapo_temperature_pos = 0.7f;
+          in.options.sapo_temperature_neg = 1.6f;
+          if (lossType == NAPO_LOSS_CISPO) in.options.eps_high = 1.3f;
+        }
         // PyTorch users pass int and bool masks.
-        in.maskDtype = variant == 0 ? NAPO_FLOAT32 : variant == 1 ? NAPO_INT32 : (lossType % 2 ? NAPO_UINT8 : NAPO_BOOL);
+        in.maskDtype = variant == 0 || variant == 3 ? NAPO_FLOAT32
+                       : variant == 1               ? NAPO_INT32
+                                                    : (lossType % 2 ? NAPO_UINT8 : NAPO_BOOL);
         checkPolicyLoss(checks, candidate, reference, in,
                         format("policyLoss [%lld, %lld] type=%d variant=%d", (long long)d.sequences,
                                (long long)d.steps, int(lossType), variant));

@@ -243,16 +243,28 @@ typedef enum napo_loss_type {
   NAPO_LOSS_GRPO = 0,
   NAPO_LOSS_BNPO = 1,
   NAPO_LOSS_DR_GRPO = 2,
-  NAPO_LOSS_DAPO = 3
+  NAPO_LOSS_DAPO = 3,
+  NAPO_LOSS_CISPO = 4, /* the clipped IS weight (cap eps_high), detached, times A * logprob; dapo's aggregation */
+  NAPO_LOSS_SAPO = 5   /* a sigmoid gate instead of the clip; grpo's aggregation */
 } napo_loss_type;
 
+typedef enum napo_importance_level {
+  NAPO_IMPORTANCE_TOKEN = 0,   /* rho per token */
+  NAPO_IMPORTANCE_SEQUENCE = 1 /* GSPO: exp of the sequence's mean log-ratio, one per sequence */
+} napo_importance_level;
+
+/* Zero-initialised fields after num_items_in_batch keep the token-level clipped surrogate. */
 typedef struct napo_policy_loss_options {
   float eps_low;
   float eps_high;
   float beta;
   napo_loss_type loss_type;
   int64_t max_completion_length; /* dr_grpo; <= 0 = T */
-  double num_items_in_batch;     /* dapo; <= 0 = sum(mask) */
+  double num_items_in_batch;     /* dapo, cispo; <= 0 = sum(mask) */
+  napo_importance_level importance_level;
+  float delta;                /* two-sided clip: the unclipped ratio capped at delta (> 1); 0 = off */
+  float sapo_temperature_pos; /* sapo's gate for A > 0 (> 0) */
+  float sapo_temperature_neg; /* sapo's gate for A <= 0 (> 0) */
 } napo_policy_loss_options;
 
 /* Stats of one policyLoss call; each mean is over masked tokens. */

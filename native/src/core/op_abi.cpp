@@ -1,6 +1,7 @@
 // The C ABI of the RL ops: validate every argument, then hand the call to the backend of the
 // device the tensors live on. No math here.
 #include <cmath>
+#include <utility>
 
 #include "../cpu/backend.h"
 #include "cuda_ops.h"
@@ -228,8 +229,20 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   if (!(options->beta >= 0.0f) || std::isinf(options->beta)) {
     return fail(NAPO_ERR_RANGE, "%s: beta = %g must be >= 0 and finite", op, options->beta);
   }
-  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_DAPO) {
+  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_SAPO) {
     return fail(NAPO_ERR_RANGE, "%s: unknown lossType %d", op, int(options->loss_type));
+  }
+  if (options->importance_level != NAPO_IMPORTANCE_TOKEN && options->importance_level != NAPO_IMPORTANCE_SEQUENCE) {
+    return fail(NAPO_ERR_RANGE, "%s: unknown importanceSamplingLevel %d", op, int(options->importance_level));
+  }
+  if (!(options->delta == 0.0f || (options->delta > 1.0f && !std::isinf(options->delta)))) {
+    return fail(NAPO_ERR_RANGE, "%s: delta = %g must be > 1 and finite (0: off)", op, options->delta);
+  }
+  if (options->loss_type == NAPO_LOSS_SAPO) {
+    for (const auto& [name, value] : {std::pair{"sapoTemperaturePos", options->sapo_temperature_pos},
+                                      std::pair{"sapoTemperatureNeg", options->sapo_temperature_neg}}) {
+      if (!(value > 0.0f) || std::isinf(value)) return fail(NAPO_ERR_RANGE, "%s: %s = %g must be > 0 and finite", op, name, value);
+    }
   }
   if (options->max_completion_length < 0) {
     return fail(NAPO_ERR_RANGE, "%s: maxCompletionLength = %lld must be > 0 (0: the steps T)", op,

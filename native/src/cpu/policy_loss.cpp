@@ -1,6 +1,7 @@
-// policyLoss on the CPU: the clipped surrogate with an optional k3 KL, forward and gradient in
-// one pass over [S, T], aggregated as TRL's loss types. Row sums are reduced in row order so the
-// loss does not depend on the thread count.
+// policyLoss on the CPU: the clipped surrogate (or CISPO's, or SAPO's gate) at token or sequence
+// (GSPO) importance level with an optional k3 KL, forward and gradient in one pass over [S, T]
+// (two for GSPO: the sequence's weight first), aggregated as TRL's loss types. Row sums are
+// reduced in row order so the loss does not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -32,6 +33,7 @@ std::vector<double> sequenceWeights(const Mask* mask, int64_t sequences, int64_t
   for (int64_t s = 0; s < sequences; ++s) {
     switch (options.loss_type) {
       case NAPO_LOSS_GRPO:
+      case NAPO_LOSS_SAPO:
         weights[size_t(s)] = 1.0 / (double(sequences) * std::max(1.0, maskSum(mask + s * steps, steps)));
         break;
       case NAPO_LOSS_BNPO:
@@ -43,11 +45,48 @@ std::vector<double> sequenceWeights(const Mask* mask, int64_t sequences, int64_t
         break;
       }
       case NAPO_LOSS_DAPO:
+      case NAPO_LOSS_CISPO:
         weights[size_t(s)] = 1.0 / std::max(1.0, options.num_items_in_batch > 0 ? options.num_items_in_batch : allTokens);
         break;
     }
   }
   return weights;
+}
+
+// The surrogate of one token at importance weight `coef`: its loss (before the KL and the
+// weight), d loss / d coef, and whether it counts as clipped below / above.
+struct Surrogate {
+  float loss, dCoef;
+  bool clipLow, clipHigh;
+};
+
+Surrogate surrogate(float coef, float advantage, const napo_policy_loss_options& options) {
+  const float low = 1.0f - options.eps_low, high = 1.0f + options.eps_high;
+  if (options.loss_type == NAPO_LOSS_SAPO) {
+    // A smooth gate instead of the clip: (4 / tau) sigmoid(tau (coef - 1)), slope 1 at coef = 1.
+    const float tau = advantage > 0.0f ? options.sapo_temperature_pos : options.sapo_temperature_neg;
+    const float gate = 1.0f / (1.0f + std::exp(-tau * (coef - 1.0f)));
+    return {-(4.0f / tau) * gate * advantage, -4.0f * gate * (1.0f - gate) * advantage, false, false};
+  }
+  // Two-sided clipping caps the unclipped ratio too, so a negative advantage cannot push it without bound.
+  const bool capped = options.delta > 0.0f && coef > options.delta;
+  const float unclipped = (capped ? options.delta : coef) * advantage;
+  const float clipped = std::clamp(coef, low, high) * advantage;
+  // The surrogate's gradient flows only when the unclipped term is the smaller one and not capped.
+  const float dCoef = unclipped <= clipped && !capped ? -advantage : 0.0f;
+  return {-std::min(unclipped, clipped), dCoef, advantage < 0.0f && coef < low, advantage > 0.0f && coef > high};
+}
+
+// GSPO's log importance weight of a sequence: its masked mean log-ratio.
+template <typename Mask>
+float sequenceLogWeight(const float* logprobs, const float* oldLogprobs, const Mask* mask, int64_t begin, int64_t end) {
+  double sum = 0.0, tokens = 0.0;
+  for (int64_t t = begin; t < end; ++t) {
+    if (mask[t] == Mask(0)) continue;
+    sum += double(logprobs[t] - oldLogprobs[t]);
+    tokens += 1.0;
+  }
+  return float(sum / std::max(1.0, tokens));
 }
 
 template <typename Mask>
@@ -58,11 +97,13 @@ void policyLossRows(const float* logprobs, const float* oldLogprobs, const float
   const std::vector<double> weights = sequenceWeights(mask, sequences, steps, options);
   std::vector<PolicyLossSums> rows(static_cast<size_t>(sequences));
   const bool withKl = refLogprobs && options.beta != 0.0f;
-  const float low = 1.0f - options.eps_low, high = 1.0f + options.eps_high;
+  const bool perSequence = options.importance_level == NAPO_IMPORTANCE_SEQUENCE;
   parallelFor(sequences, std::max<int64_t>(1, 4096 / std::max<int64_t>(steps, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       const float advantage = advantages[s];
       const float weight = float(weights[size_t(s)]);
+      const float sequenceCoef =
+          perSequence ? std::exp(sequenceLogWeight(logprobs, oldLogprobs, mask, s * steps, (s + 1) * steps)) : 0.0f;
       PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
         const float m = float(mask[t]);
@@ -71,12 +112,24 @@ void policyLossRows(const float* logprobs, const float* oldLogprobs, const float
           gradLogprobs[t] = 0.0f;
           continue;
         }
-        const float ratio = std::exp(logprobs[t] - oldLogprobs[t]);
-        const float unclipped = ratio * advantage;
-        const float clipped = std::clamp(ratio, low, high) * advantage;
-        // The surrogate's gradient flows only when the unclipped term is the smaller one.
-        float grad = unclipped <= clipped ? -advantage * ratio : 0.0f;
-        float loss = -std::min(unclipped, clipped);
+        const float coef = perSequence ? sequenceCoef : std::exp(logprobs[t] - oldLogprobs[t]);
+        float loss, grad;
+        bool clipLow = false, clipHigh = false;
+        if (options.loss_type == NAPO_LOSS_CISPO) {
+          // The capped weight is a constant: the gradient is REINFORCE's, scaled by it.
+          const float cappedCoef = std::min(coef, options.eps_high);
+          loss = -cappedCoef * advantage * logprobs[t];
+          grad = -cappedCoef * advantage;
+          clipHigh = advantage > 0.0f && coef > options.eps_high;
+        } else {
+          const Surrogate term = surrogate(coef, advantage, options);
+          loss = term.loss;
+          // d coef / d logprob: coef itself per token; per sequence coef / length for each of its
+          // tokens, and the sequence's length tokens share the same loss, so the lengths cancel.
+          grad = term.dCoef * coef;
+          clipLow = term.clipLow;
+          clipHigh = term.clipHigh;
+        }
         float kl = 0.0f;
         if (refLogprobs) {
           const float delta = refLogprobs[t] - logprobs[t];
@@ -90,10 +143,10 @@ void policyLossRows(const float* logprobs, const float* oldLogprobs, const float
         gradLogprobs[t] = weight * m * grad;
         sums.loss += double(m) * loss;
         sums.tokens += m;
-        sums.clipLow += (advantage < 0.0f && ratio < low) ? m : 0.0f;
-        sums.clipHigh += (advantage > 0.0f && ratio > high) ? m : 0.0f;
+        sums.clipLow += clipLow ? m : 0.0f;
+        sums.clipHigh += clipHigh ? m : 0.0f;
         sums.kl += double(m) * kl;
-        sums.ratio += double(m) * ratio;
+        sums.ratio += double(m) * coef;
       }
       sums.loss *= weights[size_t(s)];
       rows[size_t(s)] = sums;

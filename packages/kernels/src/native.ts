@@ -102,6 +102,12 @@ export interface NativePolicyLossOptions {
   lossType: number;
   maxCompletionLength: number;
   numItemsInBatch: number;
+  /** 0 token, 1 sequence. */
+  importanceSamplingLevel: number;
+  /** 0: off. */
+  delta: number;
+  sapoTemperaturePos: number;
+  sapoTemperatureNeg: number;
 }
 
 /** The RL ops as the addon exports them; each also has an `xxxAsync` form (a Promise). */

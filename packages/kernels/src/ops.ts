@@ -12,6 +12,7 @@ import type {
   AdvantageEstimator,
   AdvantageScale,
   GroupAdvantagesOptions,
+  ImportanceSamplingLevel,
   LinearLogprobsOptions,
   LossType,
   MaskDType,
@@ -95,7 +96,8 @@ export interface PolicyLossResult {
 
 const scales: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 const estimators: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
-const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
+const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'];
+const importanceLevels: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** One of `allowed`, by name; a value that is not a string at all is a TypeError. */
 function choiceOption<Choice extends string>(
@@ -360,6 +362,11 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
       lossType,
       maxCompletionLength: normaliser('maxCompletionLength', options.maxCompletionLength),
       numItemsInBatch: normaliser('numItemsInBatch', options.numItemsInBatch),
+      importanceSamplingLevel: importanceLevels.indexOf(choiceOption(op, 'importanceSamplingLevel', options.importanceSamplingLevel, importanceLevels, 'token')),
+      // 0 is the ABI's "off"; a given value is checked there (> 1).
+      delta: numberOption(op, 'delta', options.delta, 0),
+      sapoTemperaturePos: numberOption(op, 'sapoTemperaturePos', options.sapoTemperaturePos, 1),
+      sapoTemperatureNeg: numberOption(op, 'sapoTemperatureNeg', options.sapoTemperatureNeg, 1.05),
     },
   ];
 }

@@ -80,7 +80,10 @@ export interface GroupAdvantagesOptions {
   eps?: number;
 }
 
-export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo';
+export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo';
+
+/** Where the importance weight lives: per token (PPO, GRPO) or per sequence (GSPO). */
+export type ImportanceSamplingLevel = 'token' | 'sequence';
 
 export interface PolicyLossOptions {
   /** Default 0.2. */
@@ -89,23 +92,34 @@ export interface PolicyLossOptions {
   epsHigh?: number;
   /** Weight of the k3 KL to refLogprobs. Default 0. */
   beta?: number;
-  /** Default grpo. */
+  /**
+   * Default grpo. cispo: the importance weight capped at epsHigh (TRL's recommended 5), detached,
+   * times A * logprob, aggregated as dapo; sapo: a sigmoid gate instead of the clip, aggregated as grpo.
+   */
   lossType?: LossType;
   /** dr_grpo's normaliser; default T. */
   maxCompletionLength?: number;
-  /** dapo's normaliser; default sum(mask). */
+  /** dapo's and cispo's normaliser; default sum(mask). */
   numItemsInBatch?: number;
+  /** Default token; sequence: GSPO's weight exp(mean of the sequence's masked log-ratios). */
+  importanceSamplingLevel?: ImportanceSamplingLevel;
+  /** Two-sided clipping (INTELLECT-2): the unclipped ratio capped at delta, > 1 (TRL: > 1 + epsHigh). Default off. */
+  delta?: number;
+  /** sapo's gate temperature where A > 0. Default 1. */
+  sapoTemperaturePos?: number;
+  /** sapo's gate temperature where A <= 0. Default 1.05. */
+  sapoTemperatureNeg?: number;
 }
 
 export interface PolicyLossStats {
   /** Fraction of masked tokens with A < 0 and rho < 1 - epsLow. */
   clipLowFraction: number;
-  /** Fraction of masked tokens with A > 0 and rho > 1 + epsHigh. */
+  /** Fraction of masked tokens with A > 0 and rho > 1 + epsHigh (cispo: rho > epsHigh; sapo: 0 for both). */
   clipHighFraction: number;
   clipFraction: number;
   /** Mean k3 KL over masked tokens (0 without refLogprobs). */
   meanKl: number;
-  /** Mean of rho = exp(lp - old) over masked tokens. */
+  /** Mean of the importance weight (rho, or the sequence's) over masked tokens. */
   meanRatio: number;
   /** sum(mask). */
   tokenCount: number;

@@ -12,6 +12,7 @@ import {
   tokenLogprobsBackward,
   type HostTensor,
   type LossType,
+  type PolicyLossOptions,
   type SampleOptions,
 } from '../src/index.js';
 import {
@@ -311,36 +312,39 @@ describe('policyLoss (native) against the reference', () => {
   const mask = Float32Array.from({ length: sequences * steps }, (_, i) => (i % steps < 3 + (Math.floor(i / steps) % 5) ? 1 : 0));
   const matrix = (data: Float32Array): HostTensor<'float32'> => ({ dtype: 'float32', shape: [sequences, steps], data });
 
-  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo'] as const satisfies readonly LossType[]) {
-    it(`${lossType}: loss, gradient and stats match, with a KL term`, () => {
-      const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: 0.28, maxCompletionLength: 12 };
-      const native = policyLoss(
-        {
-          logprobs: tensor(logprobs, [sequences, steps]),
-          oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
-          refLogprobs: tensor(refLogprobs, [sequences, steps]),
-          advantages: tensor(advantages),
-          mask: tensor(mask, [sequences, steps]),
-        },
-        options,
-      );
-      const expected = reference.policyLoss(
-        {
-          logprobs: matrix(logprobs),
-          oldLogprobs: matrix(oldLogprobs),
-          refLogprobs: matrix(refLogprobs),
-          advantages,
-          mask: matrix(mask),
-        },
-        options,
-      );
-      expect(native.loss).toBeCloseTo(expected.loss, 5);
-      expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
-      for (const key of ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount'] as const) {
-        expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
-      }
-    });
+  const variants: [string, PolicyLossOptions][] = [
+    ['', {}],
+    [', GSPO', { importanceSamplingLevel: 'sequence' }],
+    [', delta', { delta: 1.3 }],
+  ];
+  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] as const satisfies readonly LossType[]) {
+    for (const [label, variant] of variants) {
+      it(`${lossType}${label}: loss, gradient and stats match, with a KL term`, () => {
+        const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: lossType === 'cispo' ? 1.25 : 0.28, maxCompletionLength: 12, ...variant };
+        const native = policyLoss(
+          {
+            logprobs: tensor(logprobs, [sequences, steps]),
+            oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
+            refLogprobs: tensor(refLogprobs, [sequences, steps]),
+            advantages: tensor(advantages),
+            mask: tensor(mask, [sequences, steps]),
+          },
+          options,
+        );
+        const expected = reference.policyLoss(
+          { logprobs: matrix(logprobs), oldLogprobs: matrix(oldLogprobs), refLogprobs: matrix(refLogprobs), advantages, mask: matrix(mask) },
+          options,
+        );
+        expect(native.loss).toBeCloseTo(expected.loss, 5);
+        expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
+        for (const key of ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount'] as const) {
+          expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
+        }
+      });
+    }
+  }
 
+  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo'] as const satisfies readonly LossType[]) {
     it(`${lossType}: the gradient agrees with central finite differences`, () => {
       const options = { lossType, beta: 0.1, maxCompletionLength: 12 };
       const lossAt = (values: Float32Array) =>

@@ -684,6 +684,114 @@ describe('policyLoss', () => {
     }
   });
 
+  it('two-sided clipping caps the unclipped ratio at delta', () => {
+    // Only [1, 2] (A = -0.5, rho = e^.7 > delta = 1.5) changes: its loss is 0.5 * 1.5 and it has no gradient.
+    const delta = 1.5;
+    const result = policyLoss(inputs(false), { lossType: 'bnpo', delta });
+    expect(result.loss).toBeCloseTo((sum0 + sum1 - 0.5 * Math.exp(0.7) + 0.5 * delta) / 5, 6);
+    expectAllClose(result.gradLogprobs, [-Math.exp(0.1) / 5, 0, 0, 0.5 / 5, 0, 0], 1e-6);
+    // A cap above every ratio changes nothing.
+    expect(policyLoss(inputs(false), { lossType: 'bnpo', delta: 3 }).loss).toBe(policyLoss(inputs(false), { lossType: 'bnpo' }).loss);
+  });
+
+  it('GSPO: one importance weight per sequence, exp of its mean masked log-ratio', () => {
+    // Sequence 0: (0.1 + 0.3) / 2 = 0.2; sequence 1: (0 - 0.5 + 0.7) / 3 = 0.2 / 3.
+    const c0 = Math.exp(0.2);
+    const c1 = Math.exp(0.2 / 3);
+    const result = policyLoss(inputs(false), { importanceSamplingLevel: 'sequence' });
+    // A = 1: c0 = 1.22 > 1.2, so the clip wins (no gradient) on both tokens of sequence 0;
+    // A = -0.5: -min(-0.5 c1, -0.5 clip(c1)) = 0.5 c1 with c1 inside the range, gradient 0.5 c1.
+    expect(result.loss).toBeCloseTo((-high + 0.5 * c1) / 2, 6);
+    expectAllClose(result.gradLogprobs, [0, 0, 0, (0.5 * c1) / 6, (0.5 * c1) / 6, (0.5 * c1) / 6], 1e-6);
+    expect(result.stats.meanRatio).toBeCloseTo((2 * c0 + 3 * c1) / 5, 6);
+    expect(result.stats.clipHighFraction).toBeCloseTo(2 / 5, 12);
+  });
+
+  it('cispo: the capped weight, detached, times A * logprob, aggregated as dapo', () => {
+    const cap = 1.3;
+    const rho = [
+      [Math.exp(0.1), Math.exp(0.3), 0],
+      [1, Math.exp(-0.5), Math.exp(0.7)],
+    ];
+    const weight = (s: number, t: number): number => Math.min(rho[s]![t]!, Math.fround(cap)) * advantages[s]!;
+    const positions: [number, number][] = [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2]];
+    const result = policyLoss(inputs(false), { lossType: 'cispo', epsHigh: cap });
+    const loss = positions.reduce((sum, [s, t]) => sum - weight(s, t) * logprobs[s]![t]!, 0) / 5;
+    expect(result.loss).toBeCloseTo(loss, 6);
+    expectAllClose(result.gradLogprobs, [-weight(0, 0) / 5, -weight(0, 1) / 5, 0, -weight(1, 0) / 5, -weight(1, 1) / 5, -weight(1, 2) / 5], 1e-6);
+    // Clipped: A > 0 and rho > cap: none at 1.3 (e^.3 = 1.35 is, at cap 1.3: [0, 1]).
+    expect(result.stats.clipHighFraction).toBeCloseTo(1 / 5, 12);
+    expect(result.stats.clipLowFraction).toBe(0);
+  });
+
+  it('sapo: the sigmoid gate by the sign of A, aggregated as grpo', () => {
+    const [pos, neg] = [Math.fround(1), Math.fround(1.05)];
+    const gate = (c: number, tau: number): number => 1 / (1 + Math.exp(-tau * (c - 1)));
+    const term = (c: number, a: number): [number, number] => {
+      const tau = a > 0 ? pos : neg;
+      const g = gate(c, tau);
+      return [-(4 / tau) * g * a, -4 * g * (1 - g) * a * c];
+    };
+    const row0 = [Math.exp(0.1), Math.exp(0.3)].map((c) => term(c, 1));
+    const row1 = [1, Math.exp(-0.5), Math.exp(0.7)].map((c) => term(c, -0.5));
+    const result = policyLoss(inputs(false), { lossType: 'sapo' });
+    const mean = (terms: [number, number][]): number => terms.reduce((sum, [l]) => sum + l, 0) / terms.length;
+    expect(result.loss).toBeCloseTo((mean(row0) + mean(row1)) / 2, 6);
+    expectAllClose(result.gradLogprobs, [...row0.map(([, g]) => g / 4), 0, ...row1.map(([, g]) => g / 6)], 1e-6);
+    // At rho = 1 the gate has slope 1: the same gradient as the unclipped surrogate.
+    expect(result.gradLogprobs[3]).toBeCloseTo(0.5 / 6, 6);
+    expect(result.stats.clipFraction).toBe(0);
+  });
+
+  it('has the gradient of its loss for every new loss type, level and delta (finite differences)', () => {
+    const variants: PolicyLossOptions[] = [
+      { lossType: 'grpo', importanceSamplingLevel: 'sequence', beta: 0.05 },
+      { lossType: 'dapo', importanceSamplingLevel: 'sequence', epsHigh: 0.28 },
+      { lossType: 'bnpo', delta: 1.5, beta: 0.05 },
+      { lossType: 'cispo', epsHigh: 1.3, beta: 0.05 },
+      { lossType: 'cispo', epsHigh: 5, importanceSamplingLevel: 'sequence' },
+      { lossType: 'sapo', beta: 0.05 },
+      { lossType: 'sapo', importanceSamplingLevel: 'sequence', sapoTemperaturePos: 0.5, sapoTemperatureNeg: 2 },
+    ];
+    for (const options of variants) {
+      const base = inputs(true);
+      const { gradLogprobs } = policyLoss(base, options);
+      const point = Float32Array.from(base.logprobs.data);
+      // cispo's weight is detached: its gradient is the slope in lp with the weight held, i.e. with
+      // oldLogprobs moved by the same step (every log-ratio, and so every weight, stays put).
+      const detached = options.lossType === 'cispo';
+      const lossAt = (values: Float32Array, index: number): number => {
+        const old = Float32Array.from(base.oldLogprobs.data);
+        if (detached) old[index] = old[index]! + (values[index]! - point0[index]!);
+        return policyLoss(
+          { ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: values }, oldLogprobs: { dtype: 'float32', shape: [2, 3], data: old } },
+          options,
+        ).loss;
+      };
+      const point0 = Float32Array.from(point);
+      const numeric = Array.from(point, (_, index) => {
+        const original = point[index]!;
+        point[index] = original + 1e-3;
+        const upValue = point[index]!;
+        const up = lossAt(point, index);
+        point[index] = original - 1e-3;
+        const downValue = point[index]!;
+        const down = lossAt(point, index);
+        point[index] = original;
+        return (up - down) / (upValue - downValue);
+      });
+      expectAllClose(gradLogprobs, numeric, 1e-5);
+    }
+  });
+
+  it('refuses a bad delta, sapo temperature or importance level', () => {
+    const base = inputs(false);
+    expect(() => policyLoss(base, { delta: 0.9 })).toThrow('policyLoss: delta = 0.9 must be > 1 and finite (0: off)');
+    expect(() => policyLoss(base, { lossType: 'sapo', sapoTemperatureNeg: 0 })).toThrow(/sapoTemperatureNeg/);
+    const level: string = 'chunk';
+    expect(() => policyLoss(base, { importanceSamplingLevel: level as 'token' })).toThrow(/importanceSamplingLevel 'chunk' is not one of token, sequence/);
+  });
+
   it('ignores non-finite values at masked-out positions', () => {
     const base = inputs(false);
     const data = Float32Array.from(base.logprobs.data);
@@ -802,7 +910,7 @@ describe('argument errors', () => {
     expectError(
       () => policyLoss(valid(), { lossType: unknownLossType as LossType }),
       RangeError,
-      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo",
+      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo, cispo, sapo",
     );
     expectError(() => policyLoss({ ...valid(), advantages: new Float32Array(3) }), RangeError, 'policyLoss: advantages has 3 entries for 2 sequences');
     const int16Mask = { dtype: 'int16', shape: [2, 4], data: new Int16Array(8) } as unknown as HostTensor<'float32'>;

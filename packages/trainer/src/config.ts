@@ -29,9 +29,16 @@ export const trainConfigSchema = z.object({
   warmupSteps: z.number().int().min(0).default(0),
   weightDecay: z.number().min(0).default(0),
   maxGradNorm: z.number().gt(0).default(1),
-  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('grpo'),
+  /** TRL's loss_type: the clipped surrogate's four aggregations, CISPO (epsHigh caps the weight; TRL recommends 5) or SAPO. */
+  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo']).default('grpo'),
   epsLow: z.number().min(0).lt(1).default(0.2),
   epsHigh: z.number().min(0).default(0.2),
+  /** TRL's importance_sampling_level: 'sequence' is GSPO. */
+  importanceSamplingLevel: z.enum(['token', 'sequence']).default('token'),
+  /** Two-sided clipping (TRL's delta, INTELLECT-2): the unclipped ratio capped at delta, > 1 + epsHigh. Default off. */
+  delta: z.number().gt(1).optional(),
+  sapoTemperaturePos: z.number().gt(0).default(1),
+  sapoTemperatureNeg: z.number().gt(0).default(1.05),
   scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
   estimator: z.enum(['grpo', 'rloo']).default('grpo'),
   /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no frozen policy. */

@@ -55,9 +55,12 @@ export interface TrlStepMetrics {
   kl?: number;
   /** Mean entropy of the trained rollout tokens. */
   entropy: number;
-  'clip_ratio/low_mean': number;
-  'clip_ratio/high_mean': number;
-  'clip_ratio/region_mean': number;
+  /** Clipped loss types (grpo, bnpo, dr_grpo, dapo) only, as TRL logs them. */
+  'clip_ratio/low_mean'?: number;
+  'clip_ratio/high_mean'?: number;
+  'clip_ratio/region_mean'?: number;
+  /** cispo only: tokens with A > 0 whose weight the cap clipped. */
+  cispo_clip_ratio?: number;
   /** Prompt and completion tokens of every rollout so far. */
   num_tokens: number;
   grad_norm: number;

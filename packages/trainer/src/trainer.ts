@@ -269,6 +269,7 @@ export class Trainer {
         numTokens: this.tokensSeen,
         rewardNames: Object.keys(rollouts.rewardsByName),
         beta: config.klBeta,
+        lossType: config.lossType,
       }),
     };
   }
@@ -546,7 +547,17 @@ export class Trainer {
           advantages,
           mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
         },
-        { lossType: config.lossType, epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.klBeta, maxCompletionLength: config.maxNewTokens },
+        {
+          lossType: config.lossType,
+          epsLow: config.epsLow,
+          epsHigh: config.epsHigh,
+          beta: config.klBeta,
+          maxCompletionLength: config.maxNewTokens,
+          importanceSamplingLevel: config.importanceSamplingLevel,
+          ...(config.delta === undefined ? {} : { delta: config.delta }),
+          sapoTemperaturePos: config.sapoTemperaturePos,
+          sapoTemperatureNeg: config.sapoTemperatureNeg,
+        },
       );
       own(result.gradLogprobs);
       parts.gradLogprobs.set(result.gradLogprobs.toArray(), 0);

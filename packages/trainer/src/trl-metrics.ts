@@ -4,6 +4,8 @@
  * own, so plots made for a TRL run read a napo run. Definitions follow TRL's: lengths count EOS,
  * standard deviations are unbiased (torch's default), a group's std is zero when its rewards all agree.
  */
+import type { LossType } from '@napo/kernels';
+
 import type { TrlStepMetrics } from './records.js';
 
 /** What the optimisation passes of a step measured, averaged over the passes. */
@@ -49,6 +51,8 @@ export interface TrlMetricsInput {
   rewardNames: readonly string[];
   /** The KL coefficient: TRL logs `kl` only when it is not 0. */
   beta: number;
+  /** Which clip figures TRL logs: clip_ratio/* for the clipped types, cispo_clip_ratio for cispo, none for sapo. */
+  lossType: LossType;
 }
 
 export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
@@ -75,13 +79,21 @@ export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
     frac_reward_zero_std: groups.filter((group) => group.zeroStd).length / groups.length,
     ...(input.beta !== 0 ? { kl: training.meanKl } : {}),
     entropy: training.entropy,
-    'clip_ratio/low_mean': training.clipLowFraction,
-    'clip_ratio/high_mean': training.clipHighFraction,
-    'clip_ratio/region_mean': training.clipLowFraction + training.clipHighFraction,
+    ...clipMetrics(input.lossType, training),
     num_tokens: input.numTokens,
     grad_norm: training.gradNorm,
     learning_rate: input.learningRate,
     ...perFunction,
+  };
+}
+
+function clipMetrics(lossType: LossType, training: Optimisation): Partial<TrlStepMetrics> {
+  if (lossType === 'sapo') return {};
+  if (lossType === 'cispo') return { cispo_clip_ratio: training.clipHighFraction };
+  return {
+    'clip_ratio/low_mean': training.clipLowFraction,
+    'clip_ratio/high_mean': training.clipHighFraction,
+    'clip_ratio/region_mean': training.clipLowFraction + training.clipHighFraction,
   };
 }
 

@@ -38,6 +38,7 @@ describe('TRL metrics by hand', () => {
       numTokens: 1234,
       rewardNames: ['format'],
       beta: 0.04,
+      lossType: 'grpo',
     });
     expect(metrics['completions/mean_length']).toBe(44 / 8);
     expect(metrics['completions/min_length']).toBe(2);
@@ -58,7 +59,31 @@ describe('TRL metrics by hand', () => {
     const m = 6 / 7;
     expect(metrics['rewards/format/std']).toBeCloseTo(Math.sqrt((6 * (1 - m) ** 2 + m ** 2) / 6), 12);
     // TRL logs kl only with a KL term.
-    expect('kl' in trlMetrics({ rollouts: { lengths: [1], truncated: [false], rewards: [0], rewardsByFunction: {} }, groups: [], training: idleOptimisation(), learningRate: 1, numTokens: 0, rewardNames: [], beta: 0 })).toBe(false);
+    expect('kl' in trlMetrics({ rollouts: { lengths: [1], truncated: [false], rewards: [0], rewardsByFunction: {} }, groups: [], training: idleOptimisation(), learningRate: 1, numTokens: 0, rewardNames: [], beta: 0, lossType: 'grpo' })).toBe(false);
+  });
+});
+
+describe("TRL's loss types and importance levels", () => {
+  it('every loss type at both levels, with delta: a finite step, its clip figures under the names TRL logs', async () => {
+    for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] as const) {
+      for (const importanceSamplingLevel of ['token', 'sequence'] as const) {
+        const policy = tinyPolicy();
+        const config: TrainConfigInput = { ...base, levels: [1], learningRate: 0.05, numIterations: 2, lossType, importanceSamplingLevel, delta: 1.5, epsHigh: lossType === 'cispo' ? 1.1 : 0.28 };
+        const record = await new Trainer({ policy, tokenizer, task, config, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+        expect(Number.isFinite(record.loss) && record.gradNorm > 0).toBe(true);
+        expect('clip_ratio/region_mean' in record).toBe(lossType !== 'cispo' && lossType !== 'sapo');
+        expect('cispo_clip_ratio' in record).toBe(lossType === 'cispo');
+        if (lossType === 'cispo') expect(record.cispo_clip_ratio).toBe(record.clipHighFraction);
+        policy.dispose();
+      }
+    }
+  });
+
+  it('refuses a delta of 1 or less and an unknown level by name', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { delta: 1 } })).toThrow(/delta must be > 1/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { importanceSamplingLevel: 'group' as 'token' } })).toThrow(/importanceSamplingLevel must be one of token, sequence/);
+    policy.dispose();
   });
 });
 

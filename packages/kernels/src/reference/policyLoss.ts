@@ -1,9 +1,10 @@
 /**
- * Reference clipped policy-gradient loss (docs/ops.md, "policyLoss"): PPO-style clipping with
- * asymmetric ranges, an optional k3 KL penalty, the four TRL aggregations, its gradient with
- * respect to the logprobs, and clip statistics, in float64.
+ * Reference policy-gradient loss (docs/ops.md, "policyLoss"): PPO-style clipping with asymmetric
+ * ranges and an optional two-sided cap, CISPO's capped weight or SAPO's gate, at token or sequence
+ * (GSPO) importance level, an optional k3 KL penalty, TRL's aggregations, its gradient with respect
+ * to the logprobs, and clip statistics, in float64.
  */
-import type { HostTensor, LossType, MaskDType, PolicyLossOptions, PolicyLossStats } from '../types.js';
+import type { HostTensor, ImportanceSamplingLevel, LossType, MaskDType, PolicyLossOptions, PolicyLossStats } from '../types.js';
 import {
   checkChoice,
   checkFiniteEntry,
@@ -16,7 +17,8 @@ import {
 } from './validate.js';
 
 const OP = 'policyLoss';
-const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo'];
+const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'];
+const IMPORTANCE_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** The inputs of `policyLoss`: `[S, T]` float32 tensors, and one advantage per sequence. */
 export interface PolicyLossInputs {
@@ -46,6 +48,11 @@ interface ResolvedOptions {
   readonly lossType: LossType;
   readonly maxCompletionLength: number | undefined;
   readonly numItemsInBatch: number | undefined;
+  readonly importanceSamplingLevel: ImportanceSamplingLevel;
+  /** 0: off. */
+  readonly delta: number;
+  readonly sapoTemperaturePos: number;
+  readonly sapoTemperatureNeg: number;
 }
 
 interface CheckedInputs {
@@ -79,7 +86,16 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
   const { maxCompletionLength, numItemsInBatch } = options;
   if (maxCompletionLength !== undefined) checkPositive(OP, 'maxCompletionLength', maxCompletionLength);
   if (numItemsInBatch !== undefined) checkPositive(OP, 'numItemsInBatch', numItemsInBatch);
-  // The C ABI carries the clip ranges and beta as float32.
+  const importanceSamplingLevel = checkChoice(OP, 'importanceSamplingLevel', options.importanceSamplingLevel ?? 'token', IMPORTANCE_LEVELS);
+  const delta = options.delta ?? 0;
+  if (!(delta === 0 || (delta > 1 && Number.isFinite(delta)))) throw opRangeError(OP, `delta = ${delta} must be > 1 and finite (0: off)`);
+  const sapoTemperaturePos = options.sapoTemperaturePos ?? 1;
+  const sapoTemperatureNeg = options.sapoTemperatureNeg ?? 1.05;
+  if (lossType === 'sapo') {
+    checkPositive(OP, 'sapoTemperaturePos', sapoTemperaturePos);
+    checkPositive(OP, 'sapoTemperatureNeg', sapoTemperatureNeg);
+  }
+  // The C ABI carries the clip ranges, beta, delta and the temperatures as float32.
   return {
     epsLow: Math.fround(epsLow),
     epsHigh: Math.fround(epsHigh),
@@ -87,6 +103,10 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
     lossType,
     maxCompletionLength,
     numItemsInBatch,
+    importanceSamplingLevel,
+    delta: Math.fround(delta),
+    sapoTemperaturePos: Math.fround(sapoTemperaturePos),
+    sapoTemperatureNeg: Math.fround(sapoTemperatureNeg),
   };
 }
 
@@ -150,21 +170,45 @@ function clip(value: number, low: number, high: number): number {
   return Math.min(Math.max(value, low), high);
 }
 
-/** The per-token loss, its derivative in the logprob, and what the stats need. */
-function tokenTerms(
-  logprob: number,
-  oldLogprob: number,
-  refLogprob: number | undefined,
-  advantage: number,
-  options: ResolvedOptions,
-): TokenTerms {
-  const ratio = Math.exp(logprob - oldLogprob);
-  const unclipped = ratio * advantage;
-  const clipped = clip(ratio, 1 - options.epsLow, 1 + options.epsHigh) * advantage;
-  // Pessimistic bound: the unclipped term (and its gradient) wins ties.
-  const unclippedIsMin = unclipped <= clipped;
-  let loss = -Math.min(unclipped, clipped);
-  let gradient = unclippedIsMin ? -advantage * ratio : 0;
+/** A token's surrogate at importance weight `coef`: its loss and d loss / d coef (the clipped types and sapo). */
+function surrogate(coef: number, advantage: number, options: ResolvedOptions): { loss: number; dCoef: number } {
+  if (options.lossType === 'sapo') {
+    const tau = advantage > 0 ? options.sapoTemperaturePos : options.sapoTemperatureNeg;
+    const gate = 1 / (1 + Math.exp(-tau * (coef - 1)));
+    return { loss: -(4 / tau) * gate * advantage, dCoef: -4 * gate * (1 - gate) * advantage };
+  }
+  const capped = options.delta > 0 && coef > options.delta;
+  const unclipped = (capped ? options.delta : coef) * advantage;
+  const clipped = clip(coef, 1 - options.epsLow, 1 + options.epsHigh) * advantage;
+  // Pessimistic bound: the unclipped term (and its gradient, unless capped) wins ties.
+  return { loss: -Math.min(unclipped, clipped), dCoef: unclipped <= clipped && !capped ? -advantage : 0 };
+}
+
+/**
+ * The per-token loss, its derivative in the logprob, and what the stats need. `coef` is the
+ * token's importance weight: its own ratio, or its sequence's (GSPO), whose derivative in each of
+ * the sequence's logprobs is coef / length while its length tokens carry the same loss, so the
+ * lengths cancel and each token's gradient is dCoef * coef either way.
+ */
+function tokenTerms(logprob: number, coef: number, refLogprob: number | undefined, advantage: number, options: ResolvedOptions): TokenTerms {
+  let loss: number;
+  let gradient: number;
+  let clippedLow = false;
+  let clippedHigh: boolean;
+  if (options.lossType === 'cispo') {
+    // The capped weight is a constant: REINFORCE's gradient scaled by it.
+    const cappedCoef = Math.min(coef, options.epsHigh);
+    loss = -cappedCoef * advantage * logprob;
+    gradient = -cappedCoef * advantage;
+    clippedHigh = advantage > 0 && coef > options.epsHigh;
+  } else {
+    const term = surrogate(coef, advantage, options);
+    loss = term.loss;
+    gradient = term.dCoef * coef;
+    const clipped = options.lossType !== 'sapo';
+    clippedLow = clipped && advantage < 0 && coef < 1 - options.epsLow;
+    clippedHigh = clipped && advantage > 0 && coef > 1 + options.epsHigh;
+  }
   let kl = 0;
   if (refLogprob !== undefined) {
     const logRatioToRef = refLogprob - logprob;
@@ -174,14 +218,20 @@ function tokenTerms(
       gradient += options.beta * (1 - Math.exp(logRatioToRef));
     }
   }
-  return {
-    loss,
-    gradient,
-    ratio,
-    kl,
-    clippedLow: advantage < 0 && ratio < 1 - options.epsLow,
-    clippedHigh: advantage > 0 && ratio > 1 + options.epsHigh,
-  };
+  return { loss, gradient, ratio: coef, kl, clippedLow, clippedHigh };
+}
+
+/** GSPO's importance weight of a sequence: exp of its masked mean log-ratio. */
+function sequenceCoef(inputs: CheckedInputs, sequence: number): number {
+  let sum = 0;
+  let tokens = 0;
+  for (let position = 0; position < inputs.length; position++) {
+    const index = sequence * inputs.length + position;
+    if (inputs.mask[index] === 0) continue;
+    sum += (inputs.logprobs[index] as number) - (inputs.oldLogprobs[index] as number);
+    tokens++;
+  }
+  return Math.exp(sum / Math.max(1, tokens));
 }
 
 /** Sum of the mask over one sequence. */
@@ -204,6 +254,7 @@ function aggregationWeight(
   const { sequences, length } = inputs;
   switch (options.lossType) {
     case 'grpo':
+    case 'sapo':
       return 1 / (sequences * Math.max(1, sequenceMass(inputs.mask, sequence, length)));
     case 'bnpo':
       return 1 / Math.max(1, totalMass);
@@ -211,7 +262,8 @@ function aggregationWeight(
       const normaliser = sequences * (options.maxCompletionLength ?? length);
       return normaliser > 0 ? 1 / normaliser : 0;
     }
-    case 'dapo': {
+    case 'dapo':
+    case 'cispo': {
       const normaliser = options.numItemsInBatch ?? totalMass;
       return normaliser > 0 ? 1 / normaliser : 0;
     }
@@ -223,13 +275,15 @@ function ratioOrZero(numerator: number, denominator: number): number {
 }
 
 /**
- * Clipped policy-gradient loss over `[S, T]` tokens.
+ * Policy-gradient loss over `[S, T]` tokens.
  *
- * Per token: `rho = exp(lp - old)`, `l = -min(rho A, clip(rho, 1 - epsLow, 1 + epsHigh) A)
- * + beta * k3(ref, lp)`, aggregated by `lossType` (grpo: per-sequence token mean, then mean over
- * sequences; bnpo: sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo: sum /
- * numItemsInBatch). Tokens with mask 0 contribute nothing, not even NaN. Stats are mask-weighted
- * means over the masked tokens (0 when there are none).
+ * Per token, with `c` the importance weight (`exp(lp - old)`, or GSPO's per sequence):
+ * `l = -min(min(c, delta) A, clip(c, 1 - epsLow, 1 + epsHigh) A)` (cispo: `-min(c, epsHigh) A lp`
+ * with the weight detached; sapo: `-(4 / tau) sigmoid(tau (c - 1)) A`), `+ beta * k3(ref, lp)`,
+ * aggregated by `lossType` (grpo, sapo: per-sequence token mean, then mean over sequences; bnpo:
+ * sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo, cispo: sum / numItemsInBatch).
+ * Tokens with mask 0 contribute nothing, not even NaN. Stats are mask-weighted means over the
+ * masked tokens (0 when there are none).
  *
  * @throws TypeError when an input is not float32
  * @throws RangeError on mismatched shapes, non-finite masked values, a negative mask, or a bad option
@@ -250,17 +304,14 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
   for (let sequence = 0; sequence < sequences; sequence++) {
     const weight = aggregationWeight(checked, resolved, sequence, totalMass);
     const advantage = checked.advantages[sequence] as number;
+    const perSequence = resolved.importanceSamplingLevel === 'sequence' ? sequenceCoef(checked, sequence) : undefined;
     for (let position = 0; position < length; position++) {
       const index = sequence * length + position;
       const tokenMask = mask[index] as number;
       if (tokenMask === 0) continue;
-      const terms = tokenTerms(
-        checked.logprobs[index] as number,
-        checked.oldLogprobs[index] as number,
-        checked.refLogprobs?.[index],
-        advantage,
-        resolved,
-      );
+      const logprob = checked.logprobs[index] as number;
+      const coef = perSequence ?? Math.exp(logprob - (checked.oldLogprobs[index] as number));
+      const terms = tokenTerms(logprob, coef, checked.refLogprobs?.[index], advantage, resolved);
       loss += weight * tokenMask * terms.loss;
       gradLogprobs[index] = weight * tokenMask * terms.gradient;
       if (terms.clippedLow) clippedLowMass += tokenMask;
