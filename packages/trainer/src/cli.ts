@@ -13,7 +13,7 @@ import { CharTokenizer, configFromHF, fromPretrained, generate, readJsonFile, re
 
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { algorithms, type Algorithm, type TrainConfigInput } from './config.js';
-import { methodLabels, runComparison } from './compare.js';
+import { compareMethodNames, methodLabels, runComparison, type CompareMethod } from './compare.js';
 import { describeDiagnostics } from './diagnostics.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
@@ -58,14 +58,14 @@ program
   .description('warm-up, then GRPO, GRPO + expert SFT and ExP-GRPO from the same checkpoint; a table by level and a report')
   .addOption(presetOption)
   .option('--seeds <n>', 'independent seeds (warm-up and training)', positiveInteger, 1)
-  .option('--methods <list>', 'comma-separated algorithms', 'grpo,grpo-sft,expo')
+  .option('--methods <list>', `comma-separated, of ${compareMethodNames.join(', ')}`, 'grpo,grpo-sft,expo')
   .option('--out <dir>', 'report folder', resolve('napo-report'))
   .addOption(deviceOption)
   .addOption(cacheOption)
   .action(async (options: { preset: 'quick' | 'full'; seeds: number; methods: string; out: string; device: DeviceName; cache: string }) => {
     const methods = options.methods.split(',').map((name) => name.trim());
     for (const method of methods) {
-      if (!(algorithms as readonly string[]).includes(method)) throw new InvalidArgumentError(`--methods: '${method}' is not one of ${algorithms.join(', ')}`);
+      if (!(compareMethodNames as readonly string[]).includes(method)) throw new InvalidArgumentError(`--methods: '${method}' is not one of ${compareMethodNames.join(', ')}`);
     }
     const preset = presets[options.preset];
     const progress = createProgress();
@@ -73,7 +73,7 @@ program
     const report = await runComparison({
       preset,
       seeds: options.seeds,
-      methods: methods as Algorithm[],
+      methods: methods as CompareMethod[],
       outDir: options.out,
       cacheDir: options.cache,
       device: options.device,

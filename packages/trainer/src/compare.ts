@@ -1,7 +1,7 @@
 /**
  * `napo compare`: the paper's experiment on the built-in task. One supervised warm-up (cached by
- * config hash), then GRPO, GRPO + expert SFT and ExP-GRPO from the same checkpoint and seed, each
- * evaluated by level; a table like the paper's, and a report folder with charts.
+ * config hash), then GRPO, GRPO + expert SFT, ExP-GRPO (online, offline) and ExP-DPO from the same
+ * checkpoint and seed, each evaluated by level; a table like the paper's, and a report folder.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { backendInfo, cpuThreads, type DeviceName } from '@napo/kernels';
 import { CharTokenizer } from '@napo/policy';
 
-import type { Algorithm } from './config.js';
+import type { Algorithm, TrainConfigInput } from './config.js';
 import { evaluate, defaultEvaluationOptions, heldOutItems } from './evaluate.js';
 import { RecordLog } from './log.js';
 import type { Preset } from './presets.js';
@@ -27,10 +27,21 @@ export const methodLabels: Record<Algorithm, string> = {
   'expo-dpo': 'ExP-DPO',
 };
 
+/** What `napo compare` runs: the algorithms, and ExP-GRPO with explanations drawn once per prompt. */
+export const compareMethods = {
+  grpo: { label: 'GRPO', config: { algorithm: 'grpo' } },
+  'grpo-sft': { label: 'GRPO+SFT', config: { algorithm: 'grpo-sft' } },
+  expo: { label: 'ExP-GRPO', config: { algorithm: 'expo' } },
+  'expo-offline': { label: 'ExP-GRPO offline', config: { algorithm: 'expo', explanations: 'offline' } },
+  'expo-dpo': { label: 'ExP-DPO', config: { algorithm: 'expo-dpo' } },
+} as const satisfies Record<string, { label: string; config: TrainConfigInput }>;
+export type CompareMethod = keyof typeof compareMethods;
+export const compareMethodNames = Object.keys(compareMethods) as CompareMethod[];
+
 export interface CompareOptions {
   preset: Preset;
   seeds: number;
-  methods: Algorithm[];
+  methods: CompareMethod[];
   outDir: string;
   cacheDir: string;
   /** Where the models run; default 'cpu'. */
@@ -53,12 +64,12 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     const { policy: start } = await warmedUpPolicy(preset, seed, options.cacheDir, (progress, total) => options.onWarmup?.(seed, progress, total), options.device);
     const byLevel = await evaluate(start, tokenizer, task, evalItems, evaluation);
     base.push({ kind: 'eval', algorithm: 'base', seed, step: 0, k: evaluation.k, byLevel });
-    for (const algorithm of options.methods) {
+    for (const method of options.methods) {
       const policy = await start.clone();
-      const trainer = new Trainer({ policy, tokenizer, task, config: { ...preset.train, algorithm, seed }, evaluation });
-      const label = methodLabels[algorithm];
+      const { label, config } = compareMethods[method];
+      const trainer = new Trainer({ policy, tokenizer, task, config: { ...preset.train, ...config, seed }, evaluation });
       const run: MethodRun = { label, seed, steps: [], evals: [] };
-      const log = new RecordLog(join(options.outDir, `${algorithm}-seed${seed}.jsonl`));
+      const log = new RecordLog(join(options.outDir, `${method}-seed${seed}.jsonl`));
       for await (const record of trainer.run()) {
         log.append(record);
         if (record.kind === 'step') run.steps.push(record as StepRecord);
@@ -73,7 +84,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   }
   const info = backendInfo();
   const report: ComparisonReport = {
-    title: `napo compare: ${options.methods.map((m) => methodLabels[m]).join(' vs ')} on ${task.name} (preset ${preset.name}, ${options.seeds} seed${options.seeds > 1 ? 's' : ''})`,
+    title: `napo compare: ${options.methods.map((m) => compareMethods[m].label).join(' vs ')} on ${task.name} (preset ${preset.name}, ${options.seeds} seed${options.seeds > 1 ? 's' : ''})`,
     createdAt: new Date().toISOString(),
     machine: { cpuThreads: cpuThreads(), isa: info.cpu.isa, cuda: info.cuda },
     config: { preset, seeds: options.seeds, methods: options.methods, evaluation },

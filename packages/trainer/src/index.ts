@@ -50,7 +50,7 @@ export {
   type ProfileResult,
 } from './profile.js';
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint } from './checkpoint.js';
-export { runComparison, methodLabels, type CompareOptions } from './compare.js';
+export { runComparison, methodLabels, compareMethods, compareMethodNames, type CompareMethod, type CompareOptions } from './compare.js';
 export { presets, type Preset } from './presets.js';
 export { writeReport, renderHtml, type ComparisonReport, type MethodRun } from './report.js';
 export { phases, type EvalRecord, type LevelScore, type Phase, type PhaseFigures, type StepRecord, type TrainerRecord } from './records.js';

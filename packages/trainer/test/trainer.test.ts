@@ -152,18 +152,19 @@ describe('napo compare', () => {
         evaluation: { itemsPerLevel: 2, k: 2 },
       },
       seeds: 1,
-      methods: ['grpo', 'expo'],
+      methods: ['grpo', 'expo-offline'],
       outDir,
       cacheDir: join(scratch, 'cache'),
     });
     const json = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as typeof report;
-    expect(json.runs.map((run) => run.label)).toEqual(['GRPO', 'ExP-GRPO']);
+    expect(json.runs.map((run) => run.label)).toEqual(['GRPO', 'ExP-GRPO offline']);
+    expect(json.runs[1]!.steps[0]!.algorithm).toBe('expo');
     expect(json.runs[0]!.steps).toHaveLength(2);
     expect(json.runs[0]!.evals.length).toBeGreaterThanOrEqual(2);
     expect(json.table).toContain('ExP-GRPO');
     const html = readFileSync(join(outDir, 'index.html'), 'utf8');
     expect((html.match(/<svg/g) ?? []).length).toBeGreaterThanOrEqual(4);
-    const lines = readFileSync(join(outDir, 'expo-seed0.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
+    const lines = readFileSync(join(outDir, 'expo-offline-seed0.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
     expect(lines.filter((line) => line.kind === 'step')).toHaveLength(2);
   }, 60_000);
 });
