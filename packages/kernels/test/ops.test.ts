@@ -311,6 +311,14 @@ describe('policyLoss (native) against the reference', () => {
   const advantages = Float32Array.from({ length: sequences }, () => random() * 2 - 1);
   const mask = Float32Array.from({ length: sequences * steps }, (_, i) => (i % steps < 3 + (Math.floor(i / steps) % 5) ? 1 : 0));
   const matrix = (data: Float32Array): HostTensor<'float32'> => ({ dtype: 'float32', shape: [sequences, steps], data });
+  // Native tensors of the inputs, at the log-probs given.
+  const nativeInputs = (values: Float32Array) => ({
+    logprobs: tensor(values, [sequences, steps]),
+    oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
+    refLogprobs: tensor(refLogprobs, [sequences, steps]),
+    advantages: tensor(advantages),
+    mask: tensor(mask, [sequences, steps]),
+  });
 
   const variants: [string, PolicyLossOptions][] = [
     ['', {}],
@@ -321,16 +329,7 @@ describe('policyLoss (native) against the reference', () => {
     for (const [label, variant] of variants) {
       it(`${lossType}${label}: loss, gradient and stats match, with a KL term`, () => {
         const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: lossType === 'cispo' ? 1.25 : 0.28, maxCompletionLength: 12, ...variant };
-        const native = policyLoss(
-          {
-            logprobs: tensor(logprobs, [sequences, steps]),
-            oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
-            refLogprobs: tensor(refLogprobs, [sequences, steps]),
-            advantages: tensor(advantages),
-            mask: tensor(mask, [sequences, steps]),
-          },
-          options,
-        );
+        const native = policyLoss(nativeInputs(logprobs), options);
         const expected = reference.policyLoss(
           { logprobs: matrix(logprobs), oldLogprobs: matrix(oldLogprobs), refLogprobs: matrix(refLogprobs), advantages, mask: matrix(mask) },
           options,
@@ -348,26 +347,8 @@ describe('policyLoss (native) against the reference', () => {
     it(`${lossType}: the gradient agrees with central finite differences`, () => {
       const options = { lossType, beta: 0.1, maxCompletionLength: 12 };
       const lossAt = (values: Float32Array) =>
-        policyLoss(
-          {
-            logprobs: tensor(values, [sequences, steps]),
-            oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
-            refLogprobs: tensor(refLogprobs, [sequences, steps]),
-            advantages: tensor(advantages),
-            mask: tensor(mask, [sequences, steps]),
-          },
-          options,
-        ).loss;
-      const gradient = policyLoss(
-        {
-          logprobs: tensor(logprobs, [sequences, steps]),
-          oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
-          refLogprobs: tensor(refLogprobs, [sequences, steps]),
-          advantages: tensor(advantages),
-          mask: tensor(mask, [sequences, steps]),
-        },
-        options,
-      ).gradLogprobs.toArray();
+        policyLoss(nativeInputs(values), options).loss;
+      const gradient = policyLoss(nativeInputs(logprobs), options).gradLogprobs.toArray();
       const step = 1e-3;
       for (let i = 0; i < sequences * steps; i++) {
         const ratio = Math.exp(logprobs[i]! - oldLogprobs[i]!);

@@ -6,18 +6,12 @@
  */
 import type { LossType } from '@napo/kernels';
 
-import type { TrlStepMetrics } from './records.js';
+import type { StepRecord, TrlStepMetrics } from './records.js';
 
-/** What the optimisation passes of a step measured, averaged over the passes. */
-export interface Optimisation {
+/** What the optimisation passes of a step measured, averaged over the passes (napo's record fields). */
+export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' | 'meanKl' | 'clipLowFraction' | 'clipHighFraction' | 'gradNorm'> {
   /** Optimizer steps taken (0 when the step had nothing to train). */
   passes: number;
-  loss: number;
-  auxiliaryLoss: number;
-  meanKl: number;
-  clipLowFraction: number;
-  clipHighFraction: number;
-  gradNorm: number;
   /** Mean entropy over the rollouts' trained completion tokens. */
   entropy: number;
 }
