@@ -49,6 +49,11 @@ export const trainConfigSchema = z.object({
    * uses them as oldLogprobs, so the ratio and the clip fractions mean something from pass 2 on.
    */
   numIterations: positiveInteger.default(1),
+  /**
+   * Optimizer steps per generation round (TRL's steps_per_generation): the step's prompts are split
+   * into this many mini-batches of consecutive prompts, one AdamW step each, per pass.
+   */
+  stepsPerGeneration: positiveInteger.default(1),
   /** Truncated completions (no EOS within maxNewTokens) are left out of the policy loss (TRL's mask_truncated_completions). */
   maskTruncatedCompletions: z.boolean().default(false),
   /**

@@ -29,7 +29,7 @@ export interface StepShapes {
   explainRows: number;
   explainPromptTokens: number;
   maxNewTokens: number;
-  /** The scored batch: rows, padded width, positions with a target. */
+  /** The scored batch (the largest mini-batch with stepsPerGeneration > 1): rows, padded width, positions with a target. */
   scoredRows: number;
   scoredWidth: number;
   scoredTokens: number;

@@ -42,6 +42,8 @@ import type { Task, TaskItem } from './task.js';
 export interface AuxiliaryPair extends SequencePair {
   /** 'positive': raise log pi (ExPO / SFT); 'chosen' / 'rejected': a DPO pair (consecutive rows). */
   role: 'positive' | 'chosen' | 'rejected';
+  /** Which of the step's prompts it belongs to (its mini-batch follows the prompt's). */
+  item: number;
 }
 
 export interface TrainerOptions {
@@ -83,6 +85,13 @@ interface Rollouts {
   /** No EOS within maxNewTokens. */
   truncated: boolean[];
   tokensGenerated: number;
+}
+
+/** One optimizer step's batch: kept rollouts first (with their advantages), then their prompts' auxiliary rows. */
+interface MiniBatch {
+  batch: PackedBatch;
+  advantages: Float32Array;
+  auxiliary: AuxiliaryPair[];
 }
 
 /** Runs one phase of a step, measuring its time and peak memory. */
@@ -205,20 +214,10 @@ export class Trainer {
     const diagnosis = config.diagnostics ? await this.diagnose(items, allWrong, explanations, rollouts.texts, explainSeed) : undefined;
     const diagnosticSeconds = (performance.now() - diagnosisStarted) / 1000;
     const groups = rewardGroups(rollouts.rewards, config.groupSize);
-    const trainedRows = groups.flatMap((group, g) =>
-      config.dropZeroStdGroups && group.zeroStd ? [] : Array.from({ length: config.groupSize }, (_, i) => g * config.groupSize + i),
-    );
-    const pairs = [...trainedRows.map((row) => rollouts.pairs[row] as SequencePair), ...auxiliary];
+    const keptGroups = groups.flatMap((group, g) => (config.dropZeroStdGroups && group.zeroStd ? [] : [g]));
     const learningRate = this.learningRate(this.stepCount);
-    let training: Optimisation = idleOptimisation();
-    let shape = { rows: 0, width: 0, tokens: 0 };
-    if (pairs.length > 0) {
-      const batch = packSequences(pairs);
-      if (config.maskTruncatedCompletions) trainedRows.forEach((row, r) => rollouts.truncated[row] && batch.completionMask.fill(0, r * batch.width, (r + 1) * batch.width));
-      const rewards = trainedRows.map((row) => rollouts.rewards[row] as number);
-      training = await this.optimise(batch, rewards, auxiliary, learningRate, timed);
-      shape = { rows: batch.rows, width: batch.width, tokens: batch.completionMask.reduce((n, m) => n + m, 0) };
-    }
+    const miniBatches = this.miniBatches(items.length, keptGroups, rollouts, auxiliary);
+    const training = miniBatches.length > 0 ? await this.optimise(miniBatches, learningRate, timed) : idleOptimisation();
     this.stepCount++;
     this.tokensSeen += rollouts.pairs.reduce((n, pair) => n + pair.prompt.length + pair.completion.length, 0);
     setMemoryPhase(device, '');
@@ -236,7 +235,7 @@ export class Trainer {
       diagnosticSeconds,
       explanationsDropped: dropped,
       zeroStdGroupsDropped: config.dropZeroStdGroups ? groups.filter((group) => group.zeroStd).length : 0,
-      truncatedMasked: config.maskTruncatedCompletions ? trainedRows.filter((row) => rollouts.truncated[row]).length : 0,
+      truncatedMasked: config.maskTruncatedCompletions ? keptGroups.reduce((n, g) => n + rollouts.truncated.slice(g * config.groupSize, (g + 1) * config.groupSize).filter(Boolean).length, 0) : 0,
       optimizerSteps: training.passes,
       loss: training.loss,
       auxiliaryLoss: training.auxiliaryLoss,
@@ -246,7 +245,7 @@ export class Trainer {
       gradNorm: training.gradNorm,
       learningRate,
       tokensGenerated: rollouts.tokensGenerated + explainTokens,
-      tokensTrained: shape.tokens,
+      tokensTrained: training.tokensTrained,
       stepSeconds: (performance.now() - started) / 1000 - diagnosticSeconds,
       phases: figures,
       'perf/max_memory_allocated_gb': stepPeak / 2 ** 30,
@@ -257,9 +256,9 @@ export class Trainer {
         explainRows: explainPrompts.length,
         explainPromptTokens: Math.max(0, ...explainPrompts.map((prompt) => prompt.length)),
         maxNewTokens: config.maxNewTokens,
-        scoredRows: shape.rows,
-        scoredWidth: shape.width,
-        scoredTokens: shape.tokens,
+        scoredRows: training.largest.rows,
+        scoredWidth: training.largest.width,
+        scoredTokens: training.largest.tokens,
       },
       ...trlMetrics({
         rollouts,
@@ -275,48 +274,102 @@ export class Trainer {
   }
 
   /**
-   * numIterations passes of score -> loss -> backward -> AdamW over one batch. The first pass's
-   * log-probs are the sampling policy's (nothing has moved yet) and stay the later passes'
-   * oldLogprobs; the frozen policy is scored once. Figures are means over the passes.
+   * The step's training batches: stepsPerGeneration mini-batches of consecutive prompts (TRL's
+   * steps_per_generation), each with its kept rollout groups (their advantages computed over all
+   * kept groups, as TRL computes them over the generation batch) and its prompts' auxiliary rows.
+   * Mini-batches with nothing to train are left out.
    */
-  private async optimise(batch: PackedBatch, rewards: number[], auxiliary: AuxiliaryPair[], learningRate: number, timed: Timer): Promise<Optimisation> {
-    const config = this.config;
-    const rolloutMask = batch.completionMask.subarray(0, rewards.length * batch.width);
-    const sum = idleOptimisation();
-    let oldLogprobs: Float32Array | undefined;
-    let refLogprobs: Float32Array | undefined;
-    for (let pass = 0; pass < config.numIterations; pass++) {
-      const scores = await timed('score', () => scoreBatchWithEntropy(this.policy, batch, config.temperature));
-      if (pass === 0) {
-        refLogprobs = await timed('logprobs', async () =>
-          this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
-        );
+  private miniBatches(prompts: number, keptGroups: number[], rollouts: Rollouts, auxiliary: AuxiliaryPair[]): MiniBatch[] {
+    const { groupSize, stepsPerGeneration, maskTruncatedCompletions } = this.config;
+    const rows = keptGroups.flatMap((g) => Array.from({ length: groupSize }, (_, i) => g * groupSize + i));
+    const advantages = rows.length > 0 ? this.advantages(rows.map((row) => rollouts.rewards[row] as number)) : new Float32Array(0);
+    const perBatch = Math.ceil(prompts / stepsPerGeneration);
+    const batchOf = (prompt: number) => Math.floor(prompt / perBatch);
+    return Array.from({ length: stepsPerGeneration }, (_, b) => b).flatMap((b): MiniBatch[] => {
+      const indices = rows.flatMap((row, index) => (batchOf(Math.floor(row / groupSize)) === b ? [index] : []));
+      const own = auxiliary.filter((pair) => batchOf(pair.item) === b);
+      const pairs = [...indices.map((index) => rollouts.pairs[rows[index] as number] as SequencePair), ...own];
+      if (pairs.length === 0) return [];
+      const batch = packSequences(pairs);
+      if (maskTruncatedCompletions) {
+        indices.forEach((index, r) => rollouts.truncated[rows[index] as number] && batch.completionMask.fill(0, r * batch.width, (r + 1) * batch.width));
       }
-      const parts = await timed('loss', async () => this.losses(batch, scores.logprobs, oldLogprobs ?? scores.logprobs, rewards, auxiliary, refLogprobs));
-      this.policy.zeroGrad();
-      await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
-      const optimizer = await timed('optimizer', () =>
-        this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
-      );
-      oldLogprobs ??= scores.logprobs;
-      sum.loss += parts.loss;
-      sum.auxiliaryLoss += parts.auxiliaryLoss;
-      sum.meanKl += parts.meanKl;
-      sum.clipLowFraction += parts.clipLowFraction;
-      sum.clipHighFraction += parts.clipHighFraction;
-      sum.gradNorm += optimizer.gradNorm;
-      sum.entropy += maskedMean(scores.entropy, rolloutMask);
+      return [{ batch, advantages: Float32Array.from(indices, (index) => advantages[index] as number), auxiliary: own }];
+    });
+  }
+
+  /** Group-normalised advantages of the kept rollouts (groupAdvantages op). */
+  private advantages(rewards: number[]): Float32Array {
+    const { groupSize, scaleRewards, estimator } = this.config;
+    const rewardsTensor = tensor<'float32'>(Float32Array.from(rewards));
+    try {
+      const advantages = groupAdvantages(rewardsTensor, { groupSize, scale: scaleRewards, estimator });
+      const values = advantages.toArray();
+      advantages.dispose();
+      return values;
+    } finally {
+      rewardsTensor.dispose();
     }
-    const passes = config.numIterations;
+  }
+
+  /**
+   * numIterations passes over the mini-batches, each mini-batch a score -> loss -> backward ->
+   * AdamW. One mini-batch's first-pass log-probs are the sampling policy's (nothing has moved
+   * yet) and serve as old log-probs from then on; with several mini-batches the later ones see
+   * updated weights, so all are scored (keeping no activations) before the first update, as TRL
+   * takes them at generation time. The frozen policy is scored once per mini-batch. Figures are
+   * means over the optimizer steps.
+   */
+  private async optimise(miniBatches: MiniBatch[], learningRate: number, timed: Timer): Promise<Optimisation> {
+    const config = this.config;
+    const sum = idleOptimisation();
+    const oldLogprobs: (Float32Array | undefined)[] = [];
+    if (miniBatches.length > 1) {
+      await timed('logprobs', async () => {
+        for (const { batch } of miniBatches) oldLogprobs.push(await scoreBatch(this.policy, batch, config.temperature, false));
+      });
+    }
+    const refLogprobs: (Float32Array | undefined)[] = [];
+    for (let pass = 0; pass < config.numIterations; pass++) {
+      for (const [b, { batch, advantages, auxiliary }] of miniBatches.entries()) {
+        const scores = await timed('score', () => scoreBatchWithEntropy(this.policy, batch, config.temperature));
+        if (pass === 0) {
+          refLogprobs[b] = await timed('logprobs', async () =>
+            this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
+          );
+        }
+        const old = oldLogprobs[b] ?? scores.logprobs;
+        const parts = await timed('loss', async () => this.losses(batch, scores.logprobs, old, advantages, auxiliary, refLogprobs[b]));
+        this.policy.zeroGrad();
+        await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
+        const optimizer = await timed('optimizer', () =>
+          this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
+        );
+        oldLogprobs[b] ??= scores.logprobs;
+        sum.passes++;
+        sum.loss += parts.loss;
+        sum.auxiliaryLoss += parts.auxiliaryLoss;
+        sum.meanKl += parts.meanKl;
+        sum.clipLowFraction += parts.clipLowFraction;
+        sum.clipHighFraction += parts.clipHighFraction;
+        sum.gradNorm += optimizer.gradNorm;
+        sum.entropy += maskedMean(scores.entropy, batch.completionMask.subarray(0, advantages.length * batch.width));
+      }
+    }
+    const steps = sum.passes;
+    const tokens = (batch: PackedBatch) => batch.completionMask.reduce((n, m) => n + m, 0);
+    const largest = miniBatches.map(({ batch }) => batch).reduce((a, b) => (b.rows * b.width > a.rows * a.width ? b : a));
     return {
-      passes,
-      loss: sum.loss / passes,
-      auxiliaryLoss: sum.auxiliaryLoss / passes,
-      meanKl: sum.meanKl / passes,
-      clipLowFraction: sum.clipLowFraction / passes,
-      clipHighFraction: sum.clipHighFraction / passes,
-      gradNorm: sum.gradNorm / passes,
-      entropy: sum.entropy / passes,
+      passes: steps,
+      loss: sum.loss / steps,
+      auxiliaryLoss: sum.auxiliaryLoss / steps,
+      meanKl: sum.meanKl / steps,
+      clipLowFraction: sum.clipLowFraction / steps,
+      clipHighFraction: sum.clipHighFraction / steps,
+      gradNorm: sum.gradNorm / steps,
+      entropy: sum.entropy / steps,
+      tokensTrained: miniBatches.reduce((n, { batch }) => n + tokens(batch), 0),
+      largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };
   }
 
@@ -441,7 +494,7 @@ export class Trainer {
         return { pairs: [], tokensGenerated: 0, explainPrompts: [], explanations: [], dropped: 0 };
       case 'grpo-sft':
         return {
-          pairs: items.map((item) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const })),
+          pairs: items.map((item, p) => ({ ...this.positive(item, item.expertReasoning), role: 'positive' as const, item: p })),
           tokensGenerated: 0,
           explainPrompts: [],
           explanations: [],
@@ -451,7 +504,7 @@ export class Trainer {
         const { explanations, tokensGenerated, explainPrompts } = await this.selfExplanations(items, seed);
         const kept = items.flatMap((item, p) => (this.keeps(item, explanations[p] as string) ? [p] : []));
         return {
-          pairs: kept.map((p) => ({ ...this.positive(items[p] as TaskItem, explanations[p] as string), role: 'positive' as const })),
+          pairs: kept.map((p) => ({ ...this.positive(items[p] as TaskItem, explanations[p] as string), role: 'positive' as const, item: p })),
           tokensGenerated,
           explainPrompts,
           explanations,
@@ -472,8 +525,8 @@ export class Trainer {
           }
           const rejected = rollouts.pairs[wrong] as SequencePair;
           return [
-            { ...this.positive(item, explanations[p] as string), role: 'chosen' as const },
-            { prompt: rejected.prompt, completion: rejected.completion, role: 'rejected' as const },
+            { ...this.positive(item, explanations[p] as string), role: 'chosen' as const, item: p },
+            { prompt: rejected.prompt, completion: rejected.completion, role: 'rejected' as const, item: p },
           ];
         });
         return { pairs, tokensGenerated, explainPrompts, explanations, dropped };
@@ -500,16 +553,16 @@ export class Trainer {
     batch: PackedBatch,
     logprobs: Float32Array,
     oldLogprobs: Float32Array,
-    rewards: number[],
+    advantages: Float32Array,
     auxiliary: AuxiliaryPair[],
     refLogprobs: Float32Array | undefined,
   ): LossParts {
     const config = this.config;
     const grad = new Float32Array(batch.rows * batch.width);
-    const rolloutRows = rewards.length;
+    const rolloutRows = advantages.length;
     const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
     // Every rollout group may have been dropped (dropZeroStdGroups) while auxiliary rows remain.
-    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, logprobs, oldLogprobs, rewards, refLogprobs, parts);
+    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, logprobs, oldLogprobs, advantages, refLogprobs, parts);
     const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
     if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, logprobs, auxiliaryRows, parts);
     if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
@@ -522,13 +575,13 @@ export class Trainer {
     batch: PackedBatch,
     logprobs: Float32Array,
     oldLogprobs: Float32Array,
-    rewards: number[],
+    advantages: Float32Array,
     refLogprobs: Float32Array | undefined,
     parts: LossParts,
   ): void {
     const config = this.config;
     const { width } = batch;
-    const rows = rewards.length;
+    const rows = advantages.length;
     const shape = [rows, width];
     const owned: Tensor[] = [];
     const own = <T extends Tensor>(t: T): T => {
@@ -536,15 +589,13 @@ export class Trainer {
       return t;
     };
     try {
-      const rewardsTensor = own(tensor<'float32'>(Float32Array.from(rewards)));
-      const advantages = own(groupAdvantages(rewardsTensor, { groupSize: config.groupSize, scale: config.scaleRewards, estimator: config.estimator }));
       const result = policyLoss(
         {
           logprobs: own(tensor<'float32'>(logprobs.subarray(0, rows * width), shape)),
           // The first pass's own log-probs (ratio 1, only its gradient matters) or the sampling policy's.
           oldLogprobs: own(tensor<'float32'>(oldLogprobs.subarray(0, rows * width), shape)),
           ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
-          advantages,
+          advantages: own(tensor<'float32'>(advantages)),
           mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
         },
         {

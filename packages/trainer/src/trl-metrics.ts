@@ -8,16 +8,31 @@ import type { LossType } from '@napo/kernels';
 
 import type { StepRecord, TrlStepMetrics } from './records.js';
 
-/** What the optimisation passes of a step measured, averaged over the passes (napo's record fields). */
+/** What the optimizer steps of a step measured, averaged over them (napo's record fields). */
 export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' | 'meanKl' | 'clipLowFraction' | 'clipHighFraction' | 'gradNorm'> {
-  /** Optimizer steps taken (0 when the step had nothing to train). */
+  /** Optimizer steps taken: numIterations x mini-batches (0 when the step had nothing to train). */
   passes: number;
   /** Mean entropy over the rollouts' trained completion tokens. */
   entropy: number;
+  /** Completion tokens with a loss, over the mini-batches. */
+  tokensTrained: number;
+  /** The largest mini-batch scored: its rows, padded width and trained tokens. */
+  largest: { rows: number; width: number; tokens: number };
 }
 
 export function idleOptimisation(): Optimisation {
-  return { passes: 0, loss: 0, auxiliaryLoss: 0, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, gradNorm: 0, entropy: 0 };
+  return {
+    passes: 0,
+    loss: 0,
+    auxiliaryLoss: 0,
+    meanKl: 0,
+    clipLowFraction: 0,
+    clipHighFraction: 0,
+    gradNorm: 0,
+    entropy: 0,
+    tokensTrained: 0,
+    largest: { rows: 0, width: 0, tokens: 0 },
+  };
 }
 
 export interface RewardGroup {

@@ -109,6 +109,35 @@ describe('several optimisation passes per batch (numIterations)', () => {
   });
 });
 
+describe('mini-batches per generation (stepsPerGeneration)', () => {
+  it('one AdamW step per mini-batch and pass; old log-probs from sampling time, so later mini-batches see ratios away from 1', async () => {
+    const run = async (config: TrainConfigInput) => {
+      const policy = tinyPolicy();
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, levels: [1], learningRate: 0.05, promptsPerStep: 4, ...config }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      const adamSteps = policy.getOptimizerState().steps;
+      policy.dispose();
+      return { record, adamSteps };
+    };
+    const whole = await run({});
+    const split = await run({ stepsPerGeneration: 2 });
+    const twice = await run({ stepsPerGeneration: 2, numIterations: 2 });
+    expect([whole.record.optimizerSteps, split.record.optimizerSteps, twice.record.optimizerSteps]).toEqual([1, 2, 4]);
+    expect([whole.adamSteps, split.adamSteps, twice.adamSteps]).toEqual([1, 2, 4]);
+    // The same rollouts, split in two: the same tokens trained, each mini-batch half the rows.
+    expect(split.record.reward).toBe(whole.record.reward);
+    expect(split.record.tokensTrained).toBe(whole.record.tokensTrained);
+    expect(split.record.shapes.scoredRows).toBe(whole.record.shapes.scoredRows / 2);
+    expect(whole.record['clip_ratio/region_mean']).toBe(0);
+    expect(split.record['clip_ratio/region_mean']).toBeGreaterThan(0);
+  });
+
+  it('refuses 0 mini-batches by name', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { stepsPerGeneration: 0 } })).toThrow(/stepsPerGeneration must be >= 1/);
+    policy.dispose();
+  });
+});
+
 describe('what a step leaves out', () => {
   it('maskTruncatedCompletions: completions cut at maxNewTokens train no token', async () => {
     const policy = tinyPolicy();
