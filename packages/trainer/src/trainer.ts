@@ -235,8 +235,8 @@ export class Trainer {
       diagnosticSeconds,
       explanationsDropped: dropped,
       zeroStdGroupsDropped: config.dropZeroStdGroups ? groups.filter((group) => group.zeroStd).length : 0,
-      truncatedMasked: config.maskTruncatedCompletions ? keptGroups.reduce((n, g) => n + rollouts.truncated.slice(g * config.groupSize, (g + 1) * config.groupSize).filter(Boolean).length, 0) : 0,
-      optimizerSteps: training.passes,
+      truncatedMasked: config.maskTruncatedCompletions ? keptGroups.reduce((n, g) => n + this.truncatedIn(rollouts, g), 0) : 0,
+      optimizerSteps: training.optimizerSteps,
       loss: training.loss,
       auxiliaryLoss: training.auxiliaryLoss,
       meanKl: training.meanKl,
@@ -298,6 +298,12 @@ export class Trainer {
     });
   }
 
+  /** Rollouts of group `g` that hit maxNewTokens. */
+  private truncatedIn(rollouts: Rollouts, g: number): number {
+    const { groupSize } = this.config;
+    return rollouts.truncated.slice(g * groupSize, (g + 1) * groupSize).filter(Boolean).length;
+  }
+
   /** Group-normalised advantages of the kept rollouts (groupAdvantages op). */
   private advantages(rewards: number[]): Float32Array {
     const { groupSize, scaleRewards, estimator } = this.config;
@@ -346,7 +352,7 @@ export class Trainer {
           this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
         );
         oldLogprobs[b] ??= scores.logprobs;
-        sum.passes++;
+        sum.optimizerSteps++;
         sum.loss += parts.loss;
         sum.auxiliaryLoss += parts.auxiliaryLoss;
         sum.meanKl += parts.meanKl;
@@ -356,11 +362,11 @@ export class Trainer {
         sum.entropy += maskedMean(scores.entropy, batch.completionMask.subarray(0, advantages.length * batch.width));
       }
     }
-    const steps = sum.passes;
+    const steps = sum.optimizerSteps;
     const tokens = (batch: PackedBatch) => batch.completionMask.reduce((n, m) => n + m, 0);
     const largest = miniBatches.map(({ batch }) => batch).reduce((a, b) => (b.rows * b.width > a.rows * a.width ? b : a));
     return {
-      passes: steps,
+      optimizerSteps: steps,
       loss: sum.loss / steps,
       auxiliaryLoss: sum.auxiliaryLoss / steps,
       meanKl: sum.meanKl / steps,

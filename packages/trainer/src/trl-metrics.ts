@@ -11,7 +11,7 @@ import type { StepRecord, TrlStepMetrics } from './records.js';
 /** What the optimizer steps of a step measured, averaged over them (napo's record fields). */
 export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' | 'meanKl' | 'clipLowFraction' | 'clipHighFraction' | 'gradNorm'> {
   /** Optimizer steps taken: numIterations x mini-batches (0 when the step had nothing to train). */
-  passes: number;
+  optimizerSteps: number;
   /** Mean entropy over the rollouts' trained completion tokens. */
   entropy: number;
   /** Completion tokens with a loss, over the mini-batches. */
@@ -22,7 +22,7 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
 
 export function idleOptimisation(): Optimisation {
   return {
-    passes: 0,
+    optimizerSteps: 0,
     loss: 0,
     auxiliaryLoss: 0,
     meanKl: 0,

@@ -33,7 +33,7 @@ describe('TRL metrics by hand', () => {
         rewardsByFunction: { format: [1, 0, Number.NaN, 1, 1, 1, 1, 1] },
       },
       groups,
-      training: { ...idleOptimisation(), passes: 2, meanKl: 0.25, clipLowFraction: 0.1, clipHighFraction: 0.05, gradNorm: 3, entropy: 1.5 },
+      training: { ...idleOptimisation(), optimizerSteps: 2, meanKl: 0.25, clipLowFraction: 0.1, clipHighFraction: 0.05, gradNorm: 3, entropy: 1.5 },
       learningRate: 1e-4,
       numTokens: 1234,
       rewardNames: ['format'],
