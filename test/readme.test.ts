@@ -3,7 +3,7 @@
  * training command's sizes cut so it takes seconds), so the front page cannot drift from the API.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -64,6 +64,18 @@ describe('README', () => {
     expect(existsSync(join(run, 'final', 'config.json'))).toBe(true);
     const evaluation = napo(['eval', '--model', join(run, 'final'), '--dataset', join(folder, 'gsm8k.jsonl'), '--verifier', 'gsm8k', '--eval-fraction', '0.5', '--items', '1', '--k', '1', '--max-new-tokens', '4']);
     expect(evaluation).toMatch(/level 1: pass@1 \d/);
+  });
+
+  it("takes TRL's options from a --config file, flags typed on the command line winning", () => {
+    const run = join(folder, 'run-dapo');
+    writeFileSync(join(folder, 'dapo.json'), '{ "lossType": "dapo", "epsHigh": 0.28, "numIterations": 2, "maskTruncatedCompletions": true, "steps": 5 }');
+    const napo = (args: string[]) => execFileSync(process.execPath, [cli, ...args], { cwd: folder, encoding: 'utf8', env: { ...process.env, CI: 'true' } });
+    napo(['train', '--model', downloaded, '--dataset', join(folder, 'gsm8k.jsonl'), '--verifier', 'gsm8k', '--algo', 'grpo', '--config', join(folder, 'dapo.json'), '--steps', '1', '--group-size', '2', '--prompts-per-step', '1', '--max-new-tokens', '4', '--eval-fraction', '0', '--out', run]);
+    const records = readFileSync(join(run, 'records.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const steps = records.filter((record) => record.kind === 'step');
+    expect(steps).toHaveLength(1);
+    expect(steps[0]).toMatchObject({ algorithm: 'grpo', optimizerSteps: 2, 'completions/clipped_ratio': 1 });
+    expect(() => napo(['train', '--model', downloaded, '--dataset', join(folder, 'gsm8k.jsonl'), '--config', join(folder, 'missing.json'), '--out', run])).toThrow(/missing\.json: cannot be read/);
   });
 
   it('loads, generates, scores, steps and saves from code', async () => {
