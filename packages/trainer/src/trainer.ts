@@ -6,11 +6,13 @@
  *   explain   ExP-GRPO: a self-explanation per prompt, sampled with the answer in the prompt
  *             (GRPO+SFT: the task's expert solution; ExP-DPO: chosen/rejected pairs)
  *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint), with
- *             the completion tokens' log-probs
- *   logprobs  the frozen policy's log-probs (KL or DPO)
- *   loss      advantages, the clipped loss and the auxiliary term, as d loss / d log-probs
+ *             the completion tokens' log-probs and entropies
+ *   logprobs  the frozen policy's log-probs (KL or DPO); the sampling policy's with mini-batches
+ *   loss      the policyLoss op (advantages from the whole round) and the auxiliary term, as
+ *             d loss / d log-probs
  *   backward  d loss / d log-probs -> hidden states and LM head -> parameters
  *   optimizer AdamW
+ * score .. optimizer run once per mini-batch (stepsPerGeneration) and pass (numIterations).
  * Prompts go through the tokenizer's chat template when it has one (prompting.ts).
  * Each phase's time and peak allocated memory are recorded (records.ts lists them).
  */
@@ -64,8 +66,8 @@ export interface TrainerOptions {
 /** What a checkpoint needs besides the weights to continue exactly where a run stopped. */
 export interface TrainerState {
   step: number;
-  /** Prompt and completion tokens of every rollout so far (TRL's num_tokens). */
-  tokensSeen: number;
+  /** Prompt and completion tokens of every rollout so far (TRL's num_tokens); absent in older checkpoints. */
+  tokensSeen?: number;
   rng: RngState;
   offlineExplanations: [string, string][];
 }
@@ -162,7 +164,7 @@ export class Trainer {
 
   restore(state: TrainerState): void {
     this.stepCount = state.step;
-    this.tokensSeen = state.tokensSeen;
+    this.tokensSeen = state.tokensSeen ?? 0;
     this.rng = new Rng(state.rng);
     this.offlineExplanations = new Map(state.offlineExplanations);
   }
