@@ -682,7 +682,7 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
   uint64_t seed = 500;
   for (const Dims& d : dims) {
     for (napo_loss_type lossType : {NAPO_LOSS_GRPO, NAPO_LOSS_BNPO, NAPO_LOSS_DR_GRPO, NAPO_LOSS_DAPO, NAPO_LOSS_CISPO,
-                                    NAPO_LOSS_SAPO}) {
+                                    NAPO_LOSS_SAPO, NAPO_LOSS_LUSPO}) {
       for (int variant = 0; variant < 5; ++variant) {
         PolicyLossInputs in;
         in.sequences = d.sequences;
@@ -716,7 +716,7 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
           in.options.num_items_in_batch = 17.0;
         }
         // GSPO's sequence weights; two-sided clipping; CISPO's cap at TRL's 5 and SAPO's temperatures.
-        if (variant == 3) in.options.importance_level = NAPO_IMPORTANCE_SEQUENCE;
+        if (variant == 3 || lossType == NAPO_LOSS_LUSPO) in.options.importance_level = NAPO_IMPORTANCE_SEQUENCE;
         if (variant >= 3) {
           in.options.delta = 1.4f;
           in.options.sapo_temperature_pos = 0.7f;

@@ -245,7 +245,8 @@ typedef enum napo_loss_type {
   NAPO_LOSS_DR_GRPO = 2,
   NAPO_LOSS_DAPO = 3,
   NAPO_LOSS_CISPO = 4, /* the clipped IS weight (cap eps_high), detached, times A * logprob; dapo's aggregation */
-  NAPO_LOSS_SAPO = 5   /* a sigmoid gate instead of the clip; grpo's aggregation */
+  NAPO_LOSS_SAPO = 5,  /* a sigmoid gate instead of the clip; grpo's aggregation */
+  NAPO_LOSS_LUSPO = 6  /* the clipped surrogate, each sequence's loss times its length: sum / S (sequence level only) */
 } napo_loss_type;
 
 typedef enum napo_importance_level {

@@ -229,7 +229,7 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   if (!(options->beta >= 0.0f) || std::isinf(options->beta)) {
     return fail(NAPO_ERR_RANGE, "%s: beta = %g must be >= 0 and finite", op, options->beta);
   }
-  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_SAPO) {
+  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_LUSPO) {
     return fail(NAPO_ERR_RANGE, "%s: unknown lossType %d", op, int(options->loss_type));
   }
   if (options->importance_level != NAPO_IMPORTANCE_TOKEN && options->importance_level != NAPO_IMPORTANCE_SEQUENCE) {
@@ -237,6 +237,9 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   }
   if (!(options->delta == 0.0f || (options->delta > 1.0f && !std::isinf(options->delta)))) {
     return fail(NAPO_ERR_RANGE, "%s: delta = %g must be > 1 and finite (0: off)", op, options->delta);
+  }
+  if (options->loss_type == NAPO_LOSS_LUSPO && options->importance_level != NAPO_IMPORTANCE_SEQUENCE) {
+    return fail(NAPO_ERR_RANGE, "%s: lossType luspo needs importanceSamplingLevel sequence", op);
   }
   if (options->loss_type == NAPO_LOSS_SAPO) {
     for (const auto& [name, value] : {std::pair{"sapoTemperaturePos", options->sapo_temperature_pos},

@@ -44,6 +44,10 @@ std::vector<double> sequenceWeights(const Mask* mask, int64_t sequences, int64_t
         weights[size_t(s)] = 1.0 / (double(sequences) * length);
         break;
       }
+      case NAPO_LOSS_LUSPO:
+        // Each sequence's (uniform) token loss summed over its tokens: its loss times its length.
+        weights[size_t(s)] = 1.0 / double(sequences);
+        break;
       case NAPO_LOSS_DAPO:
       case NAPO_LOSS_CISPO:
         weights[size_t(s)] = 1.0 / std::max(1.0, options.num_items_in_batch > 0 ? options.num_items_in_batch : allTokens);

@@ -121,6 +121,9 @@ __device__ __forceinline__ double sequenceWeight(const PolicyLossArgs& args, dou
       const double length = o.max_completion_length > 0 ? double(o.max_completion_length) : double(args.steps);
       return 1.0 / (double(args.sequences) * length);
     }
+    case NAPO_LOSS_LUSPO:
+      // Each sequence's (uniform) token loss summed over its tokens: its loss times its length.
+      return 1.0 / double(args.sequences);
     case NAPO_LOSS_DAPO:
     case NAPO_LOSS_CISPO:
       return 1.0 / fmax(1.0, o.num_items_in_batch > 0.0 ? o.num_items_in_batch : *args.maskTotal);

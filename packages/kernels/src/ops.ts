@@ -96,7 +96,7 @@ export interface PolicyLossResult {
 
 const scales: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 const estimators: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
-const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'];
+const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'];
 const importanceLevels: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** One of `allowed`, by name; a value that is not a string at all is a TypeError. */

@@ -80,7 +80,7 @@ export interface GroupAdvantagesOptions {
   eps?: number;
 }
 
-export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo';
+export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo' | 'luspo';
 
 /** Where the importance weight lives: per token (PPO, GRPO) or per sequence (GSPO). */
 export type ImportanceSamplingLevel = 'token' | 'sequence';
@@ -94,7 +94,8 @@ export interface PolicyLossOptions {
   beta?: number;
   /**
    * Default grpo. cispo: the importance weight capped at epsHigh (TRL's recommended 5), detached,
-   * times A * logprob, aggregated as dapo; sapo: a sigmoid gate instead of the clip, aggregated as grpo.
+   * times A * logprob, aggregated as dapo; sapo: a sigmoid gate instead of the clip, aggregated as grpo;
+   * luspo (sequence level only): the clipped surrogate, each sequence's loss times its length, / S.
    */
   lossType?: LossType;
   /** dr_grpo's normaliser; default T. */

@@ -325,8 +325,9 @@ describe('policyLoss (native) against the reference', () => {
     [', GSPO', { importanceSamplingLevel: 'sequence' }],
     [', delta', { delta: 1.3 }],
   ];
-  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] as const satisfies readonly LossType[]) {
-    for (const [label, variant] of variants) {
+  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const satisfies readonly LossType[]) {
+    // luspo is defined at sequence level only.
+    for (const [label, variant] of lossType === 'luspo' ? variants.map(([l, v]): [string, PolicyLossOptions] => [l, { ...v, importanceSamplingLevel: 'sequence' }]) : variants) {
       it(`${lossType}${label}: loss, gradient and stats match, with a KL term`, () => {
         const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: lossType === 'cispo' ? 1.25 : 0.28, maxCompletionLength: 12, ...variant };
         const native = policyLoss(nativeInputs(logprobs), options);

@@ -707,6 +707,15 @@ describe('policyLoss', () => {
     expect(result.stats.clipHighFraction).toBeCloseTo(2 / 5, 12);
   });
 
+  it('luspo: GSPO weights, each sequence\'s loss times its length, over S; sequence level only', () => {
+    const c1 = Math.exp(0.2 / 3);
+    const result = policyLoss(inputs(false), { lossType: 'luspo', importanceSamplingLevel: 'sequence' });
+    // Sequence 0: the clip wins (-1.2 on each of 2 tokens); sequence 1: 0.5 c1 on each of 3.
+    expect(result.loss).toBeCloseTo((2 * -high + 3 * 0.5 * c1) / 2, 6);
+    expectAllClose(result.gradLogprobs, [0, 0, 0, (0.5 * c1) / 2, (0.5 * c1) / 2, (0.5 * c1) / 2], 1e-6);
+    expect(() => policyLoss(inputs(false), { lossType: 'luspo' })).toThrow('policyLoss: lossType luspo needs importanceSamplingLevel sequence');
+  });
+
   it('cispo: the capped weight, detached, times A * logprob, aggregated as dapo', () => {
     const cap = 1.3;
     const rho = [
@@ -752,6 +761,7 @@ describe('policyLoss', () => {
       { lossType: 'cispo', epsHigh: 5, importanceSamplingLevel: 'sequence' },
       { lossType: 'sapo', beta: 0.05 },
       { lossType: 'sapo', importanceSamplingLevel: 'sequence', sapoTemperaturePos: 0.5, sapoTemperatureNeg: 2 },
+      { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.05, delta: 1.1 },
     ];
     for (const options of variants) {
       const base = inputs(true);
@@ -910,7 +920,7 @@ describe('argument errors', () => {
     expectError(
       () => policyLoss(valid(), { lossType: unknownLossType as LossType }),
       RangeError,
-      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo, cispo, sapo",
+      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo",
     );
     expectError(() => policyLoss({ ...valid(), advantages: new Float32Array(3) }), RangeError, 'policyLoss: advantages has 3 entries for 2 sequences');
     const int16Mask = { dtype: 'int16', shape: [2, 4], data: new Int16Array(8) } as unknown as HostTensor<'float32'>;

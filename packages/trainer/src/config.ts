@@ -29,8 +29,8 @@ export const trainConfigSchema = z.object({
   warmupSteps: z.number().int().min(0).default(0),
   weightDecay: z.number().min(0).default(0),
   maxGradNorm: z.number().gt(0).default(1),
-  /** TRL's loss_type: the clipped surrogate's four aggregations, CISPO (epsHigh caps the weight; TRL recommends 5) or SAPO. */
-  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo']).default('grpo'),
+  /** TRL's loss_type: the clipped surrogate's aggregations (luspo: sequence level only), CISPO (epsHigh caps the weight; TRL recommends 5) or SAPO. */
+  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo']).default('grpo'),
   epsLow: z.number().min(0).lt(1).default(0.2),
   epsHigh: z.number().min(0).default(0.2),
   /** TRL's importance_sampling_level: 'sequence' is GSPO. */
@@ -123,5 +123,9 @@ export function parseConfig<Schema extends z.ZodType>(schema: Schema, input: unk
 }
 
 export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
-  return parseConfig(trainConfigSchema.strict(), input, 'train config');
+  const config = parseConfig(trainConfigSchema.strict(), input, 'train config');
+  if (config.lossType === 'luspo' && config.importanceSamplingLevel !== 'sequence') {
+    throw new RangeError("train config: lossType luspo needs importanceSamplingLevel 'sequence' (GSPO's weights)");
+  }
+  return config;
 }

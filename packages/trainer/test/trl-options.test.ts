@@ -65,8 +65,8 @@ describe('TRL metrics by hand', () => {
 
 describe("TRL's loss types and importance levels", () => {
   it('every loss type at both levels, with delta: a finite step, its clip figures under the names TRL logs', async () => {
-    for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] as const) {
-      for (const importanceSamplingLevel of ['token', 'sequence'] as const) {
+    for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const) {
+      for (const importanceSamplingLevel of lossType === 'luspo' ? (['sequence'] as const) : (['token', 'sequence'] as const)) {
         const policy = tinyPolicy();
         const config: TrainConfigInput = { ...base, levels: [1], learningRate: 0.05, numIterations: 2, lossType, importanceSamplingLevel, delta: 1.5, epsHigh: lossType === 'cispo' ? 1.1 : 0.28 };
         const record = await new Trainer({ policy, tokenizer, task, config, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
@@ -82,6 +82,7 @@ describe("TRL's loss types and importance levels", () => {
   it('refuses a delta of 1 or less and an unknown level by name', () => {
     const policy = tinyPolicy();
     expect(() => new Trainer({ policy, tokenizer, task, config: { delta: 1 } })).toThrow(/delta must be > 1/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { lossType: 'luspo' } })).toThrow(/lossType luspo needs importanceSamplingLevel 'sequence'/);
     expect(() => new Trainer({ policy, tokenizer, task, config: { importanceSamplingLevel: 'group' as 'token' } })).toThrow(/importanceSamplingLevel must be one of token, sequence/);
     policy.dispose();
   });

@@ -17,7 +17,7 @@ import {
 } from './validate.js';
 
 const OP = 'policyLoss';
-const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'];
+const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'];
 const IMPORTANCE_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** The inputs of `policyLoss`: `[S, T]` float32 tensors, and one advantage per sequence. */
@@ -87,6 +87,7 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
   if (maxCompletionLength !== undefined) checkPositive(OP, 'maxCompletionLength', maxCompletionLength);
   if (numItemsInBatch !== undefined) checkPositive(OP, 'numItemsInBatch', numItemsInBatch);
   const importanceSamplingLevel = checkChoice(OP, 'importanceSamplingLevel', options.importanceSamplingLevel ?? 'token', IMPORTANCE_LEVELS);
+  if (lossType === 'luspo' && importanceSamplingLevel !== 'sequence') throw opRangeError(OP, 'lossType luspo needs importanceSamplingLevel sequence');
   const delta = options.delta ?? 0;
   if (!(delta === 0 || (delta > 1 && Number.isFinite(delta)))) throw opRangeError(OP, `delta = ${delta} must be > 1 and finite (0: off)`);
   const sapoTemperaturePos = options.sapoTemperaturePos ?? 1;
@@ -262,6 +263,9 @@ function aggregationWeight(
       const normaliser = sequences * (options.maxCompletionLength ?? length);
       return normaliser > 0 ? 1 / normaliser : 0;
     }
+    case 'luspo':
+      // Each sequence's (uniform) token loss summed over its tokens: its loss times its length.
+      return 1 / sequences;
     case 'dapo':
     case 'cispo': {
       const normaliser = options.numItemsInBatch ?? totalMass;
@@ -281,7 +285,8 @@ function ratioOrZero(numerator: number, denominator: number): number {
  * `l = -min(min(c, delta) A, clip(c, 1 - epsLow, 1 + epsHigh) A)` (cispo: `-min(c, epsHigh) A lp`
  * with the weight detached; sapo: `-(4 / tau) sigmoid(tau (c - 1)) A`), `+ beta * k3(ref, lp)`,
  * aggregated by `lossType` (grpo, sapo: per-sequence token mean, then mean over sequences; bnpo:
- * sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo, cispo: sum / numItemsInBatch).
+ * sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo, cispo: sum / numItemsInBatch;
+ * luspo, sequence level only: sum / S, each sequence's loss times its length).
  * Tokens with mask 0 contribute nothing, not even NaN. Stats are mask-weighted means over the
  * masked tokens (0 when there are none).
  *
