@@ -173,11 +173,12 @@ struct GroupAdvantagesCall : OpCall {
   Napi::Value result(Napi::Env) { return outputObject(0); }
 };
 
-// (logprobs, oldLogprobs, refLogprobs|null, advantages, mask, options) -> { loss, gradLogprobs, stats }
+// (logprobs, oldLogprobs, refLogprobs|null, entropy|null, advantages, mask, options)
+//   -> { loss, gradLogprobs, gradEntropy (with entropy), stats }
 struct PolicyLossCall : OpCall {
   static constexpr const char* kName = "policyLoss";
-  napo_tensor logprobs{}, oldLogprobs{}, refLogprobs{}, advantages{}, mask{}, gradLogprobs{};
-  bool hasRef = false;
+  napo_tensor logprobs{}, oldLogprobs{}, refLogprobs{}, entropy{}, advantages{}, mask{}, gradLogprobs{}, gradEntropy{};
+  bool hasRef = false, hasEntropy = false;
   napo_policy_loss_options options{};
   napo_policy_loss_stats stats{};
 
@@ -186,9 +187,10 @@ struct PolicyLossCall : OpCall {
     logprobs = input(info[0], kName, "logprobs");
     oldLogprobs = input(info[1], kName, "oldLogprobs");
     hasRef = optionalInput(info[2], kName, "refLogprobs", &refLogprobs);
-    advantages = input(info[3], kName, "advantages");
-    mask = input(info[4], kName, "mask");
-    Napi::Object given = objectArg(env, info[5], kName, "options");
+    hasEntropy = optionalInput(info[3], kName, "entropy", &entropy);
+    advantages = input(info[4], kName, "advantages");
+    mask = input(info[5], kName, "mask");
+    Napi::Object given = objectArg(env, info[6], kName, "options");
     options.eps_low = float(numberArg(env, given.Get("epsLow"), kName, "epsLow"));
     options.eps_high = float(numberArg(env, given.Get("epsHigh"), kName, "epsHigh"));
     options.beta = float(numberArg(env, given.Get("beta"), kName, "beta"));
@@ -200,14 +202,18 @@ struct PolicyLossCall : OpCall {
     options.delta = float(numberArg(env, given.Get("delta"), kName, "delta"));
     options.sapo_temperature_pos = float(numberArg(env, given.Get("sapoTemperaturePos"), kName, "sapoTemperaturePos"));
     options.sapo_temperature_neg = float(numberArg(env, given.Get("sapoTemperatureNeg"), kName, "sapoTemperatureNeg"));
-    check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr, &advantages, &mask,
-                                         &options));
+    options.entropy_quantile = float(numberArg(env, given.Get("entropyQuantile"), kName, "entropyQuantile"));
+    options.entropy_coef = float(numberArg(env, given.Get("entropyCoef"), kName, "entropyCoef"));
+    check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr,
+                                         hasEntropy ? &entropy : nullptr, &advantages, &mask, &options));
     gradLogprobs = output(env, kName, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);
+    if (hasEntropy) gradEntropy = output(env, kName, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);
   }
 
   napo_status run() {
-    return napo_policy_loss(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr, &advantages, &mask, &options,
-                            &gradLogprobs, &stats, nullptr);
+    return napo_policy_loss(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr, hasEntropy ? &entropy : nullptr,
+                            &advantages, &mask, &options, &gradLogprobs, hasEntropy ? &gradEntropy : nullptr, &stats,
+                            nullptr);
   }
 
   Napi::Value result(Napi::Env env) {
@@ -218,9 +224,13 @@ struct PolicyLossCall : OpCall {
     statsObject.Set("meanKl", stats.mean_kl);
     statsObject.Set("meanRatio", stats.mean_ratio);
     statsObject.Set("tokenCount", stats.token_count);
+    statsObject.Set("keptFraction", stats.kept_fraction);
+    statsObject.Set("entropyThreshold", stats.entropy_threshold);
+    statsObject.Set("meanEntropy", stats.mean_entropy);
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", stats.loss);
     out.Set("gradLogprobs", outputObject(0));
+    if (hasEntropy) out.Set("gradEntropy", outputObject(1));
     out.Set("stats", statsObject);
     return out;
   }

@@ -149,19 +149,25 @@ class CudaBackend : public Backend {
   napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) override {
     const int64_t s = in.sequences, t = in.steps;
     auto lp = deviceCopy(in.logprobs), old = deviceCopy(in.oldLogprobs), ref = deviceCopy(in.refLogprobs),
-         adv = deviceCopy(in.advantages), mask = deviceCopy(in.maskBytes());
-    DeviceBuffer grad(size_t(s * t) * 4);
+         adv = deviceCopy(in.advantages), mask = deviceCopy(in.maskBytes()), ent = deviceCopy(in.entropy);
+    DeviceBuffer grad(size_t(s * t) * 4), gradEnt(size_t(s * t) * 4);
     napo_tensor lpt = tensorView(lp->data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor oldt = tensorView(old->data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor reft = tensorView(ref->data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor maskt = tensorView(mask->data(), in.maskDtype, {s, t}, kCuda);
     napo_tensor gradt = tensorView(grad.data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor entt = tensorView(ent->data(), NAPO_FLOAT32, {s, t}, kCuda);
+    napo_tensor gradEntt = tensorView(gradEnt.data(), NAPO_FLOAT32, {s, t}, kCuda);
     napo_tensor advt = tensorView(adv->data(), NAPO_FLOAT32, {s}, kCuda);
-    const napo_status status = napo_policy_loss(&lpt, &oldt, in.refLogprobs.empty() ? nullptr : &reft, &advt, &maskt,
-                                                &in.options, &gradt, &out.stats, stream_);
+    const bool withEntropy = !in.entropy.empty();
+    const napo_status status =
+        napo_policy_loss(&lpt, &oldt, in.refLogprobs.empty() ? nullptr : &reft, withEntropy ? &entt : nullptr, &advt,
+                         &maskt, &in.options, &gradt, withEntropy ? &gradEntt : nullptr, &out.stats, stream_);
     if (status != NAPO_OK) return status;
     out.grad.resize(size_t(s * t));
     grad.download(out.grad.data());
+    out.gradEntropy.resize(withEntropy ? size_t(s * t) : 0);
+    if (withEntropy) gradEnt.download(out.gradEntropy.data());
     return NAPO_OK;
   }
 

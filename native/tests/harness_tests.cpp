@@ -161,35 +161,42 @@ class EmulatedBackend : public Backend {
     auto tensor2 = [&](const std::vector<float>& v) {
       return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kDevice);
     };
-    napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs);
+    napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
+                ent = tensor2(in.entropy);
+    const bool withEntropy = !in.entropy.empty();
     const std::vector<uint8_t> maskBytes = in.maskBytes();
     napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {s, t}, kDevice);
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kDevice);
-    NAPO_TRY(napo_policy_loss_validate(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options));
+    NAPO_TRY(napo_policy_loss_validate(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref,
+                                       withEntropy ? &ent : nullptr, &adv, &mask, &in.options));
     out.grad.assign(size_t(s * t), 0.0f);
-    double maskTotal = -1.0;
+    out.gradEntropy.assign(withEntropy ? size_t(s * t) : 0, 0.0f);
+    kernels::BatchTotals batch{-1.0, -1.0, -1.0f};
     std::vector<kernels::SequenceSums> sums(static_cast<size_t>(s));
     kernels::KernelErrors errors = clearedErrors();
     const kernels::PolicyLossArgs args{in.logprobs.data(),
                                        in.oldLogprobs.data(),
                                        in.refLogprobs.empty() ? nullptr : in.refLogprobs.data(),
+                                       withEntropy ? in.entropy.data() : nullptr,
                                        in.advantages.data(),
                                        maskBytes.data(),
                                        in.maskDtype,
                                        s,
                                        t,
                                        in.options,
-                                       &maskTotal,
+                                       &batch,
                                        out.grad.data(),
+                                       withEntropy ? out.gradEntropy.data() : nullptr,
                                        sums.data(),
                                        &errors};
     kernels::launchPolicyLoss(emulated, args);
     if (errors.badInput != kernels::kNothingFound) {
       const kernels::InputPosition where = kernels::decodeBadInput(errors.badInput);
-      const napo_tensor* const inputs[5] = {&mask, &adv, &lp, &old, in.refLogprobs.empty() ? nullptr : &ref};
+      const napo_tensor* const inputs[kernels::kPolicyLossInputs] = {
+          &mask, &adv, &lp, &old, in.refLogprobs.empty() ? nullptr : &ref, withEntropy ? &ent : nullptr};
       return kernels::policyLossInputError(where, inputs, elementAt(*inputs[where.argument], where.index));
     }
-    kernels::policyLossStats(sums.data(), s, &out.stats);
+    kernels::policyLossStats(sums.data(), s, in.options, batch.threshold, &out.stats);
     return NAPO_OK;
   }
 

@@ -194,9 +194,11 @@ struct AdvantageInputs {
 
 struct PolicyLossInputs {
   int64_t sequences = 0, steps = 0;
-  std::vector<float> logprobs, oldLogprobs, refLogprobs, advantages, mask;  // refLogprobs empty = none
+  // refLogprobs, entropy empty = none; with entropy, gradEntropy is asked for too.
+  std::vector<float> logprobs, oldLogprobs, refLogprobs, entropy, advantages, mask;
   napo_dtype maskDtype = NAPO_FLOAT32;  // the mask's values are stored in this dtype
-  napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f};
+  napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f,
+                                   0.0f, 0.0f};
 
   // The mask as the bytes of a maskDtype tensor.
   std::vector<uint8_t> maskBytes() const {
@@ -221,7 +223,7 @@ struct PolicyLossInputs {
 };
 
 struct PolicyLossResult {
-  std::vector<float> grad;
+  std::vector<float> grad, gradEntropy;
   napo_policy_loss_stats stats{};
 };
 
@@ -325,13 +327,15 @@ class CpuBackend : public Backend {
     auto tensor2 = [&](const std::vector<float>& v) {
       return tensorView(const_cast<float*>(v.data()), NAPO_FLOAT32, {s, t}, kCpu);
     };
+    const bool withEntropy = !in.entropy.empty();
+    out.gradEntropy.assign(withEntropy ? size_t(s * t) : 0, 0.0f);
     napo_tensor lp = tensor2(in.logprobs), old = tensor2(in.oldLogprobs), ref = tensor2(in.refLogprobs),
-                grad = tensor2(out.grad);
+                ent = tensor2(in.entropy), grad = tensor2(out.grad), gradEnt = tensor2(out.gradEntropy);
     const std::vector<uint8_t> maskBytes = in.maskBytes();
     napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {s, t}, kCpu);
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
-    return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, &adv, &mask, &in.options, &grad,
-                            &out.stats, nullptr);
+    return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, withEntropy ? &ent : nullptr, &adv,
+                            &mask, &in.options, &grad, withEntropy ? &gradEnt : nullptr, &out.stats, nullptr);
   }
 
   napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
@@ -538,13 +542,20 @@ inline void checkPolicyLoss(Checks& checks, Backend& candidate, Backend& referen
           &ok);
   if (!ok) return;
   allClose(checks, what + " grad", got.grad.data(), want.grad.data(), want.grad.size(), 1e-7, 1e-5);
-  const double gotStats[] = {got.stats.loss, got.stats.clip_low_fraction, got.stats.clip_high_fraction,
-                             got.stats.clip_fraction, got.stats.mean_kl, got.stats.mean_ratio, got.stats.token_count};
-  const double wantStats[] = {want.stats.loss, want.stats.clip_low_fraction, want.stats.clip_high_fraction,
-                              want.stats.clip_fraction, want.stats.mean_kl, want.stats.mean_ratio,
-                              want.stats.token_count};
-  const char* names[] = {"loss", "clipLow", "clipHigh", "clip", "meanKl", "meanRatio", "tokens"};
-  for (int i = 0; i < 7; ++i) {
+  checks.expect(got.gradEntropy.size() == want.gradEntropy.size(), what + " gradEntropy size");
+  if (got.gradEntropy.size() == want.gradEntropy.size()) {
+    allClose(checks, what + " gradEntropy", got.gradEntropy.data(), want.gradEntropy.data(), want.gradEntropy.size(),
+             1e-7, 1e-5);
+  }
+  const napo_policy_loss_stats& g = got.stats;
+  const napo_policy_loss_stats& w = want.stats;
+  const double gotStats[] = {g.loss,    g.clip_low_fraction, g.clip_high_fraction, g.clip_fraction,    g.mean_kl,
+                             g.mean_ratio, g.token_count,    g.kept_fraction,      g.entropy_threshold, g.mean_entropy};
+  const double wantStats[] = {w.loss,    w.clip_low_fraction, w.clip_high_fraction, w.clip_fraction,    w.mean_kl,
+                              w.mean_ratio, w.token_count,    w.kept_fraction,      w.entropy_threshold, w.mean_entropy};
+  const char* names[] = {"loss",      "clipLow", "clipHigh",   "clip",             "meanKl",
+                         "meanRatio", "tokens",  "keptFraction", "entropyThreshold", "meanEntropy"};
+  for (int i = 0; i < 10; ++i) {
     checks.expect(close(gotStats[i], wantStats[i], 1e-6, 1e-5),
                   format("%s %s = %.12g, want %.12g", what.c_str(), names[i], gotStats[i], wantStats[i]));
   }
@@ -723,6 +734,19 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
           in.options.sapo_temperature_neg = 1.6f;
           if (lossType == NAPO_LOSS_CISPO) in.options.eps_high = 1.3f;
         }
+        // Entropies (some tied, as low-entropy tokens often are) from variant 1; the top-entropy
+        // mask (TRL's top_entropy_quantile 0.2, 0.5, only the highest) and the entropy bonus from 2.
+        if (variant >= 1) {
+          in.entropy = randomNormal(count, ++seed, 1.5f);
+          for (size_t i = 0; i < count; ++i) {
+            in.entropy[i] = std::fabs(in.entropy[i]);
+            if (i % 3 == 0) in.entropy[i] = std::round(in.entropy[i] * 4.0f) / 4.0f;
+          }
+        }
+        const float quantiles[] = {0.0f, 0.0f, 0.8f, 0.5f, 1.0f};
+        const float coefs[] = {0.0f, 0.0f, 0.01f, -0.02f, 0.003f};
+        if (lossType != NAPO_LOSS_LUSPO) in.options.entropy_quantile = quantiles[variant];
+        in.options.entropy_coef = coefs[variant];
         // PyTorch users pass int and bool masks.
         in.maskDtype = variant == 0 || variant == 3 ? NAPO_FLOAT32
                        : variant == 1               ? NAPO_INT32
@@ -740,14 +764,14 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
 inline void policyLossErrors(Checks& checks, Backend& candidate, Backend& reference) {
   struct Poison {
     const char* name;
-    int input;  // 0 mask, 1 advantages, 2 logprobs, 3 oldLogprobs, 4 refLogprobs
+    int input;  // 0 mask, 1 advantages, 2 logprobs, 3 oldLogprobs, 4 refLogprobs, 5 entropy
     int64_t index;
     float value;
   };
   const Poison poisons[] = {
       {"mask 0.5", 0, 9, 0.5f},         {"mask 2", 0, 3, 2.0f},          {"mask -1", 0, 20, -1.0f},
       {"advantage NaN", 1, 2, NAN},     {"advantage Inf", 1, 0, INFINITY}, {"logprob NaN", 2, 11, NAN},
-      {"old logprob -Inf", 3, 5, -INFINITY}, {"ref logprob +Inf", 4, 17, INFINITY},
+      {"old logprob -Inf", 3, 5, -INFINITY}, {"ref logprob +Inf", 4, 17, INFINITY}, {"entropy NaN", 5, 13, NAN},
   };
   for (napo_dtype maskDtype : {NAPO_FLOAT32, NAPO_INT32, NAPO_UINT8}) {
     for (const Poison& poison : poisons) {
@@ -759,12 +783,15 @@ inline void policyLossErrors(Checks& checks, Backend& candidate, Backend& refere
         in.logprobs = randomNormal(28, 610, 0.5f);
         in.oldLogprobs = randomNormal(28, 611, 0.5f);
         in.refLogprobs = randomNormal(28, 612, 0.5f);
+        in.entropy = randomNormal(28, 614, 0.5f);
+        in.options.entropy_quantile = 0.8f;
         in.advantages = randomNormal(4, 613);
         in.mask.assign(28, 1.0f);
         in.mask[27] = 0.0f;
         in.logprobs[27] = NAN;  // padding may hold anything
         in.maskDtype = maskDtype;
-        std::vector<float>* inputs[] = {&in.mask, &in.advantages, &in.logprobs, &in.oldLogprobs, &in.refLogprobs};
+        std::vector<float>* inputs[] = {&in.mask,        &in.advantages,  &in.logprobs,
+                                        &in.oldLogprobs, &in.refLogprobs, &in.entropy};
         (*inputs[poison.input])[size_t(poison.index)] = poison.value;
         if (alsoLater) in.refLogprobs[25] = NAN;
         checkPolicyLoss(checks, candidate, reference, in,

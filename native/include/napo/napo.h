@@ -266,6 +266,14 @@ typedef struct napo_policy_loss_options {
   float delta;                /* two-sided clip: the unclipped ratio capped at delta (> 1); 0 = off */
   float sapo_temperature_pos; /* sapo's gate for A > 0 (> 0) */
   float sapo_temperature_neg; /* sapo's gate for A <= 0 (> 0) */
+  /* The lowest-entropy fraction of the masked tokens leaves the surrogate (not the KL, not the
+   * normaliser): tokens below this quantile (linear interpolation, as torch.quantile) of the masked
+   * tokens' entropies train no surrogate. 1 - TRL's top_entropy_quantile, in [0, 1]; 0 keeps all.
+   * Needs entropy when > 0; refused with luspo (its loss is per sequence). */
+  float entropy_quantile;
+  /* The entropy bonus: loss -= entropy_coef * H, H the mean entropy over the kept tokens (dapo,
+   * cispo: their sum over the type's normaliser). Needs entropy and grad_entropy when != 0. */
+  float entropy_coef;
 } napo_policy_loss_options;
 
 /* Stats of one policyLoss call; each mean is over masked tokens. */
@@ -277,22 +285,27 @@ typedef struct napo_policy_loss_stats {
   double mean_kl;            /* 0 without ref_logprobs */
   double mean_ratio;
   double token_count;        /* sum(mask) */
+  double kept_fraction;      /* of the masked tokens, those the entropy quantile keeps (1 without it) */
+  double entropy_threshold;  /* the entropy quantile's value (0 without it) */
+  double mean_entropy;       /* over the kept tokens (0 without entropy) */
 } napo_policy_loss_stats;
 
-/* logprobs, old_logprobs, ref_logprobs (optional), mask: [S, T] f32; advantages [S] f32 ->
- * grad_logprobs [S, T] f32 (d loss / d logprobs) and stats (host). */
+/* logprobs, old_logprobs, ref_logprobs (optional), entropy (optional), mask: [S, T] f32;
+ * advantages [S] f32 -> grad_logprobs [S, T] f32 (d loss / d logprobs), grad_entropy [S, T] f32
+ * (d loss / d entropy; optional, needed when entropy_coef != 0) and stats (host). */
 NAPO_API napo_status napo_policy_loss_validate(const napo_tensor* logprobs,
                                                const napo_tensor* old_logprobs,
                                                const napo_tensor* ref_logprobs,
+                                               const napo_tensor* entropy,
                                                const napo_tensor* advantages,
                                                const napo_tensor* mask,
                                                const napo_policy_loss_options* options);
 NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* old_logprobs,
-                                      const napo_tensor* ref_logprobs, const napo_tensor* advantages,
-                                      const napo_tensor* mask,
+                                      const napo_tensor* ref_logprobs, const napo_tensor* entropy,
+                                      const napo_tensor* advantages, const napo_tensor* mask,
                                       const napo_policy_loss_options* options,
-                                      napo_tensor* grad_logprobs, napo_policy_loss_stats* stats,
-                                      void* stream);
+                                      napo_tensor* grad_logprobs, napo_tensor* grad_entropy,
+                                      napo_policy_loss_stats* stats, void* stream);
 
 /* ---- linearLogprobs: log-probs straight from hidden states ----------------------------------- */
 

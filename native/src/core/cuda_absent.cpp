@@ -60,9 +60,9 @@ napo_status groupAdvantages(const napo_tensor&, const napo_advantage_options&, n
   return fail(NAPO_ERR_UNAVAILABLE, "groupAdvantages: %s", kReason);
 }
 
-napo_status policyLoss(const napo_tensor&, const napo_tensor&, const napo_tensor*, const napo_tensor&,
-                       const napo_tensor&, const napo_policy_loss_options&, napo_tensor&, napo_policy_loss_stats*,
-                       void*) {
+napo_status policyLoss(const napo_tensor&, const napo_tensor&, const napo_tensor*, const napo_tensor*,
+                       const napo_tensor&, const napo_tensor&, const napo_policy_loss_options&, napo_tensor&,
+                       napo_tensor*, napo_policy_loss_stats*, void*) {
   return fail(NAPO_ERR_UNAVAILABLE, "policyLoss: %s", kReason);
 }
 

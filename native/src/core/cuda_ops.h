@@ -22,8 +22,8 @@ napo_status groupAdvantages(const napo_tensor& rewards, const napo_advantage_opt
                             napo_tensor& advantages, void* stream);
 
 napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogprobs, const napo_tensor* refLogprobs,
-                       const napo_tensor& advantages, const napo_tensor& mask,
-                       const napo_policy_loss_options& options, napo_tensor& gradLogprobs,
+                       const napo_tensor* entropy, const napo_tensor& advantages, const napo_tensor& mask,
+                       const napo_policy_loss_options& options, napo_tensor& gradLogprobs, napo_tensor* gradEntropy,
                        napo_policy_loss_stats* stats, void* stream);
 
 napo_status linearLogprobs(const napo_tensor& hidden, const napo_tensor& weight, const napo_tensor& tokens,

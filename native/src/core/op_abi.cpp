@@ -196,8 +196,9 @@ napo_status napo_group_advantages(const napo_tensor* rewards, const napo_advanta
 }
 
 napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_tensor* oldLogprobs,
-                                      const napo_tensor* refLogprobs, const napo_tensor* advantages,
-                                      const napo_tensor* mask, const napo_policy_loss_options* options) {
+                                      const napo_tensor* refLogprobs, const napo_tensor* entropy,
+                                      const napo_tensor* advantages, const napo_tensor* mask,
+                                      const napo_policy_loss_options* options) {
   constexpr const char* op = "policyLoss";
   if (!logprobs) return fail(NAPO_ERR_TYPE, "%s: logprobs is missing", op);
   if (logprobs->dtype != NAPO_FLOAT32) {
@@ -209,6 +210,7 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   }
   NAPO_TRY(checkTensor(op, "oldLogprobs", oldLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
   if (refLogprobs) NAPO_TRY(checkTensor(op, "refLogprobs", refLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
+  if (entropy) NAPO_TRY(checkTensor(op, "entropy", entropy, NAPO_FLOAT32, 2, logprobs->shape));
   if (!mask) return fail(NAPO_ERR_TYPE, "%s: mask is missing", op);
   if (mask->dtype != NAPO_FLOAT32 && mask->dtype != NAPO_INT32 && mask->dtype != NAPO_UINT8 &&
       mask->dtype != NAPO_BOOL) {
@@ -216,7 +218,7 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   }
   NAPO_TRY(checkTensor(op, "mask", mask, mask->dtype, 2, logprobs->shape));
   NAPO_TRY(checkTensor(op, "advantages", advantages, NAPO_FLOAT32, 1, logprobs->shape));
-  for (const napo_tensor* in : {oldLogprobs, refLogprobs, mask, advantages}) {
+  for (const napo_tensor* in : {oldLogprobs, refLogprobs, entropy, mask, advantages}) {
     NAPO_TRY(checkSameDevice(op, "input", in, logprobs->device));
   }
   if (!options) return fail(NAPO_ERR_TYPE, "%s: options are missing", op);
@@ -258,31 +260,59 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   if (options->beta > 0.0f && !refLogprobs) {
     return fail(NAPO_ERR_RANGE, "%s: beta = %g needs refLogprobs", op, options->beta);
   }
+  if (!(options->entropy_quantile >= 0.0f && options->entropy_quantile <= 1.0f)) {
+    return fail(NAPO_ERR_RANGE, "%s: entropyQuantile = %g must be in [0, 1] (1 - topEntropyQuantile; 0: off)", op,
+                options->entropy_quantile);
+  }
+  if (!std::isfinite(options->entropy_coef)) {
+    return fail(NAPO_ERR_RANGE, "%s: entropyCoef = %g must be finite", op, options->entropy_coef);
+  }
+  if ((options->entropy_quantile > 0.0f || options->entropy_coef != 0.0f) && !entropy) {
+    return fail(NAPO_ERR_RANGE, "%s: entropyQuantile = %g and entropyCoef = %g need entropy", op,
+                options->entropy_quantile, options->entropy_coef);
+  }
+  if (options->entropy_quantile > 0.0f && options->loss_type == NAPO_LOSS_LUSPO) {
+    return fail(NAPO_ERR_RANGE, "%s: lossType luspo has no per-token surrogate for entropyQuantile to mask", op);
+  }
   // In the order the CUDA kernel ranks what it finds (cuda/policy_loss.cu). Padding (mask 0) may
   // hold anything, even -Inf log-probs.
   NAPO_TRY(checkMask(op, mask));
   NAPO_TRY(checkFinite(op, "advantages", advantages));
   NAPO_TRY(checkFiniteWhereMasked(op, "logprobs", logprobs, mask));
   NAPO_TRY(checkFiniteWhereMasked(op, "oldLogprobs", oldLogprobs, mask));
-  return checkFiniteWhereMasked(op, "refLogprobs", refLogprobs, mask);
+  NAPO_TRY(checkFiniteWhereMasked(op, "refLogprobs", refLogprobs, mask));
+  return checkFiniteWhereMasked(op, "entropy", entropy, mask);
 }
 
 napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* oldLogprobs,
-                             const napo_tensor* refLogprobs, const napo_tensor* advantages, const napo_tensor* mask,
+                             const napo_tensor* refLogprobs, const napo_tensor* entropy,
+                             const napo_tensor* advantages, const napo_tensor* mask,
                              const napo_policy_loss_options* options, napo_tensor* gradLogprobs,
-                             napo_policy_loss_stats* stats, void* stream) {
-  NAPO_TRY(napo_policy_loss_validate(logprobs, oldLogprobs, refLogprobs, advantages, mask, options));
-  NAPO_TRY(checkTensor("policyLoss", "gradLogprobs", gradLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
-  NAPO_TRY(checkSameDevice("policyLoss", "gradLogprobs", gradLogprobs, logprobs->device));
-  if (!stats) return fail(NAPO_ERR_TYPE, "policyLoss: stats is missing");
-  if (onCuda(logprobs)) {
-    return cuda::policyLoss(*logprobs, *oldLogprobs, refLogprobs, *advantages, *mask, *options, *gradLogprobs, stats,
-                            stream);
+                             napo_tensor* gradEntropy, napo_policy_loss_stats* stats, void* stream) {
+  constexpr const char* op = "policyLoss";
+  NAPO_TRY(napo_policy_loss_validate(logprobs, oldLogprobs, refLogprobs, entropy, advantages, mask, options));
+  for (napo_tensor* out : {gradLogprobs, gradEntropy}) {
+    if (out == gradEntropy && !gradEntropy) continue;
+    const char* name = out == gradLogprobs ? "gradLogprobs" : "gradEntropy";
+    NAPO_TRY(checkTensor(op, name, out, NAPO_FLOAT32, 2, logprobs->shape));
+    NAPO_TRY(checkSameDevice(op, name, out, logprobs->device));
   }
-  cpuBackend().policyLoss(dataAs<const float>(*logprobs), dataAs<const float>(*oldLogprobs),
-                          refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr, dataAs<const float>(*advantages),
-                          *mask, logprobs->shape[0], logprobs->shape[1], *options, dataAs<float>(*gradLogprobs),
-                          stats);
+  if (options->entropy_coef != 0.0f && !gradEntropy) {
+    return fail(NAPO_ERR_RANGE, "%s: entropyCoef = %g needs gradEntropy", op, options->entropy_coef);
+  }
+  if (!stats) return fail(NAPO_ERR_TYPE, "%s: stats is missing", op);
+  if (onCuda(logprobs)) {
+    return cuda::policyLoss(*logprobs, *oldLogprobs, refLogprobs, entropy, *advantages, *mask, *options, *gradLogprobs,
+                            gradEntropy, stats, stream);
+  }
+  const cpu::PolicyLossTensors tensors{dataAs<const float>(*logprobs),
+                                  dataAs<const float>(*oldLogprobs),
+                                  refLogprobs ? dataAs<const float>(*refLogprobs) : nullptr,
+                                  entropy ? dataAs<const float>(*entropy) : nullptr,
+                                  dataAs<const float>(*advantages),
+                                  dataAs<float>(*gradLogprobs),
+                                  gradEntropy ? dataAs<float>(*gradEntropy) : nullptr};
+  cpuBackend().policyLoss(tensors, *mask, logprobs->shape[0], logprobs->shape[1], *options, stats);
   return NAPO_OK;
 }
 

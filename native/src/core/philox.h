@@ -5,10 +5,12 @@
 
 #include <cstdint>
 
+#ifndef NAPO_HOST_DEVICE
 #if defined(__CUDACC__)
 #define NAPO_HOST_DEVICE __host__ __device__ __forceinline__
 #else
 #define NAPO_HOST_DEVICE inline
+#endif
 #endif
 
 namespace napo {

@@ -1,24 +1,67 @@
-// What the policyLoss backends share on the host: the per-sequence sums each backend leaves, and
-// the stats made from them. Adding the sums in sequence order keeps the loss independent of the
-// thread count and the device.
+// What the policyLoss backends share: the per-sequence sums each backend leaves, the stats made
+// from them, and the entropy quantile's arithmetic. Adding the sums in sequence order keeps the
+// loss independent of the thread count and the device.
 #pragma once
 
 #include <cstdint>
 
 #include "napo/napo.h"
 
+#ifndef NAPO_HOST_DEVICE
+#if defined(__CUDACC__)
+#define NAPO_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define NAPO_HOST_DEVICE inline
+#endif
+#endif
+
 namespace napo {
 
 // One sequence's sums over its masked tokens; `loss` already carries the sequence's weight.
+// `kept` counts the tokens the entropy quantile keeps, `entropy` sums their entropies.
 // A plain aggregate (zero it with `{}`).
 struct PolicyLossSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy;
 };
+
+// torch.quantile's linear interpolation between the sorted values at ranks floor(q (n - 1)) and
+// the next: where the lower rank is and how far towards the next the quantile lies.
+struct QuantileRank {
+  int64_t lower;
+  double fraction;
+};
+
+NAPO_HOST_DEVICE QuantileRank quantileRank(float quantile, int64_t count) {
+  const double position = double(quantile) * double(count - 1);
+  const int64_t lower = int64_t(position);
+  return {lower, position - double(lower)};
+}
+
+NAPO_HOST_DEVICE float interpolateQuantile(float lower, float upper, double fraction) {
+  return float(double(lower) + fraction * (double(upper) - double(lower)));
+}
+
+// Whether a masked token with this entropy stays in the surrogate.
+NAPO_HOST_DEVICE bool keptByEntropy(const napo_policy_loss_options& options, const float* entropy, int64_t index,
+                                    float threshold) {
+  return options.entropy_quantile <= 0.0f || entropy[index] >= threshold;
+}
+
+// What the entropy bonus's sum over the kept tokens is divided by: the loss type's own token
+// normaliser for dapo and cispo (TRL sums there), the kept token count for the others.
+NAPO_HOST_DEVICE double entropyBonusDenominator(const napo_policy_loss_options& options, double maskTotal,
+                                                double keptTotal) {
+  const bool byItems = options.loss_type == NAPO_LOSS_DAPO || options.loss_type == NAPO_LOSS_CISPO;
+  const double denominator = byItems ? (options.num_items_in_batch > 0.0 ? options.num_items_in_batch : maskTotal)
+                                     : keptTotal;
+  return denominator > 1.0 ? denominator : 1.0;
+}
 
 // `Sums` is PolicyLossSums or a backend's own struct with the same fields (the CUDA backend's
 // lives in its namespace so its warp-shuffle overload is found).
 template <typename Sums>
-void policyLossStats(const Sums* sums, int64_t sequences, napo_policy_loss_stats* stats) {
+void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss_options& options, float threshold,
+                     napo_policy_loss_stats* stats) {
   PolicyLossSums total{};
   for (int64_t s = 0; s < sequences; ++s) {
     total.loss += sums[s].loss;
@@ -27,15 +70,24 @@ void policyLossStats(const Sums* sums, int64_t sequences, napo_policy_loss_stats
     total.clipHigh += sums[s].clipHigh;
     total.kl += sums[s].kl;
     total.ratio += sums[s].ratio;
+    total.kept += sums[s].kept;
+    total.entropy += sums[s].entropy;
   }
   const double tokens = total.tokens > 1.0 ? total.tokens : 1.0;
-  stats->loss = total.loss;
+  const double bonus =
+      options.entropy_coef != 0.0f
+          ? double(options.entropy_coef) * total.entropy / entropyBonusDenominator(options, total.tokens, total.kept)
+          : 0.0;
+  stats->loss = total.loss - bonus;
   stats->clip_low_fraction = total.clipLow / tokens;
   stats->clip_high_fraction = total.clipHigh / tokens;
   stats->clip_fraction = (total.clipLow + total.clipHigh) / tokens;
   stats->mean_kl = total.kl / tokens;
   stats->mean_ratio = total.ratio / tokens;
   stats->token_count = total.tokens;
+  stats->kept_fraction = total.kept / tokens;
+  stats->entropy_threshold = options.entropy_quantile > 0.0f ? double(threshold) : 0.0;
+  stats->mean_entropy = total.entropy / (total.kept > 1.0 ? total.kept : 1.0);
 }
 
 }  // namespace napo

@@ -25,10 +25,14 @@ using TokenLogprobsBackwardKernel = napo_status(const napo_tensor& logits, const
                                                 napo_tensor& gradLogits);
 using GroupAdvantagesKernel = void(const float* rewards, int64_t count, const napo_advantage_options& options,
                                    float* advantages);
-using PolicyLossKernel = void(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
-                              const float* advantages, const napo_tensor& mask, int64_t sequences, int64_t steps,
-                              const napo_policy_loss_options& options, float* gradLogprobs,
-                              napo_policy_loss_stats* stats);
+// policyLoss's float tensors, [sequences, steps] but advantages [sequences]; refLogprobs,
+// entropy and gradEntropy may be null.
+struct PolicyLossTensors {
+  const float *logprobs, *oldLogprobs, *refLogprobs, *entropy, *advantages;
+  float *gradLogprobs, *gradEntropy;
+};
+using PolicyLossKernel = void(const PolicyLossTensors& tensors, const napo_tensor& mask, int64_t sequences,
+                              int64_t steps, const napo_policy_loss_options& options, napo_policy_loss_stats* stats);
 
 // linearLogprobs (src/cpu/linear_logprobs.cpp): hidden [N, H] and weight [V, H] of one dtype;
 // `tile` is a workspace of N * (chunk + kLinearTilePad) floats (the caller allocates it, so

@@ -1,6 +1,7 @@
 // policyLoss on the CPU: the clipped surrogate (or CISPO's, or SAPO's gate) at token or sequence
-// (GSPO) importance level with an optional k3 KL, forward and gradient in one pass over [S, T]
-// (two for GSPO: the sequence's weight first), aggregated as TRL's loss types. Row sums are
+// (GSPO) importance level, masked to the high-entropy tokens when asked, with an optional k3 KL
+// and entropy bonus; forward and gradients in one pass over [S, T] after a pass for the
+// sequences' totals (and the entropy quantile), aggregated as TRL's loss types. Row sums are
 // reduced in row order so the loss does not depend on the thread count.
 #include <algorithm>
 #include <cmath>
@@ -81,62 +82,103 @@ Surrogate surrogate(float coef, float advantage, const napo_policy_loss_options&
   return {-std::min(unclipped, clipped), dCoef, advantage < 0.0f && coef < low, advantage > 0.0f && coef > high};
 }
 
-// GSPO's log importance weight of a sequence: its masked mean log-ratio.
+// One sequence's masked token count, the tokens the entropy quantile keeps, and GSPO's log
+// importance weight: its masked mean log-ratio.
+struct SequenceTotals {
+  double tokens, kept;
+  float logWeight;
+};
+
 template <typename Mask>
-float sequenceLogWeight(const float* logprobs, const float* oldLogprobs, const Mask* mask, int64_t begin, int64_t end) {
-  double sum = 0.0, tokens = 0.0;
+SequenceTotals sequenceTotals(const PolicyLossTensors& in, const Mask* mask, int64_t begin, int64_t end,
+                              const napo_policy_loss_options& options, float threshold) {
+  double logRatio = 0.0, tokens = 0.0, kept = 0.0;
   for (int64_t t = begin; t < end; ++t) {
     if (mask[t] == Mask(0)) continue;
-    sum += double(logprobs[t] - oldLogprobs[t]);
+    logRatio += double(in.logprobs[t] - in.oldLogprobs[t]);
     tokens += 1.0;
+    kept += in.entropy && keptByEntropy(options, in.entropy, t, threshold) ? 1.0 : 0.0;
   }
-  return float(sum / std::max(1.0, tokens));
+  return {tokens, in.entropy ? kept : tokens, float(logRatio / std::max(1.0, tokens))};
+}
+
+// The entropy at the quantile of the masked tokens' entropies (torch.quantile's interpolation).
+template <typename Mask>
+float entropyThreshold(const float* entropy, const Mask* mask, int64_t count, float quantile) {
+  std::vector<float> values;
+  for (int64_t i = 0; i < count; ++i) {
+    if (mask[i] != Mask(0)) values.push_back(entropy[i]);
+  }
+  if (values.empty()) return 0.0f;
+  const QuantileRank rank = quantileRank(quantile, int64_t(values.size()));
+  const auto lower = values.begin() + rank.lower;
+  std::nth_element(values.begin(), lower, values.end());
+  const float upper = lower + 1 == values.end() ? *lower : *std::min_element(lower + 1, values.end());
+  return interpolateQuantile(*lower, upper, rank.fraction);
 }
 
 template <typename Mask>
-void policyLossRows(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
-                    const float* advantages, const Mask* mask, int64_t sequences, int64_t steps,
-                    const napo_policy_loss_options& options, float* gradLogprobs,
-                    napo_policy_loss_stats* stats) {
+void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t sequences, int64_t steps,
+                    const napo_policy_loss_options& options, napo_policy_loss_stats* stats) {
   const std::vector<double> weights = sequenceWeights(mask, sequences, steps, options);
+  const float threshold =
+      options.entropy_quantile > 0.0f ? entropyThreshold(in.entropy, mask, sequences * steps, options.entropy_quantile)
+                                      : 0.0f;
+  std::vector<SequenceTotals> totals(static_cast<size_t>(sequences));
+  double keptTotal = 0.0, maskTotal = 0.0;
+  for (int64_t s = 0; s < sequences; ++s) {
+    totals[size_t(s)] = sequenceTotals(in, mask, s * steps, (s + 1) * steps, options, threshold);
+    keptTotal += totals[size_t(s)].kept;
+    maskTotal += totals[size_t(s)].tokens;
+  }
+  // d loss / d entropy of a kept token: the bonus's share.
+  const float gradKeptEntropy =
+      options.entropy_coef != 0.0f
+          ? float(-double(options.entropy_coef) / entropyBonusDenominator(options, maskTotal, keptTotal))
+          : 0.0f;
   std::vector<PolicyLossSums> rows(static_cast<size_t>(sequences));
-  const bool withKl = refLogprobs && options.beta != 0.0f;
+  const bool withKl = in.refLogprobs && options.beta != 0.0f;
   const bool perSequence = options.importance_level == NAPO_IMPORTANCE_SEQUENCE;
   parallelFor(sequences, std::max<int64_t>(1, 4096 / std::max<int64_t>(steps, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
-      const float advantage = advantages[s];
+      const float advantage = in.advantages[s];
       const float weight = float(weights[size_t(s)]);
-      const float sequenceCoef =
-          perSequence ? std::exp(sequenceLogWeight(logprobs, oldLogprobs, mask, s * steps, (s + 1) * steps)) : 0.0f;
+      const SequenceTotals& sequence = totals[size_t(s)];
+      const float sequenceCoef = perSequence ? std::exp(sequence.logWeight) : 0.0f;
+      // GSPO: every token moves the sequence's weight, but only the kept tokens carry its loss.
+      const float keptShare = perSequence ? float(sequence.kept / std::max(1.0, sequence.tokens)) : 1.0f;
       PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
         const float m = float(mask[t]);
         if (m == 0.0f) {
           // Padding may hold any value (even -Inf log-probs); it must not reach the sums.
-          gradLogprobs[t] = 0.0f;
+          in.gradLogprobs[t] = 0.0f;
+          if (in.gradEntropy) in.gradEntropy[t] = 0.0f;
           continue;
         }
-        const float coef = perSequence ? sequenceCoef : std::exp(logprobs[t] - oldLogprobs[t]);
+        const bool kept = !in.entropy || keptByEntropy(options, in.entropy, t, threshold);
+        const float coef = perSequence ? sequenceCoef : std::exp(in.logprobs[t] - in.oldLogprobs[t]);
         float loss, grad;
         bool clipLow = false, clipHigh = false;
         if (options.loss_type == NAPO_LOSS_CISPO) {
           // The capped weight is a constant: the gradient is REINFORCE's, scaled by it.
           const float cappedCoef = std::min(coef, options.eps_high);
-          loss = -cappedCoef * advantage * logprobs[t];
-          grad = -cappedCoef * advantage;
+          loss = -cappedCoef * advantage * in.logprobs[t];
+          grad = kept ? -cappedCoef * advantage : 0.0f;
           clipHigh = advantage > 0.0f && coef > options.eps_high;
         } else {
           const Surrogate term = surrogate(coef, advantage, options);
           loss = term.loss;
           // d coef / d logprob: coef itself per token; per sequence coef / length for each of its
-          // tokens, and the sequence's length tokens share the same loss, so the lengths cancel.
-          grad = term.dCoef * coef;
+          // tokens, and the sequence's kept tokens share the same loss, hence the kept share.
+          grad = perSequence ? term.dCoef * coef * keptShare : (kept ? term.dCoef * coef : 0.0f);
           clipLow = term.clipLow;
           clipHigh = term.clipHigh;
         }
+        if (!kept) loss = 0.0f;
         float kl = 0.0f;
-        if (refLogprobs) {
-          const float delta = refLogprobs[t] - logprobs[t];
+        if (in.refLogprobs) {
+          const float delta = in.refLogprobs[t] - in.logprobs[t];
           const float expDelta = std::exp(delta);
           kl = expDelta - delta - 1.0f;
           if (withKl) {
@@ -144,38 +186,36 @@ void policyLossRows(const float* logprobs, const float* oldLogprobs, const float
             grad += options.beta * (1.0f - expDelta);
           }
         }
-        gradLogprobs[t] = weight * m * grad;
+        in.gradLogprobs[t] = weight * m * grad;
+        if (in.gradEntropy) in.gradEntropy[t] = kept ? gradKeptEntropy : 0.0f;
         sums.loss += double(m) * loss;
         sums.tokens += m;
         sums.clipLow += clipLow ? m : 0.0f;
         sums.clipHigh += clipHigh ? m : 0.0f;
         sums.kl += double(m) * kl;
         sums.ratio += double(m) * coef;
+        sums.kept += kept ? m : 0.0f;
+        sums.entropy += kept && in.entropy ? double(in.entropy[t]) : 0.0;
       }
       sums.loss *= weights[size_t(s)];
       rows[size_t(s)] = sums;
     }
   });
-  policyLossStats(rows.data(), sequences, stats);
+  policyLossStats(rows.data(), sequences, options, threshold, stats);
 }
 
 }  // namespace
 
-void policyLoss(const float* logprobs, const float* oldLogprobs, const float* refLogprobs,
-                const float* advantages, const napo_tensor& mask, int64_t sequences, int64_t steps,
-                const napo_policy_loss_options& options, float* gradLogprobs,
-                napo_policy_loss_stats* stats) {
+void policyLoss(const PolicyLossTensors& tensors, const napo_tensor& mask, int64_t sequences, int64_t steps,
+                const napo_policy_loss_options& options, napo_policy_loss_stats* stats) {
   switch (mask.dtype) {
     case NAPO_INT32:
-      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const int32_t>(mask), sequences,
-                            steps, options, gradLogprobs, stats);
+      return policyLossRows(tensors, dataAs<const int32_t>(mask), sequences, steps, options, stats);
     case NAPO_UINT8:
     case NAPO_BOOL:
-      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const uint8_t>(mask), sequences,
-                            steps, options, gradLogprobs, stats);
+      return policyLossRows(tensors, dataAs<const uint8_t>(mask), sequences, steps, options, stats);
     default:
-      return policyLossRows(logprobs, oldLogprobs, refLogprobs, advantages, dataAs<const float>(mask), sequences,
-                            steps, options, gradLogprobs, stats);
+      return policyLossRows(tensors, dataAs<const float>(mask), sequences, steps, options, stats);
   }
 }
 

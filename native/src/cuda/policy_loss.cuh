@@ -1,11 +1,13 @@
 // policyLoss on the GPU: one block per sequence computes each token's surrogate (clipped, CISPO's
-// or SAPO's), k3 KL, gradient and stats in one pass over [S, T], and leaves per-sequence sums (in
+// or SAPO's), k3 KL, gradients and stats in one pass over [S, T], and leaves per-sequence sums (in
 // double) for the host to add in sequence order, as the CPU backend does. The block first reduces
-// its sequence's token count (grpo, sapo) and, for GSPO, its mean log-ratio. The loss types that
-// divide by the batch's token count (bnpo, dapo and cispo without numItemsInBatch) need that count
-// before the first gradient: a one-block reduction of the mask runs first for them. The inputs' rules (a mask of
-// 0s and 1s; finite advantages; finite log-probs where the mask is 1) are checked on the way and
-// the first break reported, ranked as the CPU backend checks them (PolicyLossInput).
+// its sequence's token count (grpo, sapo) and, for GSPO, its mean log-ratio and kept tokens. What
+// needs the whole batch before the first gradient (the token count of bnpo, dapo and cispo without
+// numItemsInBatch; the entropy quantile, a radix select over the masked entropies' ordered keys;
+// the kept count the entropy bonus divides by) comes from one block that runs first. The inputs'
+// rules (a mask of 0s and 1s; finite advantages; finite log-probs and entropies where the mask is
+// 1) are checked on the way and the first break reported, ranked as the CPU backend checks them
+// (PolicyLossInput).
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,7 @@ namespace napo::cuda {
 
 // One sequence's sums over its masked tokens; `loss` already carries the sequence's weight.
 struct SequenceSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy;
 };
 
 using napo::policyLossStats;
@@ -28,30 +30,48 @@ using napo::policyLossStats;
 __device__ __forceinline__ SequenceSums shuffleXor(SequenceSums s, int laneMask) {
   return {__shfl_xor_sync(kFullMask, s.loss, laneMask),    __shfl_xor_sync(kFullMask, s.tokens, laneMask),
           __shfl_xor_sync(kFullMask, s.clipLow, laneMask), __shfl_xor_sync(kFullMask, s.clipHigh, laneMask),
-          __shfl_xor_sync(kFullMask, s.kl, laneMask),      __shfl_xor_sync(kFullMask, s.ratio, laneMask)};
+          __shfl_xor_sync(kFullMask, s.kl, laneMask),      __shfl_xor_sync(kFullMask, s.ratio, laneMask),
+          __shfl_xor_sync(kFullMask, s.kept, laneMask),    __shfl_xor_sync(kFullMask, s.entropy, laneMask)};
 }
 
 struct AddSums {
   __device__ SequenceSums operator()(const SequenceSums& a, const SequenceSums& b) const {
     return {a.loss + b.loss, a.tokens + b.tokens, a.clipLow + b.clipLow, a.clipHigh + b.clipHigh, a.kl + b.kl,
-            a.ratio + b.ratio};
+            a.ratio + b.ratio, a.kept + b.kept, a.entropy + b.entropy};
   }
 };
 
 // The inputs in the order their rules are checked (src/core/op_abi.cpp), for KernelErrors::badInput.
-enum PolicyLossInput : int { kMaskInput, kAdvantagesInput, kLogprobsInput, kOldLogprobsInput, kRefLogprobsInput };
+enum PolicyLossInput : int {
+  kMaskInput,
+  kAdvantagesInput,
+  kLogprobsInput,
+  kOldLogprobsInput,
+  kRefLogprobsInput,
+  kTokenEntropyInput,
+  kPolicyLossInputs
+};
+
+// What the whole batch gives every sequence's block (device scratch).
+struct BatchTotals {
+  double mask;       // the mask's sum
+  double kept;       // the masked tokens the entropy quantile keeps
+  float threshold;   // the entropy quantile's value
+};
 
 struct PolicyLossArgs {
   const float* logprobs;     // [sequences, steps]
   const float* oldLogprobs;  // [sequences, steps]
   const float* refLogprobs;  // [sequences, steps] or null
+  const float* entropy;      // [sequences, steps] or null
   const float* advantages;   // [sequences]
   const void* mask;          // [sequences, steps] of maskDtype: float32, int32, uint8 or bool
   napo_dtype maskDtype;
   int64_t sequences, steps;
   napo_policy_loss_options options;
-  double* maskTotal;            // the mask's sum (device scratch), for bnpo, dapo and cispo without numItemsInBatch
+  BatchTotals* batch;           // filled first when needsBatchTotals
   float* gradLogprobs;          // [sequences, steps]
+  float* gradEntropy;           // [sequences, steps] or null
   SequenceSums* sums;           // [sequences]
   KernelErrors* errors;
 };
@@ -66,46 +86,114 @@ __device__ __forceinline__ float maskAt(const PolicyLossArgs& args, int64_t i) {
 }
 
 constexpr int kPolicyLossThreads = 256;
-constexpr int kMaskSumThreads = 1024;
+constexpr int kBatchTotalsThreads = 1024;
 
-// Whether the loss type divides by the whole batch's mask sum.
-inline bool needsMaskTotal(const napo_policy_loss_options& options) {
+// Whether a sequence's block needs what only the whole batch gives: its token count (bnpo; dapo
+// and cispo without numItemsInBatch), the entropy quantile, the entropy bonus's denominator.
+inline bool needsBatchTotals(const napo_policy_loss_options& options) {
   const bool byItems = options.loss_type == NAPO_LOSS_DAPO || options.loss_type == NAPO_LOSS_CISPO;
-  return options.loss_type == NAPO_LOSS_BNPO || (byItems && options.num_items_in_batch <= 0.0);
+  return options.loss_type == NAPO_LOSS_BNPO || (byItems && options.num_items_in_batch <= 0.0) ||
+         options.entropy_quantile > 0.0f || options.entropy_coef != 0.0f;
 }
 
-__global__ void __launch_bounds__(kMaskSumThreads) maskSumKernel(PolicyLossArgs args) {
-  double sum = 0.0;
+struct MinKey {
+  __device__ uint32_t operator()(uint32_t a, uint32_t b) const { return a < b ? a : b; }
+};
+
+// The ordered key of the rank-th smallest masked entropy (0-based): a radix select, one bit per
+// pass from the top, counting the masked keys that match the bits chosen so far and have a 0 next.
+__device__ uint32_t selectEntropyKey(const PolicyLossArgs& args, int64_t rank) {
   const int64_t count = args.sequences * args.steps;
-  for (int64_t i = threadIdx.x; i < count; i += kMaskSumThreads) sum += maskAt(args, i);
-  sum = blockReduce<kMaskSumThreads>(sum, Sum{}, 0.0);
-  if (threadIdx.x == 0) *args.maskTotal = sum;
+  uint32_t prefix = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const uint32_t above = bit == 31 ? 0u : ~0u << (bit + 1);
+    double zeros = 0.0;
+    for (int64_t i = threadIdx.x; i < count; i += kBatchTotalsThreads) {
+      if (maskAt(args, i) == 0.0f) continue;
+      const uint32_t key = orderedKey(args.entropy[i]);
+      zeros += (key & above) == prefix && ((key >> bit) & 1u) == 0u ? 1.0 : 0.0;
+    }
+    zeros = blockReduce<kBatchTotalsThreads>(zeros, Sum{}, 0.0);
+    if (double(rank) >= zeros) {
+      rank -= int64_t(zeros);
+      prefix |= 1u << bit;
+    }
+  }
+  return prefix;
 }
 
-// The masked token count of sequence `s` and the sum of its masked log-ratios (GSPO's weight).
+// torch.quantile's value over the masked entropies: the selected rank and the next one, interpolated.
+__device__ float entropyThreshold(const PolicyLossArgs& args, double tokens) {
+  const QuantileRank rank = quantileRank(args.options.entropy_quantile, int64_t(tokens));
+  const uint32_t lowerKey = selectEntropyKey(args, rank.lower);
+  double atMost = 0.0;
+  uint32_t aboveKey = ~0u;
+  for (int64_t i = threadIdx.x; i < args.sequences * args.steps; i += kBatchTotalsThreads) {
+    if (maskAt(args, i) == 0.0f) continue;
+    const uint32_t key = orderedKey(args.entropy[i]);
+    atMost += key <= lowerKey ? 1.0 : 0.0;
+    if (key > lowerKey && key < aboveKey) aboveKey = key;
+  }
+  atMost = blockReduce<kBatchTotalsThreads>(atMost, Sum{}, 0.0);
+  aboveKey = blockReduce<kBatchTotalsThreads>(aboveKey, MinKey{}, ~0u);
+  // Ties: the next rank holds the same value while keys up to the selected one cover it.
+  const uint32_t upperKey = atMost > double(rank.lower + 1) || aboveKey == ~0u ? lowerKey : aboveKey;
+  return interpolateQuantile(fromOrderedKey(lowerKey), fromOrderedKey(upperKey), rank.fraction);
+}
+
+__global__ void __launch_bounds__(kBatchTotalsThreads) batchTotalsKernel(PolicyLossArgs args) {
+  const int64_t count = args.sequences * args.steps;
+  double tokens = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += kBatchTotalsThreads) tokens += maskAt(args, i);
+  tokens = blockReduce<kBatchTotalsThreads>(tokens, Sum{}, 0.0);
+  const bool byQuantile = args.options.entropy_quantile > 0.0f && tokens > 0.0;
+  const float threshold = byQuantile ? entropyThreshold(args, tokens) : 0.0f;
+  double kept = tokens;
+  if (byQuantile) {
+    kept = 0.0;
+    for (int64_t i = threadIdx.x; i < count; i += kBatchTotalsThreads) {
+      kept += maskAt(args, i) != 0.0f && args.entropy[i] >= threshold ? 1.0 : 0.0;
+    }
+    kept = blockReduce<kBatchTotalsThreads>(kept, Sum{}, 0.0);
+  }
+  if (threadIdx.x == 0) *args.batch = {tokens, kept, threshold};
+}
+
+// The masked token count of sequence `s`, those the entropy quantile keeps, and the sum of its
+// masked log-ratios (GSPO's weight).
 struct SequenceTotals {
-  double tokens, logRatio;
+  double tokens, kept, logRatio;
 };
 
 struct AddTotals {
   __device__ SequenceTotals operator()(const SequenceTotals& a, const SequenceTotals& b) const {
-    return {a.tokens + b.tokens, a.logRatio + b.logRatio};
+    return {a.tokens + b.tokens, a.kept + b.kept, a.logRatio + b.logRatio};
   }
 };
 
 __device__ __forceinline__ SequenceTotals shuffleXor(SequenceTotals s, int laneMask) {
-  return {__shfl_xor_sync(kFullMask, s.tokens, laneMask), __shfl_xor_sync(kFullMask, s.logRatio, laneMask)};
+  return {__shfl_xor_sync(kFullMask, s.tokens, laneMask), __shfl_xor_sync(kFullMask, s.kept, laneMask),
+          __shfl_xor_sync(kFullMask, s.logRatio, laneMask)};
+}
+
+// Whether masked token t stays in the surrogate (the batch's threshold is read only when it exists).
+__device__ __forceinline__ bool keptToken(const PolicyLossArgs& args, int64_t t) {
+  return !args.entropy || args.options.entropy_quantile <= 0.0f ||
+         keptByEntropy(args.options, args.entropy, t, args.batch->threshold);
 }
 
 __device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& args, int64_t s, bool withLogRatio) {
-  SequenceTotals totals{0.0, 0.0};
+  SequenceTotals totals{0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     totals.tokens += m;
     // Unchecked values may be NaN here; the token loop reports them.
-    if (withLogRatio && m != 0.0f) totals.logRatio += double(args.logprobs[t] - args.oldLogprobs[t]);
+    if (withLogRatio && m != 0.0f) {
+      totals.logRatio += double(args.logprobs[t] - args.oldLogprobs[t]);
+      totals.kept += keptToken(args, t) ? 1.0 : 0.0;
+    }
   }
-  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0});
+  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0, 0.0});
 }
 
 // The weight of sequence `s`'s masked token sum in the loss (TRL's aggregation per loss type).
@@ -116,7 +204,7 @@ __device__ __forceinline__ double sequenceWeight(const PolicyLossArgs& args, dou
     case NAPO_LOSS_SAPO:
       return 1.0 / (double(args.sequences) * fmax(1.0, sequenceTokens));
     case NAPO_LOSS_BNPO:
-      return 1.0 / fmax(1.0, *args.maskTotal);
+      return 1.0 / fmax(1.0, args.batch->mask);
     case NAPO_LOSS_DR_GRPO: {
       const double length = o.max_completion_length > 0 ? double(o.max_completion_length) : double(args.steps);
       return 1.0 / (double(args.sequences) * length);
@@ -126,7 +214,7 @@ __device__ __forceinline__ double sequenceWeight(const PolicyLossArgs& args, dou
       return 1.0 / double(args.sequences);
     case NAPO_LOSS_DAPO:
     case NAPO_LOSS_CISPO:
-      return 1.0 / fmax(1.0, o.num_items_in_batch > 0.0 ? o.num_items_in_batch : *args.maskTotal);
+      return 1.0 / fmax(1.0, o.num_items_in_batch > 0.0 ? o.num_items_in_batch : args.batch->mask);
   }
   return 0.0;
 }
@@ -169,29 +257,40 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
   const bool perSequence = o.importance_level == NAPO_IMPORTANCE_SEQUENCE;
   const SequenceTotals totals = o.loss_type == NAPO_LOSS_GRPO || o.loss_type == NAPO_LOSS_SAPO || perSequence
                                     ? sequenceTotals(args, s, perSequence)
-                                    : SequenceTotals{0.0, 0.0};
+                                    : SequenceTotals{0.0, 0.0, 0.0};
   const double weight = sequenceWeight(args, totals.tokens);
   const float tokenWeight = float(weight);
   const float sequenceCoef = perSequence ? expf(float(totals.logRatio / fmax(1.0, totals.tokens))) : 0.0f;
+  // GSPO: every token moves the sequence's weight, but only the kept tokens carry its loss.
+  const float keptShare = perSequence ? float(totals.kept / fmax(1.0, totals.tokens)) : 1.0f;
+  const float gradKeptEntropy =
+      o.entropy_coef != 0.0f
+          ? float(-double(o.entropy_coef) / entropyBonusDenominator(o, args.batch->mask, args.batch->kept))
+          : 0.0f;
   const float advantage = args.advantages[s];
   const bool withKl = args.refLogprobs && o.beta != 0.0f;
   if (threadIdx.x == 0 && !isFinite(advantage)) reportBadInput(args.errors, kAdvantagesInput, s);
-  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     if (m == 0.0f) {
       // Padding may hold anything (even -Inf log-probs); it must not reach the sums.
       args.gradLogprobs[t] = 0.0f;
+      if (args.gradEntropy) args.gradEntropy[t] = 0.0f;
       continue;
     }
     if (m != 1.0f) reportBadInput(args.errors, kMaskInput, t);
     if (!isFinite(args.logprobs[t])) reportBadInput(args.errors, kLogprobsInput, t);
     if (!isFinite(args.oldLogprobs[t])) reportBadInput(args.errors, kOldLogprobsInput, t);
     if (args.refLogprobs && !isFinite(args.refLogprobs[t])) reportBadInput(args.errors, kRefLogprobsInput, t);
+    if (args.entropy && !isFinite(args.entropy[t])) reportBadInput(args.errors, kTokenEntropyInput, t);
+    const bool kept = keptToken(args, t);
     const float coef = perSequence ? sequenceCoef : expf(args.logprobs[t] - args.oldLogprobs[t]);
     const TokenSurrogate term = tokenSurrogate(o, coef, advantage, args.logprobs[t]);
-    float grad = term.grad;
-    float loss = term.loss;
+    // CISPO's weight is detached, so its sequence-level tokens train only where kept.
+    const bool sharesSequenceWeight = perSequence && o.loss_type != NAPO_LOSS_CISPO;
+    float grad = sharesSequenceWeight ? term.grad * keptShare : (kept ? term.grad : 0.0f);
+    float loss = kept ? term.loss : 0.0f;
     float kl = 0.0f;
     if (args.refLogprobs) {
       const float delta = args.refLogprobs[t] - args.logprobs[t];
@@ -203,14 +302,17 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
       }
     }
     args.gradLogprobs[t] = tokenWeight * m * grad;
+    if (args.gradEntropy) args.gradEntropy[t] = kept ? gradKeptEntropy : 0.0f;
     sums.loss += double(m) * loss;
     sums.tokens += m;
     sums.clipLow += term.clipLow ? m : 0.0f;
     sums.clipHigh += term.clipHigh ? m : 0.0f;
     sums.kl += double(m) * kl;
     sums.ratio += double(m) * coef;
+    sums.kept += kept ? m : 0.0f;
+    sums.entropy += kept && args.entropy ? double(args.entropy[t]) : 0.0;
   }
-  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{}, SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
+  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{}, SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
   if (threadIdx.x == 0) {
     sums.loss *= weight;
     args.sums[s] = sums;
@@ -219,8 +321,8 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
 
 template <typename Launch>
 void launchPolicyLoss(Launch&& launch, const PolicyLossArgs& args) {
-  if (needsMaskTotal(args.options)) {
-    launch(maskSumKernel, dim3(1), dim3(kMaskSumThreads), args);
+  if (needsBatchTotals(args.options)) {
+    launch(batchTotalsKernel, dim3(1), dim3(kBatchTotalsThreads), args);
   }
   launch(policyLossKernel, dim3(unsigned(args.sequences)), dim3(kPolicyLossThreads), args);
 }
@@ -229,10 +331,11 @@ void launchPolicyLoss(Launch&& launch, const PolicyLossArgs& args) {
 
 // The CPU backend's message for what the kernel found: `inputs` in PolicyLossInput order (a null
 // refLogprobs when absent), `value` the offending value as read back from the device.
-inline napo_status policyLossInputError(InputPosition where, const napo_tensor* const inputs[5], double value) {
+inline napo_status policyLossInputError(InputPosition where, const napo_tensor* const inputs[kPolicyLossInputs],
+                                        double value) {
   constexpr const char* op = "policyLoss";
   if (where.argument == kMaskInput) return badMaskError(op, *inputs[kMaskInput], where.index, value);
-  static const char* const names[] = {"mask", "advantages", "logprobs", "oldLogprobs", "refLogprobs"};
+  static const char* const names[] = {"mask", "advantages", "logprobs", "oldLogprobs", "refLogprobs", "entropy"};
   return notFiniteError(op, names[where.argument], *inputs[where.argument], where.index, value);
 }
 

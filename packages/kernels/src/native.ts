@@ -108,6 +108,9 @@ export interface NativePolicyLossOptions {
   delta: number;
   sapoTemperaturePos: number;
   sapoTemperatureNeg: number;
+  /** 1 - topEntropyQuantile; 0: off. */
+  entropyQuantile: number;
+  entropyCoef: number;
 }
 
 /** The RL ops as the addon exports them; each also has an `xxxAsync` form (a Promise). */
@@ -143,12 +146,15 @@ export interface NativeOps {
     logprobs: NativeTensorHandle,
     oldLogprobs: NativeTensorHandle,
     refLogprobs: NativeTensorHandle | null,
+    entropy: NativeTensorHandle | null,
     advantages: NativeTensorHandle,
     mask: NativeTensorHandle,
     options: NativePolicyLossOptions,
   ): {
     loss: number;
     gradLogprobs: NativeTensorHandle;
+    /** With entropy. */
+    gradEntropy?: NativeTensorHandle;
     stats: {
       clipLowFraction: number;
       clipHighFraction: number;
@@ -156,6 +162,9 @@ export interface NativeOps {
       meanKl: number;
       meanRatio: number;
       tokenCount: number;
+      keptFraction: number;
+      entropyThreshold: number;
+      meanEntropy: number;
     };
   };
   linearLogprobs(

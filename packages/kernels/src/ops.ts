@@ -81,6 +81,8 @@ export interface PolicyLossInputs {
   oldLogprobs: Tensor<'float32'>;
   /** float32 [S, T]: log-probs under the frozen reference (for the KL term). */
   refLogprobs?: Tensor<'float32'>;
+  /** float32 [S, T]: each position's entropy (for topEntropyQuantile, entropyCoef, meanEntropy). */
+  entropy?: Tensor<'float32'>;
   /** float32 [S]. */
   advantages: Tensor<'float32'>;
   /** [S, T] of 1 for completion tokens, 0 for padding: float32, int32, uint8 or bool. */
@@ -91,6 +93,8 @@ export interface PolicyLossResult {
   loss: number;
   /** float32 [S, T]: d loss / d logprobs. */
   gradLogprobs: Tensor<'float32'>;
+  /** float32 [S, T]: d loss / d entropy, when `entropy` was given (for `scoreBackward`). */
+  gradEntropy?: Tensor<'float32'>;
   stats: PolicyLossStats;
 }
 
@@ -353,6 +357,7 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
     handleOf(op, 'logprobs', inputs.logprobs),
     handleOf(op, 'oldLogprobs', inputs.oldLogprobs),
     optionalHandle(op, 'refLogprobs', inputs.refLogprobs),
+    optionalHandle(op, 'entropy', inputs.entropy),
     handleOf(op, 'advantages', inputs.advantages),
     handleOf(op, 'mask', inputs.mask),
     {
@@ -367,12 +372,26 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
       delta: numberOption(op, 'delta', options.delta, 0),
       sapoTemperaturePos: numberOption(op, 'sapoTemperaturePos', options.sapoTemperaturePos, 1),
       sapoTemperatureNeg: numberOption(op, 'sapoTemperatureNeg', options.sapoTemperatureNeg, 1.05),
+      entropyQuantile: 1 - topEntropyQuantile(op, options.topEntropyQuantile),
+      entropyCoef: numberOption(op, 'entropyCoef', options.entropyCoef, 0),
     },
   ];
 }
 
+/** TRL's top_entropy_quantile, checked by its own name (the ABI takes 1 minus it). */
+function topEntropyQuantile(op: string, value: unknown): number {
+  const quantile = numberOption(op, 'topEntropyQuantile', value, 1);
+  if (!(quantile >= 0 && quantile <= 1)) throw new RangeError(`${op}: topEntropyQuantile = ${quantile} must be in [0, 1]`);
+  return quantile;
+}
+
 function policyLossResult(result: NativeResult<'policyLoss'>): PolicyLossResult {
-  return { loss: result.loss, gradLogprobs: wrap(result.gradLogprobs), stats: result.stats };
+  return {
+    loss: result.loss,
+    gradLogprobs: wrap(result.gradLogprobs),
+    ...(result.gradEntropy ? { gradEntropy: wrap(result.gradEntropy) } : {}),
+    stats: result.stats,
+  };
 }
 
 /**

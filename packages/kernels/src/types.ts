@@ -110,6 +110,19 @@ export interface PolicyLossOptions {
   sapoTemperaturePos?: number;
   /** sapo's gate temperature where A <= 0. Default 1.05. */
   sapoTemperatureNeg?: number;
+  /**
+   * TRL's top_entropy_quantile: only the masked tokens whose entropy is at or above the
+   * (1 - topEntropyQuantile) quantile of the masked tokens' entropies (torch.quantile's linear
+   * interpolation) keep their surrogate; the KL and the normaliser keep every token. In [0, 1]:
+   * 1 keeps all (default), 0.2 the paper's, 0 only the highest. Needs `entropy`; not with luspo.
+   */
+  topEntropyQuantile?: number;
+  /**
+   * The entropy bonus: `loss -= entropyCoef * H`, H the mean entropy over the kept tokens (dapo,
+   * cispo: their sum over the type's normaliser, as TRL). Needs `entropy`; `gradEntropy` is
+   * d loss / d entropy. Default 0.
+   */
+  entropyCoef?: number;
 }
 
 export interface PolicyLossStats {
@@ -124,4 +137,10 @@ export interface PolicyLossStats {
   meanRatio: number;
   /** sum(mask). */
   tokenCount: number;
+  /** Share of the masked tokens the entropy quantile keeps (1 without it). */
+  keptFraction: number;
+  /** The entropy at the quantile (0 without it). */
+  entropyThreshold: number;
+  /** Mean entropy over the kept tokens (0 without `entropy`). */
+  meanEntropy: number;
 }

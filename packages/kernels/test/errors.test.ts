@@ -105,6 +105,23 @@ describe('bad input gives a clear error, never a crash', () => {
     expectRejected(() => policyLoss({ ...inputs, advantages: input(Float32Array.of(1, 2, 3)) }), RangeError, /advantages has shape \[3\], expected \[2\]/);
   });
 
+  it('policyLoss: the entropy options', () => {
+    const lp = tensor(new Float32Array(6), [2, 3]);
+    const inputs = { logprobs: lp, oldLogprobs: lp, advantages: tensor(Float32Array.of(1, -1)), mask: tensor(new Float32Array(6).fill(1), [2, 3]) };
+    const entropy = tensor(Float32Array.of(1, 2, 3, 4, 5, Number.NaN), [2, 3]);
+    expectRejected(() => policyLoss(inputs, { topEntropyQuantile: 0.2 }), RangeError, /policyLoss: entropyQuantile = 0.8 and entropyCoef = 0 need entropy/);
+    expectRejected(() => policyLoss(inputs, { entropyCoef: 0.01 }), RangeError, /entropyCoef = 0.01 need entropy/);
+    expectRejected(() => policyLoss({ ...inputs, entropy }, { topEntropyQuantile: -0.5 }), RangeError, /topEntropyQuantile = -0.5 must be in \[0, 1\]/);
+    expectRejected(() => policyLoss({ ...inputs, entropy }, { entropyCoef: Number.POSITIVE_INFINITY }), RangeError, /entropyCoef = inf must be finite/);
+    expectRejected(
+      () => policyLoss({ ...inputs, entropy }, { lossType: 'luspo', importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.5 }),
+      RangeError,
+      /lossType luspo has no per-token surrogate for entropyQuantile to mask/,
+    );
+    expectRejected(() => policyLoss({ ...inputs, entropy }), RangeError, /policyLoss: entropy\[1, 2\] is NaN/);
+    expectRejected(() => policyLoss({ ...inputs, entropy: input(new Float32Array(4), [2, 2]) }), RangeError, /entropy has shape \[2, 2\], expected \[2, 3\]/);
+  });
+
   it('a disposed tensor is refused by name, and the process carries on', () => {
     const gone = tensor(new Float32Array(10), [1, 10]);
     gone.dispose();

@@ -308,6 +308,8 @@ describe('policyLoss (native) against the reference', () => {
   const logprobs = around(-1.5, 1);
   const oldLogprobs = Float32Array.from(logprobs, (lp) => lp + (random() * 2 - 1) * 0.4);
   const refLogprobs = Float32Array.from(logprobs, (lp) => lp + (random() * 2 - 1) * 0.3);
+  // Some entropies tied, as near-deterministic tokens' are.
+  const entropy = Float32Array.from({ length: sequences * steps }, (_, i) => (i % 4 === 0 ? 0.25 : random() * 3));
   const advantages = Float32Array.from({ length: sequences }, () => random() * 2 - 1);
   const mask = Float32Array.from({ length: sequences * steps }, (_, i) => (i % steps < 3 + (Math.floor(i / steps) % 5) ? 1 : 0));
   const matrix = (data: Float32Array): HostTensor<'float32'> => ({ dtype: 'float32', shape: [sequences, steps], data });
@@ -316,6 +318,7 @@ describe('policyLoss (native) against the reference', () => {
     logprobs: tensor(values, [sequences, steps]),
     oldLogprobs: tensor(oldLogprobs, [sequences, steps]),
     refLogprobs: tensor(refLogprobs, [sequences, steps]),
+    entropy: tensor(entropy, [sequences, steps]),
     advantages: tensor(advantages),
     mask: tensor(mask, [sequences, steps]),
   });
@@ -324,20 +327,26 @@ describe('policyLoss (native) against the reference', () => {
     ['', {}],
     [', GSPO', { importanceSamplingLevel: 'sequence' }],
     [', delta', { delta: 1.3 }],
+    [', top 20% entropy and a bonus', { topEntropyQuantile: 0.2, entropyCoef: 0.01 }],
+    [', GSPO, top 60% entropy and a penalty', { importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.6, entropyCoef: -0.05 }],
   ];
   for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const satisfies readonly LossType[]) {
     // luspo is defined at sequence level only.
-    for (const [label, variant] of lossType === 'luspo' ? variants.map(([l, v]): [string, PolicyLossOptions] => [l, { ...v, importanceSamplingLevel: 'sequence' }]) : variants) {
+    // luspo has no per-token surrogate to mask by entropy.
+    const forLuspo = ([l, v]: [string, PolicyLossOptions]): [string, PolicyLossOptions] => [l, { ...v, importanceSamplingLevel: 'sequence', topEntropyQuantile: 1 }];
+    for (const [label, variant] of lossType === 'luspo' ? variants.map(forLuspo) : variants) {
       it(`${lossType}${label}: loss, gradient and stats match, with a KL term`, () => {
         const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: lossType === 'cispo' ? 1.25 : 0.28, maxCompletionLength: 12, ...variant };
         const native = policyLoss(nativeInputs(logprobs), options);
         const expected = reference.policyLoss(
-          { logprobs: matrix(logprobs), oldLogprobs: matrix(oldLogprobs), refLogprobs: matrix(refLogprobs), advantages, mask: matrix(mask) },
+          { logprobs: matrix(logprobs), oldLogprobs: matrix(oldLogprobs), refLogprobs: matrix(refLogprobs), entropy: matrix(entropy), advantages, mask: matrix(mask) },
           options,
         );
         expect(native.loss).toBeCloseTo(expected.loss, 5);
         expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
-        for (const key of ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount'] as const) {
+        expect(maxAbsDifference(native.gradEntropy!.toArray(), expected.gradEntropy!)).toBeLessThan(1e-7);
+        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy'] as const;
+        for (const key of statKeys) {
           expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
         }
       });

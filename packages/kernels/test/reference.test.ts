@@ -816,6 +816,109 @@ describe('policyLoss', () => {
     const asTensor = policyLoss({ ...base, advantages: { dtype: 'float32', shape: [2], data: advantages } });
     expect(asTensor.loss).toBe(policyLoss(base).loss);
   });
+
+  // Entropies of the masked tokens: [0, 0] 3, [0, 1] 0.5 | [1, 0] 1, [1, 1] 0.2, [1, 2] 2 (sorted
+  // 0.2 0.5 1 2 3; [0, 2] is padding). topEntropyQuantile 0.4: the 0.6 quantile at rank 2.4,
+  // 1 + 0.4 * (2 - 1) = 1.4, keeps [0, 0] and [1, 2].
+  const entropy = [
+    [3.0, 0.5, 9.0],
+    [1.0, 0.2, 2.0],
+  ];
+  const withEntropy = (withRef: boolean): PolicyLossInputs => ({ ...inputs(withRef), entropy: float32Matrix(entropy) });
+
+  it('topEntropyQuantile: only the high-entropy tokens keep their surrogate; the normaliser and the KL keep all', () => {
+    const bnpo = policyLoss(withEntropy(false), { lossType: 'bnpo', topEntropyQuantile: 0.4 });
+    expect(bnpo.stats.entropyThreshold).toBeCloseTo(1.4, 6);
+    expect(bnpo.stats.keptFraction).toBeCloseTo(2 / 5, 12);
+    expect(bnpo.stats.meanEntropy).toBeCloseTo((3 + 2) / 2, 6);
+    expect(bnpo.loss).toBeCloseTo((tokenLoss[0]![0]! + tokenLoss[1]![2]!) / 5, 6);
+    expectAllClose(bnpo.gradLogprobs, [tokenGrad[0]![0]! / 5, 0, 0, 0, 0, tokenGrad[1]![2]! / 5], 1e-6);
+    // grpo still divides each sequence by all its tokens.
+    const grpo = policyLoss(withEntropy(false), { topEntropyQuantile: 0.4 });
+    expect(grpo.loss).toBeCloseTo(tokenLoss[0]![0]! / 4 + tokenLoss[1]![2]! / 6, 6);
+    // The KL term stays on every masked token.
+    const k3 = (d: number): number => Math.exp(d) - d - 1;
+    const klSum = k3(-0.2) + k3(0.1) + k3(-0.2);
+    const beta = 0.1;
+    const withKl = policyLoss(withEntropy(true), { lossType: 'bnpo', topEntropyQuantile: 0.4, beta });
+    expect(withKl.loss).toBeCloseTo((tokenLoss[0]![0]! + tokenLoss[1]![2]! + Math.fround(beta) * klSum) / 5, 6);
+    expect(withKl.gradLogprobs[4]).toBeCloseTo((Math.fround(beta) * (1 - Math.exp(0))) / 5, 6);
+    expect(withKl.gradLogprobs[1]).toBeCloseTo((Math.fround(beta) * (1 - Math.exp(-0.2))) / 5, 6);
+    // 0 keeps only the highest; 1 (the default) keeps all and reports no threshold.
+    const highest = policyLoss(withEntropy(false), { lossType: 'bnpo', topEntropyQuantile: 0 });
+    expect(highest.stats.entropyThreshold).toBe(3);
+    expect(highest.loss).toBeCloseTo(tokenLoss[0]![0]! / 5, 6);
+    const all = policyLoss(withEntropy(false), { lossType: 'bnpo', topEntropyQuantile: 1 });
+    expect(all.loss).toBe(policyLoss(inputs(false), { lossType: 'bnpo' }).loss);
+    expect(all.stats.entropyThreshold).toBe(0);
+    expect(all.stats.keptFraction).toBe(1);
+  });
+
+  it('entropyCoef: minus the mean entropy of the kept tokens (dapo, cispo: over their normaliser), with its gradient', () => {
+    const coef = 0.1;
+    const plain = policyLoss(withEntropy(false), { lossType: 'bnpo' });
+    const meanEntropy = (3 + 0.5 + 1 + 0.2 + 2) / 5;
+    const bonus = policyLoss(withEntropy(false), { lossType: 'bnpo', entropyCoef: coef });
+    expect(bonus.loss).toBeCloseTo(plain.loss - Math.fround(coef) * meanEntropy, 6);
+    expect(bonus.stats.meanEntropy).toBeCloseTo(meanEntropy, 6);
+    expectAllClose(bonus.gradLogprobs, plain.gradLogprobs, 0);
+    const each = -Math.fround(coef) / 5;
+    expectAllClose(bonus.gradEntropy!, [each, each, 0, each, each, each], 1e-7);
+    // With the quantile: the two kept tokens, over 2 (bnpo) or over dapo's 5 tokens.
+    const kept = policyLoss(withEntropy(false), { lossType: 'bnpo', entropyCoef: coef, topEntropyQuantile: 0.4 });
+    expect(kept.loss).toBeCloseTo((tokenLoss[0]![0]! + tokenLoss[1]![2]!) / 5 - (Math.fround(coef) * (3 + 2)) / 2, 6);
+    expectAllClose(kept.gradEntropy!, [-Math.fround(coef) / 2, 0, 0, 0, 0, -Math.fround(coef) / 2], 1e-7);
+    const dapo = policyLoss(withEntropy(false), { lossType: 'dapo', entropyCoef: coef, topEntropyQuantile: 0.4 });
+    expect(dapo.loss).toBeCloseTo((tokenLoss[0]![0]! + tokenLoss[1]![2]!) / 5 - (Math.fround(coef) * (3 + 2)) / 5, 6);
+    expectAllClose(dapo.gradEntropy!, [-Math.fround(coef) / 5, 0, 0, 0, 0, -Math.fround(coef) / 5], 1e-7);
+    // No bonus: the entropy gradient is 0, and none is returned without entropy.
+    expectAllClose(policyLoss(withEntropy(false)).gradEntropy!, [0, 0, 0, 0, 0, 0], 0);
+    expect(policyLoss(inputs(false)).gradEntropy).toBeUndefined();
+  });
+
+  it('has the gradients of its loss with the entropy options (finite differences in logprobs and entropy)', () => {
+    const variants: PolicyLossOptions[] = [
+      { lossType: 'grpo', topEntropyQuantile: 0.4, entropyCoef: 0.1, beta: 0.05 },
+      { lossType: 'dapo', topEntropyQuantile: 0.4, entropyCoef: -0.2 },
+      { lossType: 'sapo', topEntropyQuantile: 0.7, entropyCoef: 0.05 },
+      { lossType: 'bnpo', epsHigh: 0.28, importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.4, entropyCoef: 0.1, beta: 0.05 },
+      { lossType: 'dr_grpo', epsHigh: 0.28, importanceSamplingLevel: 'sequence', topEntropyQuantile: 0 },
+      { lossType: 'luspo', importanceSamplingLevel: 'sequence', entropyCoef: 0.3 },
+    ];
+    const central = (point: Float32Array, lossAt: (values: Float32Array) => number): number[] =>
+      Array.from(point, (_, index) => {
+        const original = point[index]!;
+        point[index] = original + 1e-3;
+        const upValue = point[index]!;
+        const up = lossAt(point);
+        point[index] = original - 1e-3;
+        const downValue = point[index]!;
+        const down = lossAt(point);
+        point[index] = original;
+        return (up - down) / (upValue - downValue);
+      });
+    for (const options of variants) {
+      const base = withEntropy(true);
+      const { gradLogprobs, gradEntropy } = policyLoss(base, options);
+      const matrix = (values: Float32Array) => ({ dtype: 'float32' as const, shape: [2, 3], data: values });
+      const byLogprobs = central(Float32Array.from(base.logprobs.data), (values) => policyLoss({ ...base, logprobs: matrix(values) }, options).loss);
+      expectAllClose(gradLogprobs, byLogprobs, 1e-5);
+      // No entropy lies within a step of the threshold, so the kept tokens stay the same.
+      const byEntropy = central(Float32Array.from(base.entropy!.data), (values) => policyLoss({ ...base, entropy: matrix(values) }, options).loss);
+      expectAllClose(gradEntropy!, byEntropy.map((g, i) => (base.mask.data[i] === 0 ? 0 : g)), 1e-5);
+    }
+  });
+
+  it('refuses entropy options it cannot apply', () => {
+    const base = withEntropy(false);
+    expect(() => policyLoss(base, { topEntropyQuantile: 1.5 })).toThrow('policyLoss: topEntropyQuantile = 1.5 must be in [0, 1]');
+    expect(() => policyLoss(base, { entropyCoef: Number.NaN })).toThrow(/entropyCoef = NaN must be finite/);
+    expect(() => policyLoss(inputs(false), { entropyCoef: 0.1 })).toThrow(/need entropy/);
+    expect(() => policyLoss(base, { lossType: 'luspo', importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.5 })).toThrow(/luspo/);
+    const nan = Float32Array.from(base.entropy!.data);
+    nan[4] = Number.NaN;
+    expect(() => policyLoss({ ...base, entropy: { dtype: 'float32', shape: [2, 3], data: nan } })).toThrow(/entropy\[1, 1\]/);
+  });
 });
 
 // ---- errors ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 /**
  * Reference policy-gradient loss (docs/ops.md, "policyLoss"): PPO-style clipping with asymmetric
  * ranges and an optional two-sided cap, CISPO's capped weight or SAPO's gate, at token or sequence
- * (GSPO) importance level, an optional k3 KL penalty, TRL's aggregations, its gradient with respect
- * to the logprobs, and clip statistics, in float64.
+ * (GSPO) importance level, masked to the high-entropy tokens when asked, an optional k3 KL penalty
+ * and entropy bonus, TRL's aggregations, its gradients with respect to the logprobs and the
+ * entropies, and clip statistics, in float64.
  */
 import type { HostTensor, ImportanceSamplingLevel, LossType, MaskDType, PolicyLossOptions, PolicyLossStats } from '../types.js';
 import {
@@ -28,6 +29,8 @@ export interface PolicyLossInputs {
   oldLogprobs: HostTensor<'float32'>;
   /** The reference policy's logprobs, for the KL penalty. */
   refLogprobs?: HostTensor<'float32'>;
+  /** Each position's entropy, for topEntropyQuantile and entropyCoef. */
+  entropy?: HostTensor<'float32'>;
   /** `[S]`: one advantage per sequence. */
   advantages: Float32Array | HostTensor<'float32'>;
   /** `[S, T]`: 1 for completion tokens, 0 for padding (float32, int32, uint8 or bool). */
@@ -38,6 +41,8 @@ export interface PolicyLossResult {
   loss: number;
   /** `d loss / d logprobs`, `[S * T]` row-major. */
   gradLogprobs: Float32Array;
+  /** `d loss / d entropy`, `[S * T]`, when `entropy` was given. */
+  gradEntropy?: Float32Array;
   stats: PolicyLossStats;
 }
 
@@ -53,6 +58,9 @@ interface ResolvedOptions {
   readonly delta: number;
   readonly sapoTemperaturePos: number;
   readonly sapoTemperatureNeg: number;
+  /** 1 - topEntropyQuantile as the ABI's float32; 0: every token kept. */
+  readonly entropyQuantile: number;
+  readonly entropyCoef: number;
 }
 
 interface CheckedInputs {
@@ -61,8 +69,16 @@ interface CheckedInputs {
   readonly logprobs: Float32Array;
   readonly oldLogprobs: Float32Array;
   readonly refLogprobs: Float32Array | undefined;
+  readonly entropy: Float32Array | undefined;
   readonly advantages: Float32Array;
   readonly mask: ArrayLike<number>;
+}
+
+/** Which masked tokens keep their surrogate, and the batch's counts the aggregation needs. */
+interface EntropySelection {
+  readonly kept: Uint8Array;
+  readonly threshold: number;
+  readonly keptTotal: number;
 }
 
 /** What one token contributes before aggregation. */
@@ -96,6 +112,11 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
     checkPositive(OP, 'sapoTemperaturePos', sapoTemperaturePos);
     checkPositive(OP, 'sapoTemperatureNeg', sapoTemperatureNeg);
   }
+  const topEntropyQuantile = options.topEntropyQuantile ?? 1;
+  if (!(topEntropyQuantile >= 0 && topEntropyQuantile <= 1)) throw opRangeError(OP, `topEntropyQuantile = ${topEntropyQuantile} must be in [0, 1]`);
+  const entropyCoef = options.entropyCoef ?? 0;
+  if (!Number.isFinite(entropyCoef)) throw opRangeError(OP, `entropyCoef = ${entropyCoef} must be finite`);
+  if (topEntropyQuantile < 1 && lossType === 'luspo') throw opRangeError(OP, 'lossType luspo has no per-token surrogate for entropyQuantile to mask');
   // The C ABI carries the clip ranges, beta, delta and the temperatures as float32.
   return {
     epsLow: Math.fround(epsLow),
@@ -108,6 +129,8 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
     delta: Math.fround(delta),
     sapoTemperaturePos: Math.fround(sapoTemperaturePos),
     sapoTemperatureNeg: Math.fround(sapoTemperatureNeg),
+    entropyQuantile: Math.fround(1 - topEntropyQuantile),
+    entropyCoef: Math.fround(entropyCoef),
   };
 }
 
@@ -135,9 +158,10 @@ function checkInputs(inputs: PolicyLossInputs): CheckedInputs {
     inputs.refLogprobs === undefined
       ? undefined
       : checkFloat32Tensor(OP, 'refLogprobs', inputs.refLogprobs, shape);
+  const entropy = inputs.entropy === undefined ? undefined : checkFloat32Tensor(OP, 'entropy', inputs.entropy, shape);
   const mask = checkMaskTensor(OP, inputs.mask, shape);
   const advantages = checkAdvantages(inputs.advantages, sequences);
-  return { sequences, length, logprobs, oldLogprobs, refLogprobs, advantages, mask };
+  return { sequences, length, logprobs, oldLogprobs, refLogprobs, entropy, advantages, mask };
 }
 
 /**
@@ -159,6 +183,7 @@ function checkValues(inputs: CheckedInputs): void {
     ['logprobs', inputs.logprobs],
     ['oldLogprobs', inputs.oldLogprobs],
     ['refLogprobs', inputs.refLogprobs],
+    ['entropy', inputs.entropy],
   ];
   for (const [name, values] of masked) {
     for (let index = 0; values !== undefined && index < sequences * length; index++) {
@@ -185,13 +210,23 @@ function surrogate(coef: number, advantage: number, options: ResolvedOptions): {
   return { loss: -Math.min(unclipped, clipped), dCoef: unclipped <= clipped && !capped ? -advantage : 0 };
 }
 
+/** Where a token's importance weight comes from, and whether its surrogate counts. */
+interface TokenWeight {
+  readonly coef: number;
+  /** Its own ratio (undefined) or its sequence's: the share of the sequence's tokens that keep their surrogate. */
+  readonly keptShare: number | undefined;
+  readonly kept: boolean;
+}
+
 /**
  * The per-token loss, its derivative in the logprob, and what the stats need. `coef` is the
  * token's importance weight: its own ratio, or its sequence's (GSPO), whose derivative in each of
- * the sequence's logprobs is coef / length while its length tokens carry the same loss, so the
- * lengths cancel and each token's gradient is dCoef * coef either way.
+ * the sequence's logprobs is coef / length while its kept tokens carry the same loss, so each
+ * token's gradient is dCoef * coef * kept / length (dCoef * coef when all are kept). A token the
+ * entropy quantile drops keeps only its KL.
  */
-function tokenTerms(logprob: number, coef: number, refLogprob: number | undefined, advantage: number, options: ResolvedOptions): TokenTerms {
+function tokenTerms(logprob: number, weight: TokenWeight, refLogprob: number | undefined, advantage: number, options: ResolvedOptions): TokenTerms {
+  const { coef, keptShare, kept } = weight;
   let loss: number;
   let gradient: number;
   let clippedLow = false;
@@ -199,13 +234,13 @@ function tokenTerms(logprob: number, coef: number, refLogprob: number | undefine
   if (options.lossType === 'cispo') {
     // The capped weight is a constant: REINFORCE's gradient scaled by it.
     const cappedCoef = Math.min(coef, options.epsHigh);
-    loss = -cappedCoef * advantage * logprob;
-    gradient = -cappedCoef * advantage;
+    loss = kept ? -cappedCoef * advantage * logprob : 0;
+    gradient = kept ? -cappedCoef * advantage : 0;
     clippedHigh = advantage > 0 && coef > options.epsHigh;
   } else {
     const term = surrogate(coef, advantage, options);
-    loss = term.loss;
-    gradient = term.dCoef * coef;
+    loss = kept ? term.loss : 0;
+    gradient = keptShare === undefined ? (kept ? term.dCoef * coef : 0) : term.dCoef * coef * keptShare;
     const clipped = options.lossType !== 'sapo';
     clippedLow = clipped && advantage < 0 && coef < 1 - options.epsLow;
     clippedHigh = clipped && advantage > 0 && coef > 1 + options.epsHigh;
@@ -233,6 +268,33 @@ function sequenceCoef(inputs: CheckedInputs, sequence: number): number {
     tokens++;
   }
   return Math.exp(sum / Math.max(1, tokens));
+}
+
+/**
+ * The masked tokens at or above the entropy quantile (torch.quantile's linear interpolation over
+ * the masked entropies, rounded to float32 as the native backends carry it), all when off.
+ */
+function entropySelection(inputs: CheckedInputs, options: ResolvedOptions): EntropySelection {
+  const { mask, entropy } = inputs;
+  const kept = new Uint8Array(mask.length);
+  const masked: number[] = [];
+  for (let index = 0; index < mask.length; index++) if (mask[index] !== 0) masked.push(entropy?.[index] ?? 0);
+  let threshold = 0;
+  if (options.entropyQuantile > 0 && masked.length > 0) {
+    masked.sort((a, b) => a - b);
+    const position = options.entropyQuantile * (masked.length - 1);
+    const lower = Math.floor(position);
+    const low = masked[lower] as number;
+    const high = masked[Math.min(lower + 1, masked.length - 1)] as number;
+    threshold = Math.fround(low + (position - lower) * (high - low));
+  }
+  let keptTotal = 0;
+  for (let index = 0; index < mask.length; index++) {
+    const keep = mask[index] !== 0 && (options.entropyQuantile <= 0 || (entropy?.[index] as number) >= threshold);
+    kept[index] = keep ? 1 : 0;
+    keptTotal += kept[index] as number;
+  }
+  return { kept, threshold, keptTotal };
 }
 
 /** Sum of the mask over one sequence. */
@@ -283,10 +345,13 @@ function ratioOrZero(numerator: number, denominator: number): number {
  *
  * Per token, with `c` the importance weight (`exp(lp - old)`, or GSPO's per sequence):
  * `l = -min(min(c, delta) A, clip(c, 1 - epsLow, 1 + epsHigh) A)` (cispo: `-min(c, epsHigh) A lp`
- * with the weight detached; sapo: `-(4 / tau) sigmoid(tau (c - 1)) A`), `+ beta * k3(ref, lp)`,
- * aggregated by `lossType` (grpo, sapo: per-sequence token mean, then mean over sequences; bnpo:
- * sum / sum(mask); dr_grpo: sum / (S * maxCompletionLength); dapo, cispo: sum / numItemsInBatch;
- * luspo, sequence level only: sum / S, each sequence's loss times its length).
+ * with the weight detached; sapo: `-(4 / tau) sigmoid(tau (c - 1)) A`), times whether the token is
+ * kept (its entropy at or above the `1 - topEntropyQuantile` quantile of the masked entropies;
+ * always without the option), `+ beta * k3(ref, lp)`, aggregated by `lossType` (grpo, sapo:
+ * per-sequence token mean, then mean over sequences; bnpo: sum / sum(mask); dr_grpo:
+ * sum / (S * maxCompletionLength); dapo, cispo: sum / numItemsInBatch; luspo, sequence level only:
+ * sum / S, each sequence's loss times its length); then `- entropyCoef * sum(kept H) / D` with D
+ * dapo's and cispo's normaliser or the kept count.
  * Tokens with mask 0 contribute nothing, not even NaN. Stats are mask-weighted means over the
  * masked tokens (0 when there are none).
  *
@@ -296,40 +361,56 @@ function ratioOrZero(numerator: number, denominator: number): number {
 export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions = {}): PolicyLossResult {
   const checked = checkInputs(inputs);
   const resolved = resolveOptions(options);
+  if ((resolved.entropyQuantile > 0 || resolved.entropyCoef !== 0) && checked.entropy === undefined) {
+    throw opRangeError(OP, 'topEntropyQuantile < 1 and entropyCoef need entropy');
+  }
   checkValues(checked);
   const { sequences, length, mask } = checked;
   let totalMass = 0;
   for (let index = 0; index < mask.length; index++) totalMass += mask[index] as number;
+  const selection = entropySelection(checked, resolved);
   const gradLogprobs = new Float32Array(sequences * length);
   let loss = 0;
   let clippedLowMass = 0;
   let clippedHighMass = 0;
   let klMass = 0;
   let ratioMass = 0;
+  let keptEntropy = 0;
   for (let sequence = 0; sequence < sequences; sequence++) {
     const weight = aggregationWeight(checked, resolved, sequence, totalMass);
     const advantage = checked.advantages[sequence] as number;
     const perSequence = resolved.importanceSamplingLevel === 'sequence' ? sequenceCoef(checked, sequence) : undefined;
+    let sequenceKept = 0;
+    for (let position = 0; position < length; position++) sequenceKept += selection.kept[sequence * length + position] as number;
+    const mass = sequenceMass(mask, sequence, length);
+    // CISPO's weight is detached: its tokens never share the sequence's weight.
+    const keptShare = perSequence !== undefined && resolved.lossType !== 'cispo' ? sequenceKept / Math.max(1, mass) : undefined;
     for (let position = 0; position < length; position++) {
       const index = sequence * length + position;
       const tokenMask = mask[index] as number;
       if (tokenMask === 0) continue;
       const logprob = checked.logprobs[index] as number;
       const coef = perSequence ?? Math.exp(logprob - (checked.oldLogprobs[index] as number));
-      const terms = tokenTerms(logprob, coef, checked.refLogprobs?.[index], advantage, resolved);
+      const kept = selection.kept[index] === 1;
+      const terms = tokenTerms(logprob, { coef, keptShare, kept }, checked.refLogprobs?.[index], advantage, resolved);
       loss += weight * tokenMask * terms.loss;
       gradLogprobs[index] = weight * tokenMask * terms.gradient;
       if (terms.clippedLow) clippedLowMass += tokenMask;
       if (terms.clippedHigh) clippedHighMass += tokenMask;
       klMass += tokenMask * terms.kl;
       ratioMass += tokenMask * terms.ratio;
+      if (kept && checked.entropy) keptEntropy += checked.entropy[index] as number;
     }
   }
+  const byItems = resolved.lossType === 'dapo' || resolved.lossType === 'cispo';
+  const bonusDenominator = Math.max(1, byItems ? (resolved.numItemsInBatch ?? totalMass) : selection.keptTotal);
+  loss -= (resolved.entropyCoef * keptEntropy) / bonusDenominator;
   const clipLowFraction = ratioOrZero(clippedLowMass, totalMass);
   const clipHighFraction = ratioOrZero(clippedHighMass, totalMass);
   return {
     loss,
     gradLogprobs,
+    ...(checked.entropy ? { gradEntropy: Float32Array.from(selection.kept, (k) => (k === 1 && resolved.entropyCoef !== 0 ? -resolved.entropyCoef / bonusDenominator : 0)) } : {}),
     stats: {
       clipLowFraction,
       clipHighFraction,
@@ -337,6 +418,9 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       meanKl: ratioOrZero(klMass, totalMass),
       meanRatio: ratioOrZero(ratioMass, totalMass),
       tokenCount: totalMass,
+      keptFraction: ratioOrZero(selection.keptTotal, totalMass),
+      entropyThreshold: resolved.entropyQuantile > 0 ? selection.threshold : 0,
+      meanEntropy: ratioOrZero(keptEntropy, selection.keptTotal),
     },
   };
 }
