@@ -61,6 +61,29 @@ export const trainConfigSchema = z.object({
    * before scoring, as DAPO's dynamic sampling filters them (without drawing more).
    */
   dropZeroStdGroups: z.boolean().default(false),
+  /**
+   * TRL's top_entropy_quantile (Beyond the 80/20 Rule): the policy loss trains only the rollout
+   * tokens whose entropy is in this top fraction of the mini-batch's (the normaliser and the KL
+   * keep every token). 1 keeps all; the paper's 0.2.
+   */
+  topEntropyQuantile: z.number().min(0).max(1).default(1),
+  /**
+   * TRL's entropy_coef: loss -= entropyCoef * the mean entropy of the trained rollout tokens, its
+   * gradient through the score's entropy. With useAdaptiveEntropy, the starting coefficient.
+   */
+  entropyCoef: z.number().default(0),
+  /**
+   * TRL's use_adaptive_entropy (Skywork-OR1): after each optimizer step the coefficient moves by
+   * entropyCoefDelta, up when that step's entropy was at or below entropyTarget, down otherwise,
+   * within [entropyCoefMin, entropyCoefMax]; it is applied only while the last step's entropy is
+   * at or below the target.
+   */
+  useAdaptiveEntropy: z.boolean().default(false),
+  entropyCoefMin: z.number().min(0).default(0),
+  entropyCoefMax: z.number().min(0).default(1),
+  entropyCoefDelta: z.number().min(0).default(0.005),
+  /** Nats per token, over the same tokens as the loss (TRL's default 0.2 acts only near collapse). */
+  entropyTarget: z.number().min(0).default(0.2),
   /** ExPO / SFT term: loss -= betaExpo * token-mean log pi(reasoning, answer | prompt). The paper's best: 0.04. */
   betaExpo: z.number().min(0).default(0.04),
   /** Self-explanations sampled every step (online) or once per prompt and kept (offline). */
@@ -126,6 +149,16 @@ export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
   const config = parseConfig(trainConfigSchema.strict(), input, 'train config');
   if (config.lossType === 'luspo' && config.importanceSamplingLevel !== 'sequence') {
     throw new RangeError("train config: lossType luspo needs importanceSamplingLevel 'sequence' (GSPO's weights)");
+  }
+  if (config.lossType === 'luspo' && config.topEntropyQuantile < 1) {
+    throw new RangeError('train config: topEntropyQuantile needs a per-token loss; luspo has one loss per sequence');
+  }
+  const entropyOptions = config.topEntropyQuantile < 1 || config.entropyCoef !== 0 || config.useAdaptiveEntropy;
+  if (config.algorithm === 'expo-dpo' && entropyOptions) {
+    throw new RangeError('train config: topEntropyQuantile, entropyCoef and useAdaptiveEntropy act on the policy-gradient loss, which expo-dpo does not have');
+  }
+  if (config.entropyCoefMin > config.entropyCoefMax) {
+    throw new RangeError(`train config: entropyCoefMin = ${config.entropyCoefMin} must be <= entropyCoefMax = ${config.entropyCoefMax}`);
   }
   return config;
 }

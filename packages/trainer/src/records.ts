@@ -61,6 +61,8 @@ export interface TrlStepMetrics {
   'clip_ratio/region_mean'?: number;
   /** cispo only: tokens with A > 0 whose weight the cap clipped. */
   cispo_clip_ratio?: number;
+  /** The entropy bonus's coefficient after the step, only when the bonus is on. */
+  entropy_coef?: number;
   /** Prompt and completion tokens of every rollout so far. */
   num_tokens: number;
   grad_norm: number;
@@ -99,6 +101,10 @@ export interface StepRecord extends TrlStepMetrics {
   meanKl: number;
   clipLowFraction: number;
   clipHighFraction: number;
+  /** Of the rollout tokens, the share the policy loss trained (topEntropyQuantile < 1 only). */
+  entropyKeptFraction?: number;
+  /** The entropy bonus's coefficient after the step (entropyCoef or useAdaptiveEntropy only). */
+  entropyCoef?: number;
   gradNorm: number;
   learningRate: number;
   tokensGenerated: number;

@@ -36,14 +36,18 @@ export async function scoreBatchWithEntropy(policy: Policy, batch: PackedBatch, 
 }
 
 /**
- * Backpropagates d loss / d log-probs [rows * width] of the policy's last scoreBatch into its
- * gradients; the gradient goes to the policy's device (one float per position).
+ * Backpropagates d loss / d log-probs [rows * width] (and d loss / d entropy, for an entropy
+ * bonus) of the policy's last scoreBatch into its gradients; each goes to the policy's device
+ * (one float per position).
  */
-export async function backpropagate(policy: Policy, batch: PackedBatch, gradLogprobs: Float32Array): Promise<void> {
-  const grad = tensor<'float32'>(gradLogprobs, [batch.rows, batch.width], { device: policy.device });
+export async function backpropagate(policy: Policy, batch: PackedBatch, gradLogprobs: Float32Array, gradEntropy?: Float32Array): Promise<void> {
+  const onDevice = (values: Float32Array) => tensor<'float32'>(values, [batch.rows, batch.width], { device: policy.device });
+  const grad = onDevice(gradLogprobs);
+  const gradOfEntropy = gradEntropy && onDevice(gradEntropy);
   try {
-    await policy.scoreBackward(grad);
+    await policy.scoreBackward(grad, gradOfEntropy);
   } finally {
     grad.dispose();
+    gradOfEntropy?.dispose();
   }
 }

@@ -30,6 +30,7 @@ import { generate, warmupCosineSchedule, type LrSchedule, type Policy, type Toke
 
 import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.js';
 import { diagnoseExplanations, solutionPair, type ExplanationDiagnostics } from './diagnostics.js';
+import { EntropyBonus, type EntropyBonusState } from './entropy-bonus.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
 import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
 import { idleOptimisation, rewardGroups, trlMetrics, type Optimisation } from './trl-metrics.js';
@@ -70,6 +71,8 @@ export interface TrainerState {
   tokensSeen?: number;
   rng: RngState;
   offlineExplanations: [string, string][];
+  /** The entropy bonus's coefficient and last entropy (useAdaptiveEntropy); absent in older checkpoints. */
+  entropyBonus?: EntropyBonusState;
 }
 
 /** A step's rollouts: G per prompt, prompt-major. */
@@ -96,6 +99,14 @@ interface MiniBatch {
   auxiliary: AuxiliaryPair[];
 }
 
+/** A mini-batch's scores: the policy's log-probs and entropy, the old and the frozen log-probs ([rows * width]). */
+interface ScoredBatch {
+  logprobs: Float32Array;
+  entropy: Float32Array;
+  old: Float32Array;
+  ref: Float32Array | undefined;
+}
+
 /** Runs one phase of a step, measuring its time and peak memory. */
 type Timer = <T>(phase: Phase, work: () => Promise<T>) => Promise<T>;
 
@@ -103,9 +114,15 @@ interface LossParts {
   loss: number;
   auxiliaryLoss: number;
   gradLogprobs: Float32Array;
+  /** d loss / d entropy, when the step applies an entropy bonus. */
+  gradEntropy?: Float32Array;
   meanKl: number;
   clipLowFraction: number;
   clipHighFraction: number;
+  /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
+  keptFraction: number;
+  /** Mean entropy of the tokens the policy loss trained (what the adaptive bonus steers), when it was given the entropy. */
+  trainedEntropy?: number;
 }
 
 export class Trainer {
@@ -124,6 +141,7 @@ export class Trainer {
   /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
   private offlineExplanations = new Map<string, string>();
   private readonly learningRate: LrSchedule;
+  private readonly entropyBonus: EntropyBonus;
 
   constructor(options: TrainerOptions) {
     this.config = trainConfig(options.config ?? {});
@@ -144,6 +162,7 @@ export class Trainer {
     }
     this.rewards = options.rewards;
     this.rng = new Rng(this.config.seed);
+    this.entropyBonus = new EntropyBonus(this.config);
     const { learningRate, warmupSteps, schedule, steps } = this.config;
     // Linear warm-up, then constant or a cosine down to a tenth of the peak at the last step.
     this.learningRate = warmupCosineSchedule({
@@ -159,7 +178,13 @@ export class Trainer {
   }
 
   state(): TrainerState {
-    return { step: this.stepCount, tokensSeen: this.tokensSeen, rng: this.rng.getState(), offlineExplanations: [...this.offlineExplanations] };
+    return {
+      step: this.stepCount,
+      tokensSeen: this.tokensSeen,
+      rng: this.rng.getState(),
+      offlineExplanations: [...this.offlineExplanations],
+      entropyBonus: this.entropyBonus.state(),
+    };
   }
 
   restore(state: TrainerState): void {
@@ -167,6 +192,7 @@ export class Trainer {
     this.tokensSeen = state.tokensSeen ?? 0;
     this.rng = new Rng(state.rng);
     this.offlineExplanations = new Map(state.offlineExplanations);
+    if (state.entropyBonus) this.entropyBonus.restore(state.entropyBonus);
   }
 
   /** Steps until config.steps, with evaluations at evalEvery and at the end, as records. */
@@ -244,6 +270,8 @@ export class Trainer {
       meanKl: training.meanKl,
       clipLowFraction: training.clipLowFraction,
       clipHighFraction: training.clipHighFraction,
+      ...(config.topEntropyQuantile < 1 ? { entropyKeptFraction: training.keptFraction } : {}),
+      ...(this.entropyBonus.enabled ? { entropyCoef: this.entropyBonus.coef } : {}),
       gradNorm: training.gradNorm,
       learningRate,
       tokensGenerated: rollouts.tokensGenerated + explainTokens,
@@ -271,6 +299,7 @@ export class Trainer {
         rewardNames: Object.keys(rollouts.rewardsByName),
         beta: config.klBeta,
         lossType: config.lossType,
+        ...(this.entropyBonus.enabled ? { entropyCoef: this.entropyBonus.coef } : {}),
       }),
     };
   }
@@ -347,9 +376,9 @@ export class Trainer {
           );
         }
         const old = oldLogprobs[b] ?? scores.logprobs;
-        const parts = await timed('loss', async () => this.losses(batch, scores.logprobs, old, advantages, auxiliary, refLogprobs[b]));
+        const parts = await timed('loss', async () => this.losses(batch, { ...scores, old, ref: refLogprobs[b] }, advantages, auxiliary));
         this.policy.zeroGrad();
-        await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs));
+        await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs, parts.gradEntropy));
         const optimizer = await timed('optimizer', () =>
           this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
         );
@@ -362,6 +391,8 @@ export class Trainer {
         sum.clipHighFraction += parts.clipHighFraction;
         sum.gradNorm += optimizer.gradNorm;
         sum.entropy += maskedMean(scores.entropy, batch.completionMask.subarray(0, advantages.length * batch.width));
+        sum.keptFraction += parts.keptFraction;
+        if (parts.trainedEntropy !== undefined) this.entropyBonus.update(parts.trainedEntropy);
       }
     }
     const steps = sum.optimizerSteps;
@@ -376,6 +407,7 @@ export class Trainer {
       clipHighFraction: sum.clipHighFraction / steps,
       gradNorm: sum.gradNorm / steps,
       entropy: sum.entropy / steps,
+      keptFraction: sum.keptFraction / steps,
       tokensTrained: miniBatches.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };
@@ -557,20 +589,14 @@ export class Trainer {
     return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
   }
 
-  private losses(
-    batch: PackedBatch,
-    logprobs: Float32Array,
-    oldLogprobs: Float32Array,
-    advantages: Float32Array,
-    auxiliary: AuxiliaryPair[],
-    refLogprobs: Float32Array | undefined,
-  ): LossParts {
+  private losses(batch: PackedBatch, scored: ScoredBatch, advantages: Float32Array, auxiliary: AuxiliaryPair[]): LossParts {
     const config = this.config;
+    const { logprobs, ref: refLogprobs } = scored;
     const grad = new Float32Array(batch.rows * batch.width);
     const rolloutRows = advantages.length;
-    const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0 };
+    const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, keptFraction: 1 };
     // Every rollout group may have been dropped (dropZeroStdGroups) while auxiliary rows remain.
-    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, logprobs, oldLogprobs, advantages, refLogprobs, parts);
+    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, scored, advantages, parts);
     const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
     if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, logprobs, auxiliaryRows, parts);
     if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
@@ -578,17 +604,16 @@ export class Trainer {
     return parts;
   }
 
-  /** GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op. */
-  private policyGradientLoss(
-    batch: PackedBatch,
-    logprobs: Float32Array,
-    oldLogprobs: Float32Array,
-    advantages: Float32Array,
-    refLogprobs: Float32Array | undefined,
-    parts: LossParts,
-  ): void {
+  /**
+   * GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op, on the
+   * high-entropy tokens only with topEntropyQuantile < 1, minus the entropy bonus when it applies.
+   */
+  private policyGradientLoss(batch: PackedBatch, scored: ScoredBatch, advantages: Float32Array, parts: LossParts): void {
     const config = this.config;
+    const { logprobs, old: oldLogprobs, ref: refLogprobs, entropy } = scored;
     const { width } = batch;
+    const entropyCoef = this.entropyBonus.enabled ? this.entropyBonus.applied() : 0;
+    const withEntropy = config.topEntropyQuantile < 1 || this.entropyBonus.enabled;
     const rows = advantages.length;
     const shape = [rows, width];
     const owned: Tensor[] = [];
@@ -603,6 +628,7 @@ export class Trainer {
           // The first pass's own log-probs (ratio 1, only its gradient matters) or the sampling policy's.
           oldLogprobs: own(tensor<'float32'>(oldLogprobs.subarray(0, rows * width), shape)),
           ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
+          ...(withEntropy ? { entropy: own(tensor<'float32'>(entropy.subarray(0, rows * width), shape)) } : {}),
           advantages: own(tensor<'float32'>(advantages)),
           mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
         },
@@ -616,10 +642,19 @@ export class Trainer {
           ...(config.delta === undefined ? {} : { delta: config.delta }),
           sapoTemperaturePos: config.sapoTemperaturePos,
           sapoTemperatureNeg: config.sapoTemperatureNeg,
+          topEntropyQuantile: config.topEntropyQuantile,
+          entropyCoef,
         },
       );
       own(result.gradLogprobs);
+      if (result.gradEntropy) own(result.gradEntropy);
       parts.gradLogprobs.set(result.gradLogprobs.toArray(), 0);
+      if (result.gradEntropy && entropyCoef !== 0) {
+        parts.gradEntropy = new Float32Array(batch.rows * width);
+        parts.gradEntropy.set(result.gradEntropy.toArray(), 0);
+      }
+      parts.keptFraction = result.stats.keptFraction;
+      if (withEntropy) parts.trainedEntropy = result.stats.meanEntropy;
       parts.loss += result.loss;
       parts.meanKl = result.stats.meanKl;
       parts.clipLowFraction = result.stats.clipLowFraction;

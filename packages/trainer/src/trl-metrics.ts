@@ -14,6 +14,8 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
   optimizerSteps: number;
   /** Mean entropy over the rollouts' trained completion tokens. */
   entropy: number;
+  /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
+  keptFraction: number;
   /** Completion tokens with a loss, over the mini-batches. */
   tokensTrained: number;
   /** The largest mini-batch scored: its rows, padded width and trained tokens. */
@@ -30,6 +32,7 @@ export function idleOptimisation(): Optimisation {
     clipHighFraction: 0,
     gradNorm: 0,
     entropy: 0,
+    keptFraction: 0,
     tokensTrained: 0,
     largest: { rows: 0, width: 0, tokens: 0 },
   };
@@ -62,6 +65,8 @@ export interface TrlMetricsInput {
   beta: number;
   /** Which clip figures TRL logs: clip_ratio/* for the clipped types, cispo_clip_ratio for cispo, none for sapo. */
   lossType: LossType;
+  /** The entropy bonus's coefficient after the step, when the bonus is on (TRL's entropy_coef). */
+  entropyCoef?: number;
 }
 
 export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
@@ -89,6 +94,7 @@ export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
     ...(input.beta !== 0 ? { kl: training.meanKl } : {}),
     entropy: training.entropy,
     ...clipMetrics(input.lossType, training),
+    ...(input.entropyCoef === undefined ? {} : { entropy_coef: input.entropyCoef }),
     num_tokens: input.numTokens,
     grad_norm: training.gradNorm,
     learning_rate: input.learningRate,

@@ -6,6 +6,7 @@ import { AdditionTask } from '../src/tasks/addition.js';
 import { Trainer } from '../src/trainer.js';
 import type { TrainConfigInput } from '../src/config.js';
 import { rewardGroups, trlMetrics, idleOptimisation } from '../src/trl-metrics.js';
+import { EntropyBonus } from '../src/entropy-bonus.js';
 
 const task = new AdditionTask();
 const tokenizer = new CharTokenizer(task.alphabet);
@@ -183,6 +184,97 @@ describe('what a step leaves out', () => {
     const policy = tinyPolicy();
     expect(() => new Trainer({ policy, tokenizer, task, config: { numIterations: 0 } })).toThrow(/numIterations must be >= 1/);
     expect(() => new Trainer({ policy, tokenizer, task, config: { maskTruncatedCompletions: 'yes' as unknown as boolean } })).toThrow(/maskTruncatedCompletions must be a boolean/);
+    policy.dispose();
+  });
+});
+
+describe('entropy: the top-entropy tokens and the entropy bonus', () => {
+  it('the adaptive coefficient, by hand: no bonus before a step has measured the entropy, then up at or below the target and down above it, within its bounds', () => {
+    const bonus = new EntropyBonus({ entropyCoef: 0.01, useAdaptiveEntropy: true, entropyCoefMin: 0, entropyCoefMax: 0.02, entropyCoefDelta: 0.005, entropyTarget: 0.5 });
+    expect(bonus.enabled).toBe(true);
+    expect(bonus.applied()).toBe(0);
+    bonus.update(0.4);
+    expect(bonus.coef).toBeCloseTo(0.015, 12);
+    expect(bonus.applied()).toBeCloseTo(0.015, 12);
+    bonus.update(0.5);
+    bonus.update(0.1);
+    expect(bonus.coef).toBe(0.02);
+    bonus.update(0.9);
+    expect(bonus.coef).toBeCloseTo(0.015, 12);
+    // Above the target the coefficient is not applied.
+    expect(bonus.applied()).toBe(0);
+    const restored = new EntropyBonus({ entropyCoef: 0.01, useAdaptiveEntropy: true, entropyCoefMin: 0, entropyCoefMax: 0.02, entropyCoefDelta: 0.005, entropyTarget: 0.5 });
+    restored.restore(bonus.state());
+    expect(restored.state()).toEqual({ coef: bonus.coef, lastEntropy: 0.9 });
+    const constant = new EntropyBonus({ entropyCoef: 0.03, useAdaptiveEntropy: false, entropyCoefMin: 0, entropyCoefMax: 1, entropyCoefDelta: 0.005, entropyTarget: 0.2 });
+    constant.update(0);
+    expect([constant.applied(), constant.coef]).toEqual([0.03, 0.03]);
+    expect(new EntropyBonus({ entropyCoef: 0, useAdaptiveEntropy: false, entropyCoefMin: 0, entropyCoefMax: 1, entropyCoefDelta: 0.005, entropyTarget: 0.2 }).enabled).toBe(false);
+  });
+
+  it('topEntropyQuantile: the same rollouts, about the top fifth of their tokens trained, a different update', async () => {
+    const run = async (config: TrainConfigInput) => {
+      const policy = tinyPolicy();
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], ...config }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      policy.dispose();
+      return record;
+    };
+    const all = await run({});
+    const top = await run({ topEntropyQuantile: 0.2 });
+    expect(top.reward).toBe(all.reward);
+    expect(top.entropy).toBe(all.entropy);
+    expect(top.tokensTrained).toBe(all.tokensTrained);
+    expect('entropyKeptFraction' in all).toBe(false);
+    // At least the top fifth (more only on ties at the threshold).
+    expect(top.entropyKeptFraction).toBeGreaterThanOrEqual(0.2 - 1 / top.tokensTrained);
+    expect(top.entropyKeptFraction).toBeLessThan(0.3);
+    expect(top.gradNorm).not.toBe(all.gradNorm);
+  });
+
+  it('entropyCoef: with zero advantages the bonus is the only gradient, and its sign moves the entropy', async () => {
+    const run = async (entropyCoef: number) => {
+      const policy = tinyPolicy();
+      // An untrained model never solves a 5-digit sum: every reward is 0, so is every advantage.
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [5], learningRate: 0.02, numIterations: 2, entropyCoef }, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      policy.dispose();
+      return record;
+    };
+    const none = await run(0);
+    const up = await run(1);
+    const down = await run(-1);
+    expect(none.reward).toBe(0);
+    expect(none.gradNorm).toBe(0);
+    expect(up.gradNorm).toBeGreaterThan(0);
+    expect(up.entropy_coef).toBe(1);
+    expect('entropy_coef' in none).toBe(false);
+    // record.entropy is the mean over both passes; the second pass scores after one bonus step.
+    expect(up.entropy).toBeGreaterThan(none.entropy);
+    expect(down.entropy).toBeLessThan(none.entropy);
+  });
+
+  it('useAdaptiveEntropy: the coefficient moves once per optimizer step and is recorded as TRL logs it', async () => {
+    const policy = tinyPolicy();
+    const trainer = new Trainer({
+      policy,
+      tokenizer,
+      task,
+      config: { ...base, algorithm: 'grpo', levels: [1], numIterations: 2, entropyCoef: 0.01, useAdaptiveEntropy: true, entropyTarget: 100, entropyCoefDelta: 0.005 },
+      rewards: firstDigitReward,
+      evaluation: { itemsPerLevel: 1 },
+    });
+    const record = await trainer.trainStep();
+    expect(record.entropyCoef).toBeCloseTo(0.02, 12);
+    expect(record.entropy_coef).toBe(record.entropyCoef);
+    expect(trainer.state().entropyBonus?.coef).toBeCloseTo(0.02, 12);
+    policy.dispose();
+  });
+
+  it('refuses entropy options it cannot apply, by name', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { topEntropyQuantile: 1.5 } })).toThrow(/topEntropyQuantile must be <= 1/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { lossType: 'luspo', importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.2 } })).toThrow(/luspo has one loss per sequence/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { algorithm: 'expo-dpo', entropyCoef: 0.01 } })).toThrow(/expo-dpo does not have/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { entropyCoefMin: 0.5, entropyCoefMax: 0.1 } })).toThrow(/entropyCoefMin = 0.5 must be <= entropyCoefMax = 0.1/);
     policy.dispose();
   });
 });
