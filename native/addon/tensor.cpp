@@ -4,6 +4,7 @@
 #include <string>
 
 #include "args.h"
+#include "core/tensor.h"
 #include "errors.h"
 
 namespace napo::addon {
@@ -80,6 +81,7 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
           InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
           InstanceMethod<&TensorHandle::To>("to"),
           InstanceMethod<&TensorHandle::Reshape>("reshape"),
+          InstanceMethod<&TensorHandle::Rows>("rows"),
           InstanceMethod<&TensorHandle::Dispose>("dispose"),
       });
   addonData(env).tensorConstructor = Napi::Persistent(constructor);
@@ -89,14 +91,17 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
 
 Napi::Object TensorHandle::Adopt(Napi::Env env, std::shared_ptr<Storage> storage, napo_dtype dtype,
-                                 const std::vector<int64_t>& shape) {
+                                 const std::vector<int64_t>& shape, size_t offset) {
   Napi::Object object = addonData(env).tensorConstructor.New({});
   TensorHandle* handle = ObjectWrap<TensorHandle>::Unwrap(object);
   handle->storage_ = std::move(storage);
+  handle->offset_ = offset;
   handle->dtype_ = dtype;
   handle->shape_ = shape;
   return object;
 }
+
+size_t TensorHandle::viewBytes() const { return elementCount(shape_) * napo::dtypeSize(dtype_); }
 
 Napi::Object TensorHandle::Allocate(Napi::Env env, const char* op, napo_dtype dtype, const std::vector<int64_t>& shape,
                                     napo_device device, napo_memory_category category) {
@@ -140,7 +145,7 @@ napo_tensor TensorHandle::view(Napi::Env env, const char* op) const {
     throwType(env, std::string(op) + ": the buffer this tensor wraps was detached (transferred); its memory is gone");
   }
   napo_tensor t{};
-  t.data = storage_ ? storage_->data() : nullptr;
+  t.data = storage_ ? static_cast<uint8_t*>(storage_->data()) + offset_ : nullptr;
   t.dtype = dtype_;
   t.ndim = int32_t(shape_.size());
   for (size_t i = 0; i < shape_.size() && i < NAPO_MAX_DIMS; ++i) t.shape[i] = shape_[i];
@@ -171,7 +176,7 @@ Napi::Value TensorHandle::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::GetByteLength(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), double(storage_ ? storage_->bytes() : 0));
+  return Napi::Number::New(info.Env(), double(storage_ ? viewBytes() : 0));
 }
 
 Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
@@ -179,8 +184,8 @@ Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
   requireLive(env, "toArray");
   const napo_tensor source = view(env, "Tensor.toArray");
   const size_t count = elementCount(shape_);
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, storage_->bytes());
-  checkFor(env, "Tensor.toArray", napo_memcpy({NAPO_CPU, 0}, buffer.Data(), source.device, source.data, storage_->bytes()));
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, viewBytes());
+  checkFor(env, "Tensor.toArray", napo_memcpy({NAPO_CPU, 0}, buffer.Data(), source.device, source.data, viewBytes()));
   return typedArrayOver(env, dtype_, buffer, count);
 }
 
@@ -195,17 +200,31 @@ Napi::Value TensorHandle::ArrayView(const Napi::CallbackInfo& info) {
   }
   auto* holder = new std::shared_ptr<Storage>(storage_);
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, storage_->data(), storage_->bytes(),
+      env, source.data, viewBytes(),
       [](Napi::Env, void*, std::shared_ptr<Storage>* held) { delete held; }, holder);
   return typedArrayOver(env, dtype_, buffer, elementCount(shape_));
 }
 
+// Overwrites the tensor with a TypedArray's bytes or another tensor's (of the same dtype and
+// element count, on any device).
 Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireLive(env, "copyFrom");
-  if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(env, "Tensor.copyFrom: data must be a TypedArray");
+  const size_t bytes = viewBytes();
+  if (info.Length() >= 1 && IsHandle(info[0])) {
+    TensorHandle* from = FromValue(info[0], "Tensor.copyFrom", "source");
+    const napo_tensor source = from->view(env, "Tensor.copyFrom");
+    if (from->dtype_ != dtype_ || from->viewBytes() != bytes) {
+      throwRange(env, "Tensor.copyFrom: the source (" + std::string(dtypeName(from->dtype_)) + ", " +
+                          std::to_string(elementCount(from->shape_)) + " elements) does not match the tensor (" +
+                          dtypeName(dtype_) + ", " + std::to_string(elementCount(shape_)) + " elements)");
+    }
+    const napo_tensor target = view(env, "Tensor.copyFrom");
+    checkFor(env, "Tensor.copyFrom", napo_memcpy(target.device, target.data, source.device, source.data, bytes));
+    return env.Undefined();
+  }
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(env, "Tensor.copyFrom: data must be a TypedArray or a Tensor");
   Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-  const size_t bytes = storage_->bytes();
   if (array.ByteLength() != bytes) {
     throwRange(env, "Tensor.copyFrom: data has " + std::to_string(array.ByteLength()) + " bytes, the tensor " +
                         std::to_string(bytes));
@@ -223,7 +242,7 @@ Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
   const napo_tensor source = view(env, "Tensor.to");
   Napi::Object copy = Allocate(env, "Tensor.to", dtype_, shape_, device, NAPO_MEMORY_INPUT);
   TensorHandle* target = ObjectWrap<TensorHandle>::Unwrap(copy);
-  checkFor(env, "Tensor.to", napo_memcpy(device, target->storage_->data(), source.device, source.data, storage_->bytes()));
+  checkFor(env, "Tensor.to", napo_memcpy(device, target->storage_->data(), source.device, source.data, viewBytes()));
   return copy;
 }
 
@@ -239,7 +258,26 @@ Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
     throwRange(env, "Tensor.reshape: " + std::to_string(elementCount(shape_)) + " elements cannot take a shape of " +
                         std::to_string(elementCount(shape)));
   }
-  return Adopt(env, storage_, dtype_, shape);
+  return Adopt(env, storage_, dtype_, shape, offset_);
+}
+
+// Rows [begin, end) of the first dimension: a view of the same storage (no copy), contiguous
+// because the tensor is row-major.
+Napi::Value TensorHandle::Rows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr const char* op = "Tensor.rows";
+  requireLive(env, "rows");
+  if (shape_.empty()) throwRange(env, "Tensor.rows: a scalar has no rows");
+  const int64_t begin = integerArg(env, info[0], op, "begin");
+  const int64_t end = integerArg(env, info[1], op, "end");
+  if (!(0 <= begin && begin <= end && end <= shape_[0])) {
+    throwRange(env, "Tensor.rows: [" + std::to_string(begin) + ", " + std::to_string(end) + ") is not within the " +
+                        std::to_string(shape_[0]) + " rows");
+  }
+  std::vector<int64_t> shape = shape_;
+  shape[0] = end - begin;
+  const size_t rowBytes = shape_[0] == 0 ? 0 : viewBytes() / size_t(shape_[0]);
+  return Adopt(env, storage_, dtype_, shape, offset_ + size_t(begin) * rowBytes);
 }
 
 Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {

@@ -62,7 +62,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
  private:
   static Napi::Object Adopt(Napi::Env env, std::shared_ptr<Storage> storage, napo_dtype dtype,
-                            const std::vector<int64_t>& shape);
+                            const std::vector<int64_t>& shape, size_t offset = 0);
+  // The bytes this handle sees: its shape's, from `offset_` into the storage.
+  size_t viewBytes() const;
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetShape(const Napi::CallbackInfo& info);
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
@@ -73,11 +75,14 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Reshape(const Napi::CallbackInfo& info);
+  Napi::Value Rows(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   void requireLive(Napi::Env env, const char* what) const;
 
   std::shared_ptr<Storage> storage_;
+  // Where this handle's data starts in the storage (a row view's first row).
+  size_t offset_ = 0;
   napo_dtype dtype_ = NAPO_FLOAT32;
   std::vector<int64_t> shape_;
 

@@ -22,9 +22,12 @@ export interface NativeTensorHandle {
   toArray(): AnyTypedArray;
   /** The CPU tensor's own memory, no copy. */
   arrayView(): AnyTypedArray;
-  copyFrom(data: AnyTypedArray): void;
+  /** Overwrites the tensor with a TypedArray's bytes or another tensor's (same dtype and element count). */
+  copyFrom(source: AnyTypedArray | NativeTensorHandle): void;
   to(device: string): NativeTensorHandle;
   reshape(shape: readonly number[]): NativeTensorHandle;
+  /** Rows [begin, end) of the first dimension, a view of the same memory. */
+  rows(begin: number, end: number): NativeTensorHandle;
   dispose(): void;
 }
 

@@ -127,6 +127,22 @@ export class Tensor<D extends DType = DType> {
     return new Tensor<D>(this.handle.reshape(checkShapeArray('Tensor.reshape', shape)));
   }
 
+  /**
+   * Rows [begin, end) of the first dimension: a view of the same memory (no copy), on the same
+   * device, as `torch.Tensor.narrow(0, begin, end - begin)`. Writes through either show in both.
+   */
+  rows(begin: number, end: number): Tensor<D> {
+    return new Tensor<D>(this.handle.rows(begin, end));
+  }
+
+  /**
+   * Overwrites this tensor with another of the same dtype and element count, on any device
+   * (a device-to-device copy stays on the device), e.g. into a `rows()` view of a larger tensor.
+   */
+  copyFrom(source: Tensor<D>): void {
+    this.handle.copyFrom(checkTensorArgument('Tensor.copyFrom', 'source', source).handle);
+  }
+
   /** Frees the memory now (once no view of it is alive); the tensor cannot be used afterwards. */
   dispose(): void {
     this.handle.dispose();

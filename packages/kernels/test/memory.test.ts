@@ -14,6 +14,7 @@ import {
   tokenLogprobs,
   tokenLogprobsBackward,
   type BytesByCategory,
+  type Tensor,
 } from '../src/index.js';
 
 const sum = (bytes: BytesByCategory) => memoryCategories.reduce((total, category) => total + bytes[category], 0);
@@ -61,6 +62,42 @@ describe('memory counters (torch.cuda.memory_* conventions)', () => {
     matrix.dispose();
     expect(flat.toArray()[11]).toBe(11);
     flat.dispose();
+    expect(memoryStats('cpu').allocatedBytes).toBe(before.allocatedBytes);
+  });
+
+  it('rows(): a view of a row range of the same storage; copyFrom() writes a tensor into it', () => {
+    const before = memoryStats('cpu');
+    const matrix = tensor(Float32Array.from({ length: 12 }, (_, i) => i), [3, 4]);
+    const middle = matrix.rows(1, 3);
+    expect(middle.shape).toEqual([2, 4]);
+    expect(middle.byteLength).toBe(32);
+    expect(Array.from(middle.toArray())).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+    const views = [middle.rows(1, 2), middle.reshape([8]), matrix.rows(3, 3)] as const;
+    expect(Array.from(views[0].toArray())).toEqual([8, 9, 10, 11]);
+    expect(Array.from(views[1].toArray())).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(views[2].shape).toEqual([0, 4]);
+    views.forEach((view) => view.dispose());
+    expect(memoryStats('cpu').allocations - before.allocations).toBe(1);
+    const source = tensor(Float32Array.of(-1, -2, -3, -4), [1, 4]);
+    const firstRow = middle.rows(0, 1);
+    firstRow.copyFrom(source);
+    firstRow.dispose();
+    expect(Array.from(matrix.toArray())).toEqual([0, 1, 2, 3, -1, -2, -3, -4, 8, 9, 10, 11]);
+    // An op reads a view's rows only.
+    const logprobOf = (logits: Tensor<'float32'>): number => {
+      const target = tensor(Int32Array.of(3));
+      const { logprobs, lse } = tokenLogprobs(logits, target);
+      const value = logprobs.toArray()[0]!;
+      [target, logprobs, lse, logits].forEach((t) => t.dispose());
+      return value;
+    };
+    expect(logprobOf(matrix.rows(2, 3))).toBe(logprobOf(tensor(Float32Array.of(8, 9, 10, 11), [1, 4])));
+    expect(() => matrix.rows(2, 4)).toThrow(/Tensor.rows: \[2, 4\) is not within the 3 rows/);
+    expect(() => middle.copyFrom(source)).toThrow(/Tensor.copyFrom: the source \(float32, 4 elements\) does not match the tensor \(float32, 8 elements\)/);
+    matrix.dispose();
+    source.dispose();
+    expect(middle.toArray()[7]).toBe(11);
+    middle.dispose();
     expect(memoryStats('cpu').allocatedBytes).toBe(before.allocatedBytes);
   });
 
