@@ -236,6 +236,42 @@ struct PolicyLossCall : OpCall {
   }
 };
 
+// (values, mask) -> sums
+struct MaskedRowSumCall : OpCall {
+  static constexpr const char* kName = "maskedRowSum";
+  napo_tensor values{}, mask{}, sums{};
+
+  void prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    values = input(info[0], kName, "values");
+    mask = input(info[1], kName, "mask");
+    check(env, napo_masked_row_sum_validate(&values, &mask));
+    sums = output(env, kName, NAPO_FLOAT32, {values.shape[0]}, values.device);
+  }
+
+  napo_status run() { return napo_masked_row_sum(&values, &mask, &sums, nullptr); }
+
+  Napi::Value result(Napi::Env) { return outputObject(0); }
+};
+
+// (mask, gradSums) -> gradValues
+struct MaskedRowSumBackwardCall : OpCall {
+  static constexpr const char* kName = "maskedRowSumBackward";
+  napo_tensor mask{}, gradSums{}, gradValues{};
+
+  void prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    mask = input(info[0], kName, "mask");
+    gradSums = input(info[1], kName, "gradSums");
+    check(env, napo_masked_row_sum_backward_validate(&mask, &gradSums));
+    gradValues = output(env, kName, NAPO_FLOAT32, {mask.shape[0], mask.shape[1]}, mask.device);
+  }
+
+  napo_status run() { return napo_masked_row_sum_backward(&mask, &gradSums, &gradValues, nullptr); }
+
+  Napi::Value result(Napi::Env) { return outputObject(0); }
+};
+
 napo_linear_logprobs_options linearOptions(Napi::Env env, Napi::Value value, const char* op) {
   Napi::Object given = objectArg(env, value, op, "options");
   napo_linear_logprobs_options options{};
@@ -335,6 +371,8 @@ void registerOps(Napi::Env env, Napi::Object exports) {
   registerOp<TokenLogprobsBackwardCall>(env, exports);
   registerOp<GroupAdvantagesCall>(env, exports);
   registerOp<PolicyLossCall>(env, exports);
+  registerOp<MaskedRowSumCall>(env, exports);
+  registerOp<MaskedRowSumBackwardCall>(env, exports);
   registerOp<LinearLogprobsCall>(env, exports);
   registerOp<LinearLogprobsBackwardCall>(env, exports);
 }

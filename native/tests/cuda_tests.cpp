@@ -171,6 +171,32 @@ class CudaBackend : public Backend {
     return NAPO_OK;
   }
 
+  napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
+    auto values = deviceCopy(in.values), mask = deviceCopy(in.maskBytes());
+    DeviceBuffer out(size_t(in.rows) * 4);
+    napo_tensor vt = tensorView(values->data(), NAPO_FLOAT32, {in.rows, in.width}, kCuda);
+    napo_tensor mt = tensorView(mask->data(), in.maskDtype, {in.rows, in.width}, kCuda);
+    napo_tensor ot = tensorView(out.data(), NAPO_FLOAT32, {in.rows}, kCuda);
+    const napo_status status = napo_masked_row_sum(&vt, &mt, &ot, stream_);
+    if (status != NAPO_OK) return status;
+    sums.resize(size_t(in.rows));
+    out.download(sums.data());
+    return NAPO_OK;
+  }
+
+  napo_status maskedRowSumBackward(const RowSumInputs& in, std::vector<float>& gradValues) override {
+    auto grad = deviceCopy(in.gradSums), mask = deviceCopy(in.maskBytes());
+    DeviceBuffer out(size_t(in.rows * in.width) * 4);
+    napo_tensor gt = tensorView(grad->data(), NAPO_FLOAT32, {in.rows}, kCuda);
+    napo_tensor mt = tensorView(mask->data(), in.maskDtype, {in.rows, in.width}, kCuda);
+    napo_tensor ot = tensorView(out.data(), NAPO_FLOAT32, {in.rows, in.width}, kCuda);
+    const napo_status status = napo_masked_row_sum_backward(&mt, &gt, &ot, stream_);
+    if (status != NAPO_OK) return status;
+    gradValues.resize(size_t(in.rows * in.width));
+    out.download(gradValues.data());
+    return NAPO_OK;
+  }
+
   napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
     const int64_t n = in.rows();
     DeviceLogits hidden(in.hidden), weight(in.weight);

@@ -11,6 +11,7 @@
 #include "cuda/advantages.cuh"
 #include "cuda/linear_logprobs.cuh"
 #include "cuda/logprobs.cuh"
+#include "cuda/masked_row_sum.cuh"
 #include "cuda/policy_loss.cuh"
 #include "cuda/sample.cuh"
 #include "core/math.h"
@@ -200,6 +201,33 @@ class EmulatedBackend : public Backend {
     return NAPO_OK;
   }
 
+  napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor values = tensorView(const_cast<float*>(in.values.data()), NAPO_FLOAT32, {in.rows, in.width}, kDevice);
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {in.rows, in.width}, kDevice);
+    NAPO_TRY(napo_masked_row_sum_validate(&values, &mask));
+    sums.assign(size_t(in.rows), 0.0f);
+    const napo_tensor* const inputs[3] = {&mask, &values, nullptr};
+    return rowSumLaunch("maskedRowSum", inputs, {in.values.data(), maskBytes.data(), in.maskDtype, in.rows, in.width,
+                                                 nullptr, sums.data(), nullptr},
+                        [](auto&& launch, const kernels::MaskedRowSumArgs& a) { kernels::launchMaskedRowSum(launch, a); });
+  }
+
+  napo_status maskedRowSumBackward(const RowSumInputs& in, std::vector<float>& gradValues) override {
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {in.rows, in.width}, kDevice);
+    napo_tensor grad = tensorView(const_cast<float*>(in.gradSums.data()), NAPO_FLOAT32, {in.rows}, kDevice);
+    NAPO_TRY(napo_masked_row_sum_backward_validate(&mask, &grad));
+    gradValues.assign(size_t(in.rows * in.width), 0.0f);
+    const napo_tensor* const inputs[3] = {&mask, nullptr, &grad};
+    return rowSumLaunch("maskedRowSumBackward", inputs,
+                        {nullptr, maskBytes.data(), in.maskDtype, in.rows, in.width, in.gradSums.data(),
+                         gradValues.data(), nullptr},
+                        [](auto&& launch, const kernels::MaskedRowSumArgs& a) {
+                          kernels::launchMaskedRowSumBackward(launch, a);
+                        });
+  }
+
   napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
     const Linear views = linearViews(in);
     const napo_linear_logprobs_options options = in.options();
@@ -233,6 +261,18 @@ class EmulatedBackend : public Backend {
   }
 
  private:
+  // What masked_row_sum.cu does around a launch: the kernel's error record decoded into the CPU's message.
+  template <typename Launcher>
+  static napo_status rowSumLaunch(const char* op, const napo_tensor* const inputs[3], kernels::MaskedRowSumArgs args,
+                                  Launcher&& launcher) {
+    kernels::KernelErrors errors = clearedErrors();
+    args.errors = &errors;
+    launcher(emulated, args);
+    if (errors.badInput == kernels::kNothingFound) return NAPO_OK;
+    const kernels::InputPosition where = kernels::decodeBadInput(errors.badInput);
+    return kernels::maskedRowSumInputError(op, where, inputs, elementAt(*inputs[where.argument], where.index));
+  }
+
   struct Linear {
     napo_tensor hidden, weight, tokens;
   };

@@ -192,6 +192,25 @@ struct AdvantageInputs {
   }
 };
 
+// A mask's 0s and 1s as the bytes of a tensor of `dtype` (float32, int32, uint8 or bool).
+inline std::vector<uint8_t> maskAsBytes(const std::vector<float>& mask, napo_dtype dtype) {
+  const size_t width = dtype == NAPO_UINT8 || dtype == NAPO_BOOL ? 1 : 4;
+  std::vector<uint8_t> bytes(mask.size() * width);
+  for (size_t i = 0; i < mask.size(); ++i) {
+    switch (dtype) {
+      case NAPO_INT32: {
+        const int32_t v = int32_t(mask[i]);
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+        break;
+      }
+      case NAPO_UINT8:
+      case NAPO_BOOL: bytes[i] = uint8_t(mask[i]); break;
+      default: std::memcpy(bytes.data() + 4 * i, &mask[i], 4);
+    }
+  }
+  return bytes;
+}
+
 struct PolicyLossInputs {
   int64_t sequences = 0, steps = 0;
   // refLogprobs, entropy empty = none; with entropy, gradEntropy is asked for too.
@@ -200,26 +219,16 @@ struct PolicyLossInputs {
   napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f,
                                    0.0f, 0.0f};
 
-  // The mask as the bytes of a maskDtype tensor.
-  std::vector<uint8_t> maskBytes() const {
-    std::vector<uint8_t> bytes(mask.size() * dtypeBytes(maskDtype));
-    for (size_t i = 0; i < mask.size(); ++i) {
-      switch (maskDtype) {
-        case NAPO_INT32: {
-          const int32_t v = int32_t(mask[i]);
-          std::memcpy(bytes.data() + 4 * i, &v, 4);
-          break;
-        }
-        case NAPO_UINT8:
-        case NAPO_BOOL: bytes[i] = uint8_t(mask[i]); break;
-        default: std::memcpy(bytes.data() + 4 * i, &mask[i], 4);
-      }
-    }
-    return bytes;
-  }
+  std::vector<uint8_t> maskBytes() const { return maskAsBytes(mask, maskDtype); }
+};
 
- private:
-  static size_t dtypeBytes(napo_dtype dtype) { return dtype == NAPO_UINT8 || dtype == NAPO_BOOL ? 1 : 4; }
+// maskedRowSum's values and mask [rows, width], and its backward's gradSums [rows].
+struct RowSumInputs {
+  int64_t rows = 0, width = 0;
+  std::vector<float> values, mask, gradSums;
+  napo_dtype maskDtype = NAPO_FLOAT32;
+
+  std::vector<uint8_t> maskBytes() const { return maskAsBytes(mask, maskDtype); }
 };
 
 struct PolicyLossResult {
@@ -262,6 +271,8 @@ class Backend {
   virtual napo_status sample(const Logits& logits, const SampleOptions& options, SampleResult& out) = 0;
   virtual napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) = 0;
   virtual napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) = 0;
+  virtual napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) = 0;
+  virtual napo_status maskedRowSumBackward(const RowSumInputs& in, std::vector<float>& gradValues) = 0;
   virtual napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) = 0;
   virtual napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) = 0;
 };
@@ -336,6 +347,24 @@ class CpuBackend : public Backend {
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
     return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, withEntropy ? &ent : nullptr, &adv,
                             &mask, &in.options, &grad, withEntropy ? &gradEnt : nullptr, &out.stats, nullptr);
+  }
+
+  napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
+    sums.assign(size_t(in.rows), 0.0f);
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor values = tensorView(const_cast<float*>(in.values.data()), NAPO_FLOAT32, {in.rows, in.width}, kCpu);
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {in.rows, in.width}, kCpu);
+    napo_tensor out = tensorView(sums.data(), NAPO_FLOAT32, {in.rows}, kCpu);
+    return napo_masked_row_sum(&values, &mask, &out, nullptr);
+  }
+
+  napo_status maskedRowSumBackward(const RowSumInputs& in, std::vector<float>& gradValues) override {
+    gradValues.assign(size_t(in.rows * in.width), 0.0f);
+    const std::vector<uint8_t> maskBytes = in.maskBytes();
+    napo_tensor mask = tensorView(const_cast<uint8_t*>(maskBytes.data()), in.maskDtype, {in.rows, in.width}, kCpu);
+    napo_tensor grad = tensorView(const_cast<float*>(in.gradSums.data()), NAPO_FLOAT32, {in.rows}, kCpu);
+    napo_tensor out = tensorView(gradValues.data(), NAPO_FLOAT32, {in.rows, in.width}, kCpu);
+    return napo_masked_row_sum_backward(&mask, &grad, &out, nullptr);
   }
 
   napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) override {
@@ -759,6 +788,75 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
   }
 }
 
+// maskedRowSum and its backward on ragged rows (padding holding -Inf), every mask dtype, and
+// inputs that break its rules (the first in the CPU's order is reported by both).
+inline void maskedRowSumSuite(Checks& checks, Backend& candidate, Backend& reference) {
+  struct Dims {
+    int64_t rows, width;
+  };
+  const Dims dims[] = {{1, 1}, {3, 7}, {5, 300}, {2, 1025}};
+  uint64_t seed = 700;
+  for (const Dims& d : dims) {
+    for (napo_dtype maskDtype : {NAPO_FLOAT32, NAPO_INT32, NAPO_UINT8, NAPO_BOOL}) {
+      RowSumInputs in;
+      in.rows = d.rows;
+      in.width = d.width;
+      in.maskDtype = maskDtype;
+      const size_t count = size_t(d.rows * d.width);
+      in.values = randomNormal(count, ++seed, 2.0f);
+      in.gradSums = randomNormal(size_t(d.rows), ++seed);
+      in.mask.assign(count, 1.0f);
+      std::mt19937_64 rng(++seed);
+      for (int64_t r = 0; r < d.rows; ++r) {
+        const int64_t length = int64_t(rng() % uint64_t(d.width + 1));
+        for (int64_t t = length; t < d.width; ++t) {
+          in.mask[size_t(r * d.width + t)] = 0.0f;
+          in.values[size_t(r * d.width + t)] = -INFINITY;
+        }
+      }
+      const std::string what = format("maskedRowSum [%lld, %lld] mask=%d", (long long)d.rows, (long long)d.width,
+                                      int(maskDtype));
+      std::vector<float> want, got;
+      bool ok = false;
+      bothRun(checks, what, [&](bool ref) { return (ref ? reference : candidate).maskedRowSum(in, ref ? want : got); },
+              &ok);
+      if (ok) allClose(checks, what, got.data(), want.data(), want.size(), 1e-6, 1e-6);
+      ok = false;
+      bothRun(checks, what + " backward",
+              [&](bool ref) { return (ref ? reference : candidate).maskedRowSumBackward(in, ref ? want : got); }, &ok);
+      if (ok) allClose(checks, what + " backward", got.data(), want.data(), want.size(), 0.0, 0.0);
+    }
+  }
+  struct Poison {
+    const char* name;
+    int input;  // 0 mask, 1 values, 2 gradSums
+    int64_t index;
+    float value;
+  };
+  const Poison poisons[] = {{"mask 0.5", 0, 9, 0.5f}, {"mask 2", 0, 3, 2.0f}, {"value NaN", 1, 11, NAN},
+                            {"value +Inf", 1, 5, INFINITY}, {"gradSum NaN", 2, 2, NAN}};
+  for (const Poison& poison : poisons) {
+    for (bool alsoLater : {false, true}) {
+      RowSumInputs in;
+      in.rows = 4;
+      in.width = 7;
+      in.values = randomNormal(28, 710);
+      in.gradSums = randomNormal(4, 711);
+      in.mask.assign(28, 1.0f);
+      in.mask[27] = 0.0f;
+      in.values[27] = NAN;  // padding may hold anything
+      std::vector<float>* inputs[] = {&in.mask, &in.values, &in.gradSums};
+      (*inputs[poison.input])[size_t(poison.index)] = poison.value;
+      if (alsoLater) in.values[25] = NAN;
+      const std::string what = format("errors maskedRowSum %s%s", poison.name, alsoLater ? " + later NaN" : "");
+      std::vector<float> want, got;
+      bothRun(checks, what, [&](bool ref) { return (ref ? reference : candidate).maskedRowSum(in, ref ? want : got); });
+      bothRun(checks, what + " backward",
+              [&](bool ref) { return (ref ? reference : candidate).maskedRowSumBackward(in, ref ? want : got); });
+    }
+  }
+}
+
 // Inputs that break policyLoss's rules, alone and several at once (the first in the CPU's order
 // of checks is reported by both).
 inline void policyLossErrors(Checks& checks, Backend& candidate, Backend& reference) {
@@ -1003,6 +1101,7 @@ inline void runSmallSuites(Checks& checks, Backend& candidate, Backend& referenc
   sampleSuite(checks, candidate, reference, {{1, 1}, {1, 5}, {8, 7}, {16, 100}, {24, 1000}, {6, 5003}, {3, 20000}});
   advantagesSuite(checks, candidate, reference);
   policyLossSuite(checks, candidate, reference);
+  maskedRowSumSuite(checks, candidate, reference);
   linearLogprobsSuite(checks, candidate, reference);
   errorSuite(checks, candidate, reference);
 }

@@ -307,6 +307,18 @@ NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_te
                                       napo_tensor* grad_logprobs, napo_tensor* grad_entropy,
                                       napo_policy_loss_stats* stats, void* stream);
 
+/* ---- maskedRowSum: each row's sum over its masked positions ------------------------------------ */
+
+/* values [R, W] f32, mask [R, W] (f32, int32, uint8 or bool: 0 or 1) -> sums [R] f32, each row
+ * summed in double over the positions where the mask is 1 (a sequence's log-prob, DPO's sums). */
+NAPO_API napo_status napo_masked_row_sum_validate(const napo_tensor* values, const napo_tensor* mask);
+NAPO_API napo_status napo_masked_row_sum(const napo_tensor* values, const napo_tensor* mask, napo_tensor* sums,
+                                         void* stream);
+/* Its gradient: mask [R, W], grad_sums [R] f32 -> grad_values [R, W] f32 = mask * grad_sums[row]. */
+NAPO_API napo_status napo_masked_row_sum_backward_validate(const napo_tensor* mask, const napo_tensor* grad_sums);
+NAPO_API napo_status napo_masked_row_sum_backward(const napo_tensor* mask, const napo_tensor* grad_sums,
+                                                  napo_tensor* grad_values, void* stream);
+
 /* ---- linearLogprobs: log-probs straight from hidden states ----------------------------------- */
 
 typedef struct napo_linear_logprobs_options {

@@ -66,6 +66,14 @@ napo_status policyLoss(const napo_tensor&, const napo_tensor&, const napo_tensor
   return fail(NAPO_ERR_UNAVAILABLE, "policyLoss: %s", kReason);
 }
 
+napo_status maskedRowSum(const napo_tensor&, const napo_tensor&, napo_tensor&, void*) {
+  return fail(NAPO_ERR_UNAVAILABLE, "maskedRowSum: %s", kReason);
+}
+
+napo_status maskedRowSumBackward(const napo_tensor&, const napo_tensor&, napo_tensor&, void*) {
+  return fail(NAPO_ERR_UNAVAILABLE, "maskedRowSumBackward: %s", kReason);
+}
+
 napo_status linearLogprobs(const napo_tensor&, const napo_tensor&, const napo_tensor&,
                            const napo_linear_logprobs_options&, napo_tensor&, napo_tensor*, napo_tensor&, void*) {
   return fail(NAPO_ERR_UNAVAILABLE, "linearLogprobs: %s", kReason);

@@ -26,6 +26,11 @@ napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogpro
                        const napo_policy_loss_options& options, napo_tensor& gradLogprobs, napo_tensor* gradEntropy,
                        napo_policy_loss_stats* stats, void* stream);
 
+napo_status maskedRowSum(const napo_tensor& values, const napo_tensor& mask, napo_tensor& sums, void* stream);
+
+napo_status maskedRowSumBackward(const napo_tensor& mask, const napo_tensor& gradSums, napo_tensor& gradValues,
+                                 void* stream);
+
 napo_status linearLogprobs(const napo_tensor& hidden, const napo_tensor& weight, const napo_tensor& tokens,
                            const napo_linear_logprobs_options& options, napo_tensor& logprobs, napo_tensor* entropy,
                            napo_tensor& lse, void* stream);

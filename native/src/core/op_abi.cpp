@@ -28,6 +28,16 @@ napo_status checkFloatParam(const char* op, const char* name, napo_row_f32 param
 
 bool onCuda(const napo_tensor* t) { return t->device.kind == NAPO_CUDA; }
 
+// A mask of one of the four mask dtypes with exactly `shape` (rank 2).
+napo_status checkMaskTensor(const char* op, const napo_tensor* mask, const int64_t* shape) {
+  if (!mask) return fail(NAPO_ERR_TYPE, "%s: mask is missing", op);
+  if (mask->dtype != NAPO_FLOAT32 && mask->dtype != NAPO_INT32 && mask->dtype != NAPO_UINT8 &&
+      mask->dtype != NAPO_BOOL) {
+    return fail(NAPO_ERR_TYPE, "%s: mask must be float32, int32, uint8 or bool, got %s", op, dtypeName(mask->dtype));
+  }
+  return checkTensor(op, "mask", mask, mask->dtype, 2, shape);
+}
+
 }  // namespace
 
 extern "C" {
@@ -211,12 +221,7 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   NAPO_TRY(checkTensor(op, "oldLogprobs", oldLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
   if (refLogprobs) NAPO_TRY(checkTensor(op, "refLogprobs", refLogprobs, NAPO_FLOAT32, 2, logprobs->shape));
   if (entropy) NAPO_TRY(checkTensor(op, "entropy", entropy, NAPO_FLOAT32, 2, logprobs->shape));
-  if (!mask) return fail(NAPO_ERR_TYPE, "%s: mask is missing", op);
-  if (mask->dtype != NAPO_FLOAT32 && mask->dtype != NAPO_INT32 && mask->dtype != NAPO_UINT8 &&
-      mask->dtype != NAPO_BOOL) {
-    return fail(NAPO_ERR_TYPE, "%s: mask must be float32, int32, uint8 or bool, got %s", op, dtypeName(mask->dtype));
-  }
-  NAPO_TRY(checkTensor(op, "mask", mask, mask->dtype, 2, logprobs->shape));
+  NAPO_TRY(checkMaskTensor(op, mask, logprobs->shape));
   NAPO_TRY(checkTensor(op, "advantages", advantages, NAPO_FLOAT32, 1, logprobs->shape));
   for (const napo_tensor* in : {oldLogprobs, refLogprobs, entropy, mask, advantages}) {
     NAPO_TRY(checkSameDevice(op, "input", in, logprobs->device));
@@ -313,6 +318,58 @@ napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_tensor* old
                                   dataAs<float>(*gradLogprobs),
                                   gradEntropy ? dataAs<float>(*gradEntropy) : nullptr};
   cpuBackend().policyLoss(tensors, *mask, logprobs->shape[0], logprobs->shape[1], *options, stats);
+  return NAPO_OK;
+}
+
+napo_status napo_masked_row_sum_validate(const napo_tensor* values, const napo_tensor* mask) {
+  constexpr const char* op = "maskedRowSum";
+  if (!values) return fail(NAPO_ERR_TYPE, "%s: values is missing", op);
+  if (values->dtype != NAPO_FLOAT32) {
+    return fail(NAPO_ERR_TYPE, "%s: values must be float32, got %s", op, dtypeName(values->dtype));
+  }
+  if (values->ndim != 2 || values->shape[0] < 1 || values->shape[1] < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: values must have shape [R, W] with R, W >= 1, got %s", op,
+                shapeText(*values).c_str());
+  }
+  NAPO_TRY(checkMaskTensor(op, mask, values->shape));
+  NAPO_TRY(checkSameDevice(op, "mask", mask, values->device));
+  // Padding (mask 0) may hold anything, even -Inf log-probs.
+  NAPO_TRY(checkMask(op, mask));
+  return checkFiniteWhereMasked(op, "values", values, mask);
+}
+
+napo_status napo_masked_row_sum(const napo_tensor* values, const napo_tensor* mask, napo_tensor* sums, void* stream) {
+  NAPO_TRY(napo_masked_row_sum_validate(values, mask));
+  NAPO_TRY(checkTensor("maskedRowSum", "sums", sums, NAPO_FLOAT32, 1, values->shape));
+  NAPO_TRY(checkSameDevice("maskedRowSum", "sums", sums, values->device));
+  if (onCuda(values)) return cuda::maskedRowSum(*values, *mask, *sums, stream);
+  cpuBackend().maskedRowSum(dataAs<const float>(*values), *mask, values->shape[0], values->shape[1],
+                            dataAs<float>(*sums));
+  return NAPO_OK;
+}
+
+napo_status napo_masked_row_sum_backward_validate(const napo_tensor* mask, const napo_tensor* gradSums) {
+  constexpr const char* op = "maskedRowSumBackward";
+  if (!mask) return fail(NAPO_ERR_TYPE, "%s: mask is missing", op);
+  if (mask->ndim != 2 || mask->shape[0] < 1 || mask->shape[1] < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: mask must have shape [R, W] with R, W >= 1, got %s", op,
+                shapeText(*mask).c_str());
+  }
+  NAPO_TRY(checkMaskTensor(op, mask, mask->shape));
+  NAPO_TRY(checkTensor(op, "gradSums", gradSums, NAPO_FLOAT32, 1, mask->shape));
+  NAPO_TRY(checkSameDevice(op, "gradSums", gradSums, mask->device));
+  NAPO_TRY(checkMask(op, mask));
+  return checkFinite(op, "gradSums", gradSums);
+}
+
+napo_status napo_masked_row_sum_backward(const napo_tensor* mask, const napo_tensor* gradSums,
+                                         napo_tensor* gradValues, void* stream) {
+  NAPO_TRY(napo_masked_row_sum_backward_validate(mask, gradSums));
+  NAPO_TRY(checkTensor("maskedRowSumBackward", "gradValues", gradValues, NAPO_FLOAT32, 2, mask->shape));
+  NAPO_TRY(checkSameDevice("maskedRowSumBackward", "gradValues", gradValues, mask->device));
+  if (onCuda(mask)) return cuda::maskedRowSumBackward(*mask, *gradSums, *gradValues, stream);
+  cpuBackend().maskedRowSumBackward(*mask, dataAs<const float>(*gradSums), mask->shape[0], mask->shape[1],
+                                    dataAs<float>(*gradValues));
   return NAPO_OK;
 }
 

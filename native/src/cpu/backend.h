@@ -34,6 +34,12 @@ struct PolicyLossTensors {
 using PolicyLossKernel = void(const PolicyLossTensors& tensors, const napo_tensor& mask, int64_t sequences,
                               int64_t steps, const napo_policy_loss_options& options, napo_policy_loss_stats* stats);
 
+// maskedRowSum (src/cpu/masked_row_sum.cpp): values [rows, width] f32, mask of the same shape.
+using MaskedRowSumKernel = void(const float* values, const napo_tensor& mask, int64_t rows, int64_t width,
+                                float* sums);
+using MaskedRowSumBackwardKernel = void(const napo_tensor& mask, const float* gradSums, int64_t rows,
+                                        int64_t width, float* gradValues);
+
 // linearLogprobs (src/cpu/linear_logprobs.cpp): hidden [N, H] and weight [V, H] of one dtype;
 // `tile` is a workspace of N * (chunk + kLinearTilePad) floats (the caller allocates it, so
 // memoryStats counts it): rows padded so that a power-of-two chunk does not put every row of the
@@ -154,6 +160,8 @@ struct CpuBackend {
   TokenLogprobsBackwardKernel* tokenLogprobsBackward;
   GroupAdvantagesKernel* groupAdvantages;
   PolicyLossKernel* policyLoss;
+  MaskedRowSumKernel* maskedRowSum;
+  MaskedRowSumBackwardKernel* maskedRowSumBackward;
   LinearLogprobsKernel* linearLogprobs;
   LinearLogprobsBackwardKernel* linearLogprobsBackward;
   MatmulKernel* matmul;

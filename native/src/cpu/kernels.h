@@ -13,6 +13,8 @@ TokenLogprobsKernel tokenLogprobs;
 TokenLogprobsBackwardKernel tokenLogprobsBackward;
 GroupAdvantagesKernel groupAdvantages;
 PolicyLossKernel policyLoss;
+MaskedRowSumKernel maskedRowSum;
+MaskedRowSumBackwardKernel maskedRowSumBackward;
 LinearLogprobsKernel linearLogprobs;
 LinearLogprobsBackwardKernel linearLogprobsBackward;
 MatmulKernel matmul;

@@ -11,13 +11,13 @@
 #include "../core/tensor.h"
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "mask_data.h"
 
 namespace napo::cpu {
 NAPO_CPU_ISA_BEGIN
 
 namespace {
 
-// Masks come as float32, int32, uint8 or bool (one byte), holding 0 or 1 (validated).
 template <typename Mask>
 double maskSum(const Mask* mask, int64_t count) {
   double sum = 0.0;
@@ -208,15 +208,7 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
 
 void policyLoss(const PolicyLossTensors& tensors, const napo_tensor& mask, int64_t sequences, int64_t steps,
                 const napo_policy_loss_options& options, napo_policy_loss_stats* stats) {
-  switch (mask.dtype) {
-    case NAPO_INT32:
-      return policyLossRows(tensors, dataAs<const int32_t>(mask), sequences, steps, options, stats);
-    case NAPO_UINT8:
-    case NAPO_BOOL:
-      return policyLossRows(tensors, dataAs<const uint8_t>(mask), sequences, steps, options, stats);
-    default:
-      return policyLossRows(tensors, dataAs<const float>(mask), sequences, steps, options, stats);
-  }
+  withMaskData(mask, [&](const auto* data) { policyLossRows(tensors, data, sequences, steps, options, stats); });
 }
 
 NAPO_CPU_ISA_END

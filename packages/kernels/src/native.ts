@@ -170,6 +170,8 @@ export interface NativeOps {
       meanEntropy: number;
     };
   };
+  maskedRowSum(values: NativeTensorHandle, mask: NativeTensorHandle): NativeTensorHandle;
+  maskedRowSumBackward(mask: NativeTensorHandle, gradSums: NativeTensorHandle): NativeTensorHandle;
   linearLogprobs(
     hidden: NativeTensorHandle,
     weight: NativeTensorHandle,

@@ -407,6 +407,32 @@ export async function policyLossAsync(inputs: PolicyLossInputs, options: PolicyL
   return policyLossResult(await addon().policyLossAsync(...policyLossArgs(inputs, options)));
 }
 
+/**
+ * Each row's sum over the positions where the mask is 1 (accumulated in double): a sequence's
+ * log-prob from its token log-probs, DPO's sums. Padding may hold anything, even -Infinity.
+ * `values` float32 [R, W], `mask` [R, W] (float32, int32, uint8 or bool) -> float32 [R].
+ */
+export function maskedRowSum(values: Tensor<'float32'>, mask: Tensor<MaskDType>): Tensor<'float32'> {
+  return wrap(addon().maskedRowSum(handleOf('maskedRowSum', 'values', values), handleOf('maskedRowSum', 'mask', mask)));
+}
+
+/** maskedRowSum() off the JS thread. */
+export async function maskedRowSumAsync(values: Tensor<'float32'>, mask: Tensor<MaskDType>): Promise<Tensor<'float32'>> {
+  return wrap(await addon().maskedRowSumAsync(handleOf('maskedRowSum', 'values', values), handleOf('maskedRowSum', 'mask', mask)));
+}
+
+/** maskedRowSum's gradient: `mask * gradSums[row]`, float32 [R, W]. */
+export function maskedRowSumBackward(mask: Tensor<MaskDType>, gradSums: Tensor<'float32'>): Tensor<'float32'> {
+  const op = 'maskedRowSumBackward';
+  return wrap(addon().maskedRowSumBackward(handleOf(op, 'mask', mask), handleOf(op, 'gradSums', gradSums)));
+}
+
+/** maskedRowSumBackward() off the JS thread. */
+export async function maskedRowSumBackwardAsync(mask: Tensor<MaskDType>, gradSums: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+  const op = 'maskedRowSumBackward';
+  return wrap(await addon().maskedRowSumBackwardAsync(handleOf(op, 'mask', mask), handleOf(op, 'gradSums', gradSums)));
+}
+
 function linearOptions(op: string, options: LinearLogprobsOptions | LinearLogprobsBackwardOptions) {
   const chunkSize = numberOption(op, 'chunkSize', options.chunkSize, 0);
   if (options.chunkSize !== undefined && !(Number.isInteger(chunkSize) && chunkSize >= 1)) {

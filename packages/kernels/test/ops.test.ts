@@ -3,6 +3,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   cpuThreads,
   groupAdvantages,
+  maskedRowSum,
+  maskedRowSumAsync,
+  maskedRowSumBackward,
   policyLoss,
   reference,
   sample,
@@ -510,5 +513,62 @@ describe('tokenLogprobsBackward input rules', () => {
         expect(got, `${name} inPlace=${inPlace}`).toBe(expected);
       }
     }
+  });
+});
+
+describe('maskedRowSum (native) against the reference', () => {
+  const random = seededRandom(17);
+  for (const [rows, width] of [
+    [1, 1],
+    [4, 9],
+    [6, 300],
+    [2, 4099],
+  ] as const) {
+    for (const dtype of ['float32', 'int32', 'uint8', 'bool'] as const) {
+      it(`[${rows}, ${width}] with a ${dtype} mask: sums and the gradient`, async () => {
+        // Ragged rows (one may be empty), padding holding -Infinity and NaN, values of mixed scale.
+        const lengths = Array.from({ length: rows }, (_, r) => (r === 1 ? 0 : Math.floor(random() * (width + 1))));
+        const maskValues = Array.from({ length: rows * width }, (_, i) => (i % width < lengths[Math.floor(i / width)]! ? 1 : 0));
+        const values = Float32Array.from(maskValues, (m, i) => (m === 0 ? (i % 2 ? -Infinity : Number.NaN) : (random() * 2 - 1) * 10 ** Math.floor(random() * 4)));
+        const maskData = dtype === 'float32' ? Float32Array.from(maskValues) : dtype === 'int32' ? Int32Array.from(maskValues) : Uint8Array.from(maskValues);
+        const mask = tensor(maskData, [rows, width], { dtype });
+        const sums = maskedRowSum(tensor(values, [rows, width]), mask).toArray();
+        const expected = reference.maskedRowSum({ dtype: 'float32', shape: [rows, width], data: values }, { dtype, shape: [rows, width], data: maskData });
+        expect(maxAbsDifference(sums, expected)).toBeLessThanOrEqual(1e-6 * Math.max(1, ...Array.from(expected, Math.abs)));
+        expect(Array.from((await maskedRowSumAsync(tensor(values, [rows, width]), mask)).toArray())).toEqual(Array.from(sums));
+        const gradSums = Float32Array.from({ length: rows }, () => random() * 2 - 1);
+        const grad = maskedRowSumBackward(mask, tensor(gradSums)).toArray();
+        expect(Array.from(grad)).toEqual(Array.from(reference.maskedRowSumBackward({ dtype, shape: [rows, width], data: maskData }, gradSums)));
+      });
+    }
+  }
+
+  it('the backward is the gradient of sum_r gradSums[r] * sums[r] (finite differences)', () => {
+    const rows = 3;
+    const width = 5;
+    const values = Float32Array.from({ length: rows * width }, () => random() * 2 - 1);
+    const mask = tensor(Float32Array.from({ length: rows * width }, (_, i) => (i % 3 === 0 ? 0 : 1)), [rows, width]);
+    const gradSums = Float32Array.of(0.5, -2, 1.25);
+    const objective = (at: Float32Array) => maskedRowSum(tensor(at, [rows, width]), mask).toArray().reduce((sum, s, r) => sum + gradSums[r]! * s, 0);
+    const grad = maskedRowSumBackward(mask, tensor(gradSums)).toArray();
+    for (let i = 0; i < rows * width; i++) {
+      const up = values.slice();
+      const down = values.slice();
+      up[i] = up[i]! + 1e-2;
+      down[i] = down[i]! - 1e-2;
+      expect((objective(up) - objective(down)) / (up[i]! - down[i]!)).toBeCloseTo(grad[i]!, 3);
+    }
+  });
+
+  it('refuses bad input by name, as the reference does', () => {
+    const values = tensor(Float32Array.of(1, Number.NaN, 3, 4), [2, 2]);
+    const mask = tensor(Float32Array.of(1, 1, 1, 0), [2, 2]);
+    expect(() => maskedRowSum(values, mask)).toThrow(/maskedRowSum: values\[0, 1\] is NaN/);
+    expect(() => reference.maskedRowSum(values.toHost(), mask.toHost())).toThrow(/maskedRowSum: values\[0, 1\] is NaN/);
+    expect(() => maskedRowSum(values, tensor(Float32Array.of(1, 0.5, 1, 0), [2, 2]))).toThrow(/maskedRowSum: mask\[0, 1\] = 0.5 must be 0 or 1/);
+    expect(() => maskedRowSum(values, tensor(Float32Array.of(1, 0), [1, 2]))).toThrow(/mask has shape \[1, 2\], expected \[2, 2\]/);
+    expect(() => maskedRowSumBackward(mask, tensor(Float32Array.of(1)))).toThrow(/gradSums has shape \[1\], expected \[2\]/);
+    expect(() => maskedRowSumBackward(mask, tensor(Float32Array.of(1, Number.POSITIVE_INFINITY)))).toThrow(/maskedRowSumBackward: gradSums\[1\] is Infinity/);
+    expect(() => reference.maskedRowSumBackward(mask.toHost(), Float32Array.of(1, Number.POSITIVE_INFINITY))).toThrow(/gradSums\[1\]/);
   });
 });
