@@ -59,22 +59,35 @@ export function predictStepMemory(config: ModelConfig, plan: StepMemoryPlan): Re
   // The trainer's score returns the entropy too (TRL's entropy metric).
   const score = plan.unfused ? model({ pass: 'forward', ...scoreQuery }) : model({ pass: 'score', ...scoreQuery, entropy: true });
   const backward = plan.unfused ? model({ pass: 'backward', ...scoreQuery }) : model({ pass: 'scoreBackward', ...scoreQuery });
-  // What the score keeps until the backward (its returned log-probs and entropy are read and freed).
-  const returned = plan.unfused ? 1 : 2;
-  const held = add(score, { ...zeros(), temporary: -returned * tensorBytes(s.scoredRows * s.scoredWidth) }, frozenWeights);
+  const batchRows = tensorBytes(s.scoredRows * s.scoredWidth);
+  const auxiliaryRows = s.scoredRows - s.rolloutRows;
+  // The loss runs on the device (losses.ts): the completion mask is uploaded before the first
+  // score and lives to the last optimizer step, as do the first pass's log-probs (the old ones
+  // of later passes) and the frozen log-probs; the score's returned log-probs and entropy stay
+  // through the loss.
+  const mask = { ...zeros(), input: batchRows };
+  const kept = add(mask, { ...zeros(), temporary: (plan.frozenPolicy ? 2 : 1) * batchRows });
+  const held = add(score, frozenWeights, mask);
   const frozenPass = plan.frozenPolicy
     ? only(planModelMemory(config, { pass: 'score', ...scoreQuery }), ['activation', 'temporary', 'input', 'workspace'])
     : zeros();
-  // policyLoss over the rollout rows: log-probs, old log-probs, mask, its gradient (+ the frozen log-probs).
-  const lossTensors = { ...zeros(), input: (plan.frozenPolicy ? 4 : 3) * tensorBytes(s.rolloutRows * s.scoredWidth), temporary: tensorBytes(s.rolloutRows * s.scoredWidth) };
+  // policyLoss's gradient over the rollout rows (and its advantages); with auxiliary rows, theirs
+  // and the two stacked into the batch's gradient.
+  const lossTensors = {
+    ...zeros(),
+    input: tensorBytes(s.rolloutRows),
+    temporary: tensorBytes(s.rolloutRows * s.scoredWidth) + (auxiliaryRows > 0 ? tensorBytes(auxiliaryRows * s.scoredWidth) + batchRows : 0),
+  };
+  // The backward's incoming gradient is that stacked temporary, not an upload.
+  const gradient = plan.unfused ? zeros() : { ...zeros(), input: -batchRows, temporary: batchRows };
   const byPhase: Record<Phase, BytesByCategory> = {
     rollout: generation(s.rolloutRows, s.rolloutPromptTokens),
     explain: generation(s.explainRows, s.explainPromptTokens),
-    score: add(score, frozenWeights),
+    score: held,
     logprobs: add(held, frozenPass),
-    loss: add(held, lossTensors),
-    backward: add(backward, frozenWeights),
-    optimizer: persistent,
+    loss: add(held, plan.frozenPolicy ? { ...zeros(), temporary: batchRows } : zeros(), lossTensors),
+    backward: add(backward, frozenWeights, gradient, kept),
+    optimizer: add(persistent, kept),
   };
   return Object.fromEntries(phases.map((phase) => [phase, byPhase[phase]])) as Record<Phase, BytesByCategory>;
 }

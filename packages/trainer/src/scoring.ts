@@ -3,7 +3,7 @@
  * `linearLogprobs` over the LM head in vocabulary chunks, so no `[N, V]` logits exist): log-probs
  * of the completion tokens only (prompt positions are not scored at all), and the way back.
  */
-import { tensor } from '@napo/kernels';
+import { tensor, type Tensor } from '@napo/kernels';
 import type { Policy } from '@napo/policy';
 
 import type { PackedBatch } from './sequences.js';
@@ -24,15 +24,19 @@ export async function scoreBatch(policy: Policy, batch: PackedBatch, temperature
   return logprobs;
 }
 
-/** scoreBatch keeping the activations, with each position's entropy too ([rows * width], 0 where the mask is 0). */
-export async function scoreBatchWithEntropy(policy: Policy, batch: PackedBatch, temperature: number): Promise<{ logprobs: Float32Array; entropy: Float32Array }> {
+/** scoreBatch's log-probs left on the policy's device: [rows, width], 0 where the mask is 0 (the caller disposes them). */
+export async function scoreOnDevice(policy: Policy, batch: PackedBatch, temperature: number, keepActivations = true): Promise<Tensor<'float32'>> {
+  return (await policy.score(batch.sequences, scoredTargets(batch), { temperature, keepActivations })).logprobs;
+}
+
+/** scoreOnDevice keeping the activations, with each position's entropy too (both [rows, width] on the device). */
+export async function scoreWithEntropyOnDevice(policy: Policy, batch: PackedBatch, temperature: number): Promise<{ logprobs: Tensor<'float32'>; entropy: Tensor<'float32'> }> {
   const scores = await policy.score(batch.sequences, scoredTargets(batch), { temperature, entropy: true });
-  const logprobs = scores.logprobs.toArray();
-  scores.logprobs.dispose();
-  if (!scores.entropy) throw new Error(`scoreBatchWithEntropy: the policy (${policy.constructor.name}) returned no entropy`);
-  const entropy = scores.entropy.toArray();
-  scores.entropy.dispose();
-  return { logprobs, entropy };
+  if (!scores.entropy) {
+    scores.logprobs.dispose();
+    throw new Error(`scoreWithEntropyOnDevice: the policy (${policy.constructor.name}) returned no entropy`);
+  }
+  return { logprobs: scores.logprobs, entropy: scores.entropy };
 }
 
 /**

@@ -8,11 +8,12 @@
  *   score     one forward over rollouts and auxiliary sequences (plain prompts: no hint), with
  *             the completion tokens' log-probs and entropies
  *   logprobs  the frozen policy's log-probs (KL or DPO); the sampling policy's with mini-batches
- *   loss      the policyLoss op (advantages from the whole round) and the auxiliary term, as
- *             d loss / d log-probs
+ *   loss      the policyLoss op (advantages from the whole round) and the auxiliary term
+ *             (maskedRowSum), as d loss / d log-probs, on the policy's device (losses.ts)
  *   backward  d loss / d log-probs -> hidden states and LM head -> parameters
  *   optimizer AdamW
- * score .. optimizer run once per mini-batch (stepsPerGeneration) and pass (numIterations).
+ * score .. optimizer run once per mini-batch (stepsPerGeneration) and pass (numIterations); from
+ * score to optimizer nothing [rows, width] leaves the policy's device, only row sums and scalars.
  * Prompts go through the tokenizer's chat template when it has one (prompting.ts).
  * Each phase's time and peak allocated memory are recorded (records.ts lists them).
  */
@@ -20,7 +21,6 @@ import {
   groupAdvantages,
   memoryCategories,
   memoryStats,
-  policyLoss,
   resetPeakMemoryStats,
   setMemoryPhase,
   tensor,
@@ -37,7 +37,8 @@ import { idleOptimisation, rewardGroups, trlMetrics, type Optimisation } from '.
 import { Rng, type RngState } from './rng.js';
 import { encodePrompt } from './prompting.js';
 import { scoreRewards, type WeightedReward } from './rewards.js';
-import { backpropagate, scoreBatch, scoreBatchWithEntropy } from './scoring.js';
+import { miniBatchLoss, type LossSettings } from './losses.js';
+import { scoreOnDevice, scoreWithEntropyOnDevice } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
 
@@ -96,34 +97,12 @@ interface Rollouts {
 interface MiniBatch {
   batch: PackedBatch;
   advantages: Float32Array;
-  auxiliary: AuxiliaryPair[];
 }
 
-/** A mini-batch's scores: the policy's log-probs and entropy, the old and the frozen log-probs ([rows * width]). */
-interface ScoredBatch {
-  logprobs: Float32Array;
-  entropy: Float32Array;
-  old: Float32Array;
-  ref: Float32Array | undefined;
-}
 
 /** Runs one phase of a step, measuring its time and peak memory. */
 type Timer = <T>(phase: Phase, work: () => Promise<T>) => Promise<T>;
 
-interface LossParts {
-  loss: number;
-  auxiliaryLoss: number;
-  gradLogprobs: Float32Array;
-  /** d loss / d entropy, when the step applies an entropy bonus. */
-  gradEntropy?: Float32Array;
-  meanKl: number;
-  clipLowFraction: number;
-  clipHighFraction: number;
-  /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
-  keptFraction: number;
-  /** Mean entropy of the tokens the policy loss trained (what the adaptive bonus steers), when it was given the entropy. */
-  trainedEntropy?: number;
-}
 
 export class Trainer {
   readonly config: TrainConfig;
@@ -325,7 +304,7 @@ export class Trainer {
       if (maskTruncatedCompletions) {
         indices.forEach((index, r) => rollouts.truncated[rows[index] as number] && batch.completionMask.fill(0, r * batch.width, (r + 1) * batch.width));
       }
-      return [{ batch, advantages: Float32Array.from(indices, (index) => advantages[index] as number), auxiliary: own }];
+      return [{ batch, advantages: Float32Array.from(indices, (index) => advantages[index] as number) }];
     });
   }
 
@@ -351,49 +330,67 @@ export class Trainer {
 
   /**
    * numIterations passes over the mini-batches, each mini-batch a score -> loss -> backward ->
-   * AdamW. One mini-batch's first-pass log-probs are the sampling policy's (nothing has moved
-   * yet) and serve as old log-probs from then on; with several mini-batches the later ones see
-   * updated weights, so all are scored (keeping no activations) before the first update, as TRL
-   * takes them at generation time. The frozen policy is scored once per mini-batch. Figures are
-   * means over the optimizer steps.
+   * AdamW, all on the policy's device (losses.ts): log-probs, entropies, masks and gradients stay
+   * there, only row sums and scalars come back. One mini-batch's first-pass log-probs are the
+   * sampling policy's (nothing has moved yet) and serve as old log-probs from then on; with
+   * several mini-batches the later ones see updated weights, so all are scored (keeping no
+   * activations) before the first update, as TRL takes them at generation time. The frozen policy
+   * is scored once per mini-batch. Figures are means over the optimizer steps.
    */
   private async optimise(miniBatches: MiniBatch[], learningRate: number, timed: Timer): Promise<Optimisation> {
     const config = this.config;
     const sum = idleOptimisation();
-    const oldLogprobs: (Float32Array | undefined)[] = [];
-    if (miniBatches.length > 1) {
-      await timed('logprobs', async () => {
-        for (const { batch } of miniBatches) oldLogprobs.push(await scoreBatch(this.policy, batch, config.temperature, false));
-      });
-    }
-    const refLogprobs: (Float32Array | undefined)[] = [];
-    for (let pass = 0; pass < config.numIterations; pass++) {
-      for (const [b, { batch, advantages, auxiliary }] of miniBatches.entries()) {
-        const scores = await timed('score', () => scoreBatchWithEntropy(this.policy, batch, config.temperature));
-        if (pass === 0) {
-          refLogprobs[b] = await timed('logprobs', async () =>
-            this.needsFrozenPolicy() ? await scoreBatch(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
-          );
-        }
-        const old = oldLogprobs[b] ?? scores.logprobs;
-        const parts = await timed('loss', async () => this.losses(batch, { ...scores, old, ref: refLogprobs[b] }, advantages, auxiliary));
-        this.policy.zeroGrad();
-        await timed('backward', () => backpropagate(this.policy, batch, parts.gradLogprobs, parts.gradEntropy));
-        const optimizer = await timed('optimizer', () =>
-          this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
-        );
-        oldLogprobs[b] ??= scores.logprobs;
-        sum.optimizerSteps++;
-        sum.loss += parts.loss;
-        sum.auxiliaryLoss += parts.auxiliaryLoss;
-        sum.meanKl += parts.meanKl;
-        sum.clipLowFraction += parts.clipLowFraction;
-        sum.clipHighFraction += parts.clipHighFraction;
-        sum.gradNorm += optimizer.gradNorm;
-        sum.entropy += maskedMean(scores.entropy, batch.completionMask.subarray(0, advantages.length * batch.width));
-        sum.keptFraction += parts.keptFraction;
-        if (parts.trainedEntropy !== undefined) this.entropyBonus.update(parts.trainedEntropy);
+    const device = this.policy.device;
+    const masks = miniBatches.map(({ batch }) => tensor<'float32'>(batch.completionMask, [batch.rows, batch.width], { device }));
+    const oldLogprobs: (Tensor<'float32'> | undefined)[] = [];
+    const refLogprobs: (Tensor<'float32'> | undefined)[] = [];
+    try {
+      if (miniBatches.length > 1) {
+        await timed('logprobs', async () => {
+          for (const { batch } of miniBatches) oldLogprobs.push(await scoreOnDevice(this.policy, batch, config.temperature, false));
+        });
       }
+      for (let pass = 0; pass < config.numIterations; pass++) {
+        for (const [b, { batch, advantages }] of miniBatches.entries()) {
+          const scores = await timed('score', () => scoreWithEntropyOnDevice(this.policy, batch, config.temperature));
+          if (pass === 0) {
+            refLogprobs[b] = await timed('logprobs', async () =>
+              this.needsFrozenPolicy() ? await scoreOnDevice(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
+            );
+          }
+          const old = oldLogprobs[b] ?? scores.logprobs;
+          const deviceScores = { ...scores, old, ref: refLogprobs[b], mask: masks[b] as Tensor<'float32'> };
+          const parts = await timed('loss', async () => miniBatchLoss(batch, deviceScores, advantages, this.lossSettings()));
+          scores.entropy.dispose();
+          // The first pass's log-probs are the old ones of the later passes.
+          if (oldLogprobs[b] === undefined) oldLogprobs[b] = scores.logprobs;
+          else scores.logprobs.dispose();
+          this.policy.zeroGrad();
+          await timed('backward', async () => {
+            try {
+              await this.policy.scoreBackward(parts.gradLogprobs, parts.gradEntropy);
+            } finally {
+              parts.gradLogprobs.dispose();
+              parts.gradEntropy?.dispose();
+            }
+          });
+          const optimizer = await timed('optimizer', () =>
+            this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
+          );
+          sum.optimizerSteps++;
+          sum.loss += parts.loss;
+          sum.auxiliaryLoss += parts.auxiliaryLoss;
+          sum.meanKl += parts.meanKl;
+          sum.clipLowFraction += parts.clipLowFraction;
+          sum.clipHighFraction += parts.clipHighFraction;
+          sum.gradNorm += optimizer.gradNorm;
+          sum.entropy += parts.rolloutEntropy;
+          sum.keptFraction += parts.keptFraction;
+          if (parts.trainedEntropy !== undefined) this.entropyBonus.update(parts.trainedEntropy);
+        }
+      }
+    } finally {
+      for (const t of [...masks, ...oldLogprobs, ...refLogprobs]) t?.dispose();
     }
     const steps = sum.optimizerSteps;
     const tokens = (batch: PackedBatch) => batch.completionMask.reduce((n, m) => n + m, 0);
@@ -410,6 +407,16 @@ export class Trainer {
       keptFraction: sum.keptFraction / steps,
       tokensTrained: miniBatches.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
+    };
+  }
+
+  /** What miniBatchLoss needs of the config, with this optimizer step's entropy bonus. */
+  private lossSettings(): LossSettings {
+    const config = this.config;
+    return {
+      ...config,
+      withEntropy: config.topEntropyQuantile < 1 || this.entropyBonus.enabled,
+      entropyCoef: this.entropyBonus.enabled ? this.entropyBonus.applied() : 0,
     };
   }
 
@@ -589,117 +596,6 @@ export class Trainer {
     return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
   }
 
-  private losses(batch: PackedBatch, scored: ScoredBatch, advantages: Float32Array, auxiliary: AuxiliaryPair[]): LossParts {
-    const config = this.config;
-    const { logprobs, ref: refLogprobs } = scored;
-    const grad = new Float32Array(batch.rows * batch.width);
-    const rolloutRows = advantages.length;
-    const parts: LossParts = { loss: 0, auxiliaryLoss: 0, gradLogprobs: grad, meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, keptFraction: 1 };
-    // Every rollout group may have been dropped (dropZeroStdGroups) while auxiliary rows remain.
-    if (config.algorithm !== 'expo-dpo' && rolloutRows > 0) this.policyGradientLoss(batch, scored, advantages, parts);
-    const auxiliaryRows = auxiliary.map((_, index) => rolloutRows + index);
-    if (config.algorithm === 'expo' || config.algorithm === 'grpo-sft') this.positiveLoss(batch, logprobs, auxiliaryRows, parts);
-    if (config.algorithm === 'expo-dpo') this.dpoLoss(batch, logprobs, refLogprobs as Float32Array, auxiliaryRows, parts);
-    parts.loss += parts.auxiliaryLoss;
-    return parts;
-  }
-
-  /**
-   * GRPO's clipped surrogate (and k3 KL) over the rollout rows, through the policyLoss op, on the
-   * high-entropy tokens only with topEntropyQuantile < 1, minus the entropy bonus when it applies.
-   */
-  private policyGradientLoss(batch: PackedBatch, scored: ScoredBatch, advantages: Float32Array, parts: LossParts): void {
-    const config = this.config;
-    const { logprobs, old: oldLogprobs, ref: refLogprobs, entropy } = scored;
-    const { width } = batch;
-    const entropyCoef = this.entropyBonus.enabled ? this.entropyBonus.applied() : 0;
-    const withEntropy = config.topEntropyQuantile < 1 || this.entropyBonus.enabled;
-    const rows = advantages.length;
-    const shape = [rows, width];
-    const owned: Tensor[] = [];
-    const own = <T extends Tensor>(t: T): T => {
-      owned.push(t);
-      return t;
-    };
-    try {
-      const result = policyLoss(
-        {
-          logprobs: own(tensor<'float32'>(logprobs.subarray(0, rows * width), shape)),
-          // The first pass's own log-probs (ratio 1, only its gradient matters) or the sampling policy's.
-          oldLogprobs: own(tensor<'float32'>(oldLogprobs.subarray(0, rows * width), shape)),
-          ...(refLogprobs && config.klBeta > 0 ? { refLogprobs: own(tensor<'float32'>(refLogprobs.subarray(0, rows * width), shape)) } : {}),
-          ...(withEntropy ? { entropy: own(tensor<'float32'>(entropy.subarray(0, rows * width), shape)) } : {}),
-          advantages: own(tensor<'float32'>(advantages)),
-          mask: own(tensor<'float32'>(batch.completionMask.subarray(0, rows * width), shape)),
-        },
-        {
-          lossType: config.lossType,
-          epsLow: config.epsLow,
-          epsHigh: config.epsHigh,
-          beta: config.klBeta,
-          maxCompletionLength: config.maxNewTokens,
-          importanceSamplingLevel: config.importanceSamplingLevel,
-          ...(config.delta === undefined ? {} : { delta: config.delta }),
-          sapoTemperaturePos: config.sapoTemperaturePos,
-          sapoTemperatureNeg: config.sapoTemperatureNeg,
-          topEntropyQuantile: config.topEntropyQuantile,
-          entropyCoef,
-        },
-      );
-      own(result.gradLogprobs);
-      if (result.gradEntropy) own(result.gradEntropy);
-      parts.gradLogprobs.set(result.gradLogprobs.toArray(), 0);
-      if (result.gradEntropy && entropyCoef !== 0) {
-        parts.gradEntropy = new Float32Array(batch.rows * width);
-        parts.gradEntropy.set(result.gradEntropy.toArray(), 0);
-      }
-      parts.keptFraction = result.stats.keptFraction;
-      if (withEntropy) parts.trainedEntropy = result.stats.meanEntropy;
-      parts.loss += result.loss;
-      parts.meanKl = result.stats.meanKl;
-      parts.clipLowFraction = result.stats.clipLowFraction;
-      parts.clipHighFraction = result.stats.clipHighFraction;
-    } finally {
-      owned.forEach((t) => t.dispose());
-    }
-  }
-
-  /** -betaExpo * token-mean log pi(reasoning, answer | prompt) over the positive rows. */
-  private positiveLoss(batch: PackedBatch, logprobs: Float32Array, rows: number[], parts: LossParts): void {
-    const { width, completionMask } = batch;
-    const positions = rows.flatMap((row) => Array.from({ length: width }, (_, t) => row * width + t).filter((i) => completionMask[i] === 1));
-    if (positions.length === 0) return;
-    const weight = this.config.betaExpo / positions.length;
-    for (const i of positions) {
-      parts.auxiliaryLoss -= weight * (logprobs[i] as number);
-      (parts.gradLogprobs as Float32Array)[i] = -weight;
-    }
-  }
-
-  /** DPO on (chosen, rejected) row pairs: -log sigmoid(beta * (margin of log-ratios)), mean over pairs. */
-  private dpoLoss(batch: PackedBatch, logprobs: Float32Array, refLogprobs: Float32Array, rows: number[], parts: LossParts): void {
-    const { width, completionMask } = batch;
-    const pairs = rows.length / 2;
-    if (pairs === 0) return;
-    const beta = this.config.dpoBeta;
-    const logRatio = (row: number) => {
-      let sum = 0;
-      for (let i = row * width; i < (row + 1) * width; i++) if (completionMask[i] === 1) sum += (logprobs[i] as number) - (refLogprobs[i] as number);
-      return sum;
-    };
-    for (let pair = 0; pair < pairs; pair++) {
-      const chosen = rows[2 * pair] as number;
-      const rejected = rows[2 * pair + 1] as number;
-      const margin = beta * (logRatio(chosen) - logRatio(rejected));
-      parts.auxiliaryLoss += softplus(-margin) / pairs;
-      // d/d margin of softplus(-margin) = -sigmoid(-margin).
-      const slope = (-beta * sigmoid(-margin)) / pairs;
-      for (let t = 0; t < width; t++) {
-        if (completionMask[chosen * width + t] === 1) (parts.gradLogprobs as Float32Array)[chosen * width + t] = slope;
-        if (completionMask[rejected * width + t] === 1) (parts.gradLogprobs as Float32Array)[rejected * width + t] = -slope;
-      }
-    }
-  }
 }
 
 function mean(values: readonly number[]): number {
@@ -709,14 +605,6 @@ function mean(values: readonly number[]): number {
 /** The mean of the values that are not NaN (a reward function's "does not apply"); 0 when none is. */
 function nanMean(values: readonly number[]): number {
   return mean(values.filter((value) => !Number.isNaN(value)));
-}
-
-function sigmoid(x: number): number {
-  return 1 / (1 + Math.exp(-x));
-}
-
-function softplus(x: number): number {
-  return x > 30 ? x : Math.log1p(Math.exp(x));
 }
 
 function accuracyByLevel(items: TaskItem[], rewards: number[], groupSize: number): Record<string, number> {
@@ -737,14 +625,3 @@ function idlePhase(): PhaseFigures {
   return { seconds: 0, peakAllocatedBytes: 0, peakByCategory: Object.fromEntries(memoryCategories.map((category) => [category, 0])) as PhaseFigures['peakByCategory'] };
 }
 
-/** The mean of `values` where `mask` is 1 (over the mask's length); 0 when the mask is empty. */
-function maskedMean(values: Float32Array, mask: Float32Array): number {
-  let sum = 0;
-  let count = 0;
-  mask.forEach((m, i) => {
-    if (m === 0) return;
-    sum += values[i] as number;
-    count++;
-  });
-  return count === 0 ? 0 : sum / count;
-}
