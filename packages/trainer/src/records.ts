@@ -18,6 +18,9 @@ export interface PhaseFigures {
   peakAllocatedBytes: number;
   /** Where the peak's bytes were, by category (they add up to peakAllocatedBytes). */
   peakByCategory: BytesByCategory;
+  /** The driver's free and total device memory at the phase's end (CUDA only; torch.cuda.mem_get_info). */
+  deviceFreeBytes?: number;
+  deviceTotalBytes?: number;
 }
 
 /** The shapes a step ran at: what a memory prediction of the step needs (memory.ts). */

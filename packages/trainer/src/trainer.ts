@@ -205,10 +205,11 @@ export class Trainer {
       const stats = memoryStats(device);
       const previous = figures[phase];
       const seconds = previous.seconds + (performance.now() - begin) / 1000;
+      const driver = stats.freeBytes === undefined || stats.totalBytes === undefined ? {} : { deviceFreeBytes: stats.freeBytes, deviceTotalBytes: stats.totalBytes };
       figures[phase] =
         stats.peakAllocatedBytes >= previous.peakAllocatedBytes
-          ? { seconds, peakAllocatedBytes: stats.peakAllocatedBytes, peakByCategory: stats.atPeakByCategory }
-          : { ...previous, seconds };
+          ? { seconds, peakAllocatedBytes: stats.peakAllocatedBytes, peakByCategory: stats.atPeakByCategory, ...driver }
+          : { ...previous, seconds, ...driver };
       return result;
     };
 
