@@ -37,6 +37,14 @@ export function groupAdvantagesBytes(samples: number): number {
 }
 
 /**
+ * maskedRowSum: values and mask [S, T] read, sums [S] written; its backward: mask [S, T] and
+ * gradSums [S] read, gradValues [S, T] written. The same count either way.
+ */
+export function maskedRowSumBytes(sequences: number, length: number): number {
+  return 2 * sequences * length * float32Bytes + sequences * float32Bytes;
+}
+
+/**
  * policyLoss with a reference: logprobs, oldLogprobs, refLogprobs, mask [S, T] read, advantages [S]
  * read, gradLogprobs [S, T] written.
  */

@@ -10,6 +10,8 @@ import {
   linearLogprobs,
   linearLogprobsBackward,
   memoryStats,
+  maskedRowSum,
+  maskedRowSumBackward,
   policyLoss,
   resetPeakMemoryStats,
   reference,
@@ -31,6 +33,7 @@ import type { BenchMode, Comparison, KernelEntry, KernelsResult } from '../resul
 import { timeCall } from '../timing.js';
 import {
   groupAdvantagesBytes,
+  maskedRowSumBytes,
   policyLossBytes,
   sampleBytes,
   tokenLogprobsBackwardBytes,
@@ -416,6 +419,35 @@ function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
   return { cases, release: () => Object.values(inputs).forEach((t) => t.dispose()) };
 }
 
+/** maskedRowSum and its backward on the policyLoss shapes: bandwidth-bound, against the TS reference. */
+function maskedRowSumCases(tokens: number, context: DeviceContext): CaseGroup {
+  const { device, options } = context;
+  const length = Math.min(options.completionLength, tokens);
+  const sequences = Math.max(1, Math.floor(tokens / length));
+  const shape = [sequences, length];
+  const count = sequences * length;
+  const hostValues = normals(count, 17, 0.5, -1.5);
+  const hostMask = Float32Array.from({ length: count }, (_, i) => (i % length < length - (Math.floor(i / length) % (length / 2 + 1)) ? 1 : 0));
+  const hostGrad = normals(sequences, 19, 1);
+  const values = tensor<'float32'>(hostValues, shape, { device });
+  const mask = tensor<'float32'>(hostMask, shape, { device });
+  const gradSums = tensor<'float32'>(hostGrad, [sequences], { device });
+  const host = (data: Float32Array) => ({ dtype: 'float32' as const, shape, data });
+  const common = { dtype: 'float32' as const, rows: count, shape, bytesMoved: maskedRowSumBytes(sequences, length), iterations: 50 };
+  const versusReference = (run: () => void) => (probesAvailable(device) ? { reference: { name: 'TS reference', rows: count, run } } : {});
+  const cases: Case[] = [
+    { op: 'maskedRowSum', variant: 'forward', ...common, run: () => maskedRowSum(values, mask).dispose(), ...versusReference(() => void reference.maskedRowSum(host(hostValues), host(hostMask))) },
+    {
+      op: 'maskedRowSum',
+      variant: 'backward',
+      ...common,
+      run: () => maskedRowSumBackward(mask, gradSums).dispose(),
+      ...versusReference(() => void reference.maskedRowSumBackward(host(hostMask), hostGrad)),
+    },
+  ];
+  return { cases, release: () => [values, mask, gradSums].forEach((t) => t.dispose()) };
+}
+
 /**
  * linearLogprobs against the unfused composition on the same inputs: the [N, V] logits of a GEMM,
  * then tokenLogprobs; for forward + backward, then tokenLogprobsBackward in place and the two
@@ -555,6 +587,7 @@ export function runKernelSuiteOn(device: DeviceName, options: KernelSuiteOptions
   for (const rows of options.rows) {
     entries.push(...measureAll(advantageCases(rows, context), context, onEntry));
     entries.push(...measureAll(policyLossCases(rows, context), context, onEntry));
+    entries.push(...measureAll(maskedRowSumCases(rows, context), context, onEntry));
   }
   if (device === 'cpu') {
     for (const dtype of options.linear.dtypes) entries.push(...measureAll(linearCases(dtype, context), context, onEntry));
