@@ -62,6 +62,9 @@ export interface TrlStepMetrics {
   'clip_ratio/low_mean'?: number;
   'clip_ratio/high_mean'?: number;
   'clip_ratio/region_mean'?: number;
+  /** TRL's extremes over its processes; napo runs one, so they equal the means. */
+  'clip_ratio/low_min'?: number;
+  'clip_ratio/high_max'?: number;
   /** cispo only: tokens with A > 0 whose weight the cap clipped. */
   cispo_clip_ratio?: number;
   /** The entropy bonus's coefficient after the step, only when the bonus is on. */

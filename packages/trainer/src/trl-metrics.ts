@@ -109,6 +109,9 @@ function clipMetrics(lossType: LossType, training: Optimisation): Partial<TrlSte
     'clip_ratio/low_mean': training.clipLowFraction,
     'clip_ratio/high_mean': training.clipHighFraction,
     'clip_ratio/region_mean': training.clipLowFraction + training.clipHighFraction,
+    // TRL takes the min / max of the per-process means: with one process, the means themselves.
+    'clip_ratio/low_min': training.clipLowFraction,
+    'clip_ratio/high_max': training.clipHighFraction,
   };
 }
 

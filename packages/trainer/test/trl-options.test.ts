@@ -52,6 +52,7 @@ describe('TRL metrics by hand', () => {
     expect(metrics.frac_reward_zero_std).toBe(0.5);
     expect(metrics.kl).toBe(0.25);
     expect(metrics['clip_ratio/region_mean']).toBeCloseTo(0.15, 12);
+    expect([metrics['clip_ratio/low_min'], metrics['clip_ratio/high_max']]).toEqual([0.1, 0.05]);
     expect(metrics.num_tokens).toBe(1234);
     expect(metrics.grad_norm).toBe(3);
     expect(metrics.entropy).toBe(1.5);
