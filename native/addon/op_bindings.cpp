@@ -204,6 +204,9 @@ struct PolicyLossCall : OpCall {
     options.sapo_temperature_neg = float(numberArg(env, given.Get("sapoTemperatureNeg"), kName, "sapoTemperatureNeg"));
     options.entropy_quantile = float(numberArg(env, given.Get("entropyQuantile"), kName, "entropyQuantile"));
     options.entropy_coef = float(numberArg(env, given.Get("entropyCoef"), kName, "entropyCoef"));
+    options.bias_correction_kl = boolArg(env, given.Get("biasCorrectionKl"), kName, "biasCorrectionKl");
+    options.off_policy_mask = boolArg(env, given.Get("offPolicyMask"), kName, "offPolicyMask");
+    options.off_policy_threshold = float(numberArg(env, given.Get("offPolicyThreshold"), kName, "offPolicyThreshold"));
     check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr,
                                          hasEntropy ? &entropy : nullptr, &advantages, &mask, &options));
     gradLogprobs = output(env, kName, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);
@@ -227,6 +230,7 @@ struct PolicyLossCall : OpCall {
     statsObject.Set("keptFraction", stats.kept_fraction);
     statsObject.Set("entropyThreshold", stats.entropy_threshold);
     statsObject.Set("meanEntropy", stats.mean_entropy);
+    statsObject.Set("offPolicyFraction", stats.off_policy_fraction);
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", stats.loss);
     out.Set("gradLogprobs", outputObject(0));

@@ -217,7 +217,7 @@ struct PolicyLossInputs {
   std::vector<float> logprobs, oldLogprobs, refLogprobs, entropy, advantages, mask;
   napo_dtype maskDtype = NAPO_FLOAT32;  // the mask's values are stored in this dtype
   napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f,
-                                   0.0f, 0.0f};
+                                   0.0f, 0.0f, 0,    0,    0.0f};
 
   std::vector<uint8_t> maskBytes() const { return maskAsBytes(mask, maskDtype); }
 };
@@ -579,12 +579,14 @@ inline void checkPolicyLoss(Checks& checks, Backend& candidate, Backend& referen
   const napo_policy_loss_stats& g = got.stats;
   const napo_policy_loss_stats& w = want.stats;
   const double gotStats[] = {g.loss,    g.clip_low_fraction, g.clip_high_fraction, g.clip_fraction,    g.mean_kl,
-                             g.mean_ratio, g.token_count,    g.kept_fraction,      g.entropy_threshold, g.mean_entropy};
+                             g.mean_ratio, g.token_count,    g.kept_fraction,      g.entropy_threshold, g.mean_entropy,
+                             g.off_policy_fraction};
   const double wantStats[] = {w.loss,    w.clip_low_fraction, w.clip_high_fraction, w.clip_fraction,    w.mean_kl,
-                              w.mean_ratio, w.token_count,    w.kept_fraction,      w.entropy_threshold, w.mean_entropy};
-  const char* names[] = {"loss",      "clipLow", "clipHigh",   "clip",             "meanKl",
-                         "meanRatio", "tokens",  "keptFraction", "entropyThreshold", "meanEntropy"};
-  for (int i = 0; i < 10; ++i) {
+                              w.mean_ratio, w.token_count,    w.kept_fraction,      w.entropy_threshold, w.mean_entropy,
+                              w.off_policy_fraction};
+  const char* names[] = {"loss",      "clipLow", "clipHigh",     "clip",             "meanKl",      "meanRatio",
+                         "tokens",    "keptFraction", "entropyThreshold", "meanEntropy", "offPolicyFraction"};
+  for (int i = 0; i < 11; ++i) {
     checks.expect(close(gotStats[i], wantStats[i], 1e-6, 1e-5),
                   format("%s %s = %.12g, want %.12g", what.c_str(), names[i], gotStats[i], wantStats[i]));
   }
@@ -776,6 +778,11 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
         const float coefs[] = {0.0f, 0.0f, 0.01f, -0.02f, 0.003f};
         if (lossType != NAPO_LOSS_LUSPO) in.options.entropy_quantile = quantiles[variant];
         in.options.entropy_coef = coefs[variant];
+        // The bias-corrected KL from variant 2; the off-policy sequence mask in 3 and 4 (a threshold
+        // of 0 drops every A < 0 sequence whose weights went down).
+        in.options.bias_correction_kl = variant >= 2 && variant != 4;
+        in.options.off_policy_mask = variant >= 3;
+        in.options.off_policy_threshold = variant == 3 ? 0.05f : 0.0f;
         // PyTorch users pass int and bool masks.
         in.maskDtype = variant == 0 || variant == 3 ? NAPO_FLOAT32
                        : variant == 1               ? NAPO_INT32

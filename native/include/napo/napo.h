@@ -274,6 +274,14 @@ typedef struct napo_policy_loss_options {
   /* The entropy bonus: loss -= entropy_coef * H, H the mean entropy over the kept tokens (dapo,
    * cispo: their sum over the type's normaliser). Needs entropy and grad_entropy when != 0. */
   float entropy_coef;
+  /* TRL's use_bias_correction_kl (DeepSeek-V3.2): the k3 KL times the importance weight (token or
+   * sequence level, its gradient included). Non-zero: on. */
+  int32_t bias_correction_kl;
+  /* TRL's off_policy_mask_threshold (DeepSeek-V3.2's off-policy sequence masking): when
+   * off_policy_mask is non-zero, a sequence with A < 0 whose masked mean of old - logprobs exceeds
+   * off_policy_threshold (>= 0) trains no surrogate (its KL stays). */
+  int32_t off_policy_mask;
+  float off_policy_threshold;
 } napo_policy_loss_options;
 
 /* Stats of one policyLoss call; each mean is over masked tokens. */
@@ -282,12 +290,13 @@ typedef struct napo_policy_loss_stats {
   double clip_low_fraction;  /* A < 0 and rho < 1 - eps_low */
   double clip_high_fraction; /* A > 0 and rho > 1 + eps_high */
   double clip_fraction;      /* the two together */
-  double mean_kl;            /* 0 without ref_logprobs */
+  double mean_kl;            /* 0 without ref_logprobs; times the weight with bias_correction_kl */
   double mean_ratio;
   double token_count;        /* sum(mask) */
   double kept_fraction;      /* of the masked tokens, those the entropy quantile keeps (1 without it) */
   double entropy_threshold;  /* the entropy quantile's value (0 without it) */
   double mean_entropy;       /* over the kept tokens (0 without entropy) */
+  double off_policy_fraction; /* of the sequences, those the off-policy mask dropped */
 } napo_policy_loss_stats;
 
 /* logprobs, old_logprobs, ref_logprobs (optional), entropy (optional), mask: [S, T] f32;

@@ -276,6 +276,9 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
     return fail(NAPO_ERR_RANGE, "%s: entropyQuantile = %g and entropyCoef = %g need entropy", op,
                 options->entropy_quantile, options->entropy_coef);
   }
+  if (options->off_policy_mask && !(options->off_policy_threshold >= 0.0f && std::isfinite(options->off_policy_threshold))) {
+    return fail(NAPO_ERR_RANGE, "%s: offPolicyMaskThreshold = %g must be >= 0 and finite", op, options->off_policy_threshold);
+  }
   if (options->entropy_quantile > 0.0f && options->loss_type == NAPO_LOSS_LUSPO) {
     return fail(NAPO_ERR_RANGE, "%s: lossType luspo has no per-token surrogate for entropyQuantile to mask", op);
   }

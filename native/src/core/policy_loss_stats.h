@@ -18,11 +18,33 @@
 namespace napo {
 
 // One sequence's sums over its masked tokens; `loss` already carries the sequence's weight.
-// `kept` counts the tokens the entropy quantile keeps, `entropy` sums their entropies.
-// A plain aggregate (zero it with `{}`).
+// `kept` counts the tokens the entropy quantile keeps, `entropy` sums their entropies, `dropped`
+// is 1 when the off-policy mask dropped the sequence. A plain aggregate (zero it with `{}`).
 struct PolicyLossSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped;
 };
+
+// Whether sequence s keeps its surrogate under the off-policy mask: A >= 0, or the masked mean of
+// old - logprobs (minus its mean log-ratio) within the threshold.
+NAPO_HOST_DEVICE bool keptOffPolicy(const napo_policy_loss_options& options, float advantage, double meanLogRatio) {
+  return !options.off_policy_mask || advantage >= 0.0f || -meanLogRatio <= double(options.off_policy_threshold);
+}
+
+// The k3 KL term of a token, with TRL's bias correction: its value and d / d logprob.
+// `coef` is the importance weight, `sequenceKl` the sequence's masked KL sum over its length
+// (what the sequence weight's dependence on this token adds at sequence level; 0 at token level).
+struct KlTerm {
+  float value, grad;
+};
+
+NAPO_HOST_DEVICE KlTerm klTerm(const napo_policy_loss_options& options, float kl, float expDelta, float coef,
+                               bool perSequence, float sequenceKlShare) {
+  if (!options.bias_correction_kl) return {kl, 1.0f - expDelta};
+  // d (kl c) / d lp = c dkl/dlp + kl dc/dlp; dc/dlp = c per token, c / len per sequence (for every
+  // token of the sequence, times the sequence's KL sum).
+  const float spread = perSequence ? sequenceKlShare : kl;
+  return {kl * coef, coef * (1.0f - expDelta) + coef * spread};
+}
 
 // torch.quantile's linear interpolation between the sorted values at ranks floor(q (n - 1)) and
 // the next: where the lower rank is and how far towards the next the quantile lies.
@@ -72,6 +94,7 @@ void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss
     total.ratio += sums[s].ratio;
     total.kept += sums[s].kept;
     total.entropy += sums[s].entropy;
+    total.dropped += sums[s].dropped;
   }
   const double tokens = total.tokens > 1.0 ? total.tokens : 1.0;
   const double bonus =
@@ -88,6 +111,7 @@ void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss
   stats->kept_fraction = total.kept / tokens;
   stats->entropy_threshold = options.entropy_quantile > 0.0f ? double(threshold) : 0.0;
   stats->mean_entropy = total.entropy / (total.kept > 1.0 ? total.kept : 1.0);
+  stats->off_policy_fraction = total.dropped / double(sequences);
 }
 
 }  // namespace napo

@@ -82,24 +82,33 @@ Surrogate surrogate(float coef, float advantage, const napo_policy_loss_options&
   return {-std::min(unclipped, clipped), dCoef, advantage < 0.0f && coef < low, advantage > 0.0f && coef > high};
 }
 
-// One sequence's masked token count, the tokens the entropy quantile keeps, and GSPO's log
-// importance weight: its masked mean log-ratio.
+// One sequence's masked token count, the tokens the entropy quantile keeps, its masked mean
+// log-ratio (GSPO's log weight; minus the off-policy mask's KL) and k3 KL sum.
 struct SequenceTotals {
-  double tokens, kept;
+  double tokens, kept, klSum;
   float logWeight;
 };
+
+float k3(float refLogprob, float logprob) {
+  const float delta = refLogprob - logprob;
+  return std::exp(delta) - delta - 1.0f;
+}
 
 template <typename Mask>
 SequenceTotals sequenceTotals(const PolicyLossTensors& in, const Mask* mask, int64_t begin, int64_t end,
                               const napo_policy_loss_options& options, float threshold) {
-  double logRatio = 0.0, tokens = 0.0, kept = 0.0;
+  double logRatio = 0.0, tokens = 0.0, kept = 0.0, klSum = 0.0;
+  // Only the bias-corrected KL at sequence level needs the sequence's KL sum.
+  const bool withKlSum =
+      in.refLogprobs && options.bias_correction_kl && options.importance_level == NAPO_IMPORTANCE_SEQUENCE;
   for (int64_t t = begin; t < end; ++t) {
     if (mask[t] == Mask(0)) continue;
     logRatio += double(in.logprobs[t] - in.oldLogprobs[t]);
     tokens += 1.0;
     kept += in.entropy && keptByEntropy(options, in.entropy, t, threshold) ? 1.0 : 0.0;
+    klSum += withKlSum ? double(k3(in.refLogprobs[t], in.logprobs[t])) : 0.0;
   }
-  return {tokens, in.entropy ? kept : tokens, float(logRatio / std::max(1.0, tokens))};
+  return {tokens, in.entropy ? kept : tokens, klSum, float(logRatio / std::max(1.0, tokens))};
 }
 
 // The entropy at the quantile of the masked tokens' entropies (torch.quantile's interpolation).
@@ -145,8 +154,11 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
       const float weight = float(weights[size_t(s)]);
       const SequenceTotals& sequence = totals[size_t(s)];
       const float sequenceCoef = perSequence ? std::exp(sequence.logWeight) : 0.0f;
+      const bool sequenceKept = keptOffPolicy(options, advantage, double(sequence.logWeight));
       // GSPO: every token moves the sequence's weight, but only the kept tokens carry its loss.
-      const float keptShare = perSequence ? float(sequence.kept / std::max(1.0, sequence.tokens)) : 1.0f;
+      const float keptShare =
+          perSequence && sequenceKept ? float(sequence.kept / std::max(1.0, sequence.tokens)) : (perSequence ? 0.0f : 1.0f);
+      const float sequenceKlShare = float(sequence.klSum / std::max(1.0, sequence.tokens));
       PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
         const float m = float(mask[t]);
@@ -156,7 +168,8 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
           if (in.gradEntropy) in.gradEntropy[t] = 0.0f;
           continue;
         }
-        const bool kept = !in.entropy || keptByEntropy(options, in.entropy, t, threshold);
+        const bool entropyKept = !in.entropy || keptByEntropy(options, in.entropy, t, threshold);
+        const bool kept = entropyKept && sequenceKept;
         const float coef = perSequence ? sequenceCoef : std::exp(in.logprobs[t] - in.oldLogprobs[t]);
         float loss, grad;
         bool clipLow = false, clipHigh = false;
@@ -180,24 +193,26 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
         if (in.refLogprobs) {
           const float delta = in.refLogprobs[t] - in.logprobs[t];
           const float expDelta = std::exp(delta);
-          kl = expDelta - delta - 1.0f;
+          const KlTerm term = klTerm(options, expDelta - delta - 1.0f, expDelta, coef, perSequence, sequenceKlShare);
+          kl = term.value;
           if (withKl) {
-            loss += options.beta * kl;
-            grad += options.beta * (1.0f - expDelta);
+            loss += options.beta * term.value;
+            grad += options.beta * term.grad;
           }
         }
         in.gradLogprobs[t] = weight * m * grad;
-        if (in.gradEntropy) in.gradEntropy[t] = kept ? gradKeptEntropy : 0.0f;
+        if (in.gradEntropy) in.gradEntropy[t] = entropyKept ? gradKeptEntropy : 0.0f;
         sums.loss += double(m) * loss;
         sums.tokens += m;
         sums.clipLow += clipLow ? m : 0.0f;
         sums.clipHigh += clipHigh ? m : 0.0f;
         sums.kl += double(m) * kl;
         sums.ratio += double(m) * coef;
-        sums.kept += kept ? m : 0.0f;
-        sums.entropy += kept && in.entropy ? double(in.entropy[t]) : 0.0;
+        sums.kept += entropyKept ? m : 0.0f;
+        sums.entropy += entropyKept && in.entropy ? double(in.entropy[t]) : 0.0;
       }
       sums.loss *= weights[size_t(s)];
+      sums.dropped = sequenceKept ? 0.0 : 1.0;
       rows[size_t(s)] = sums;
     }
   });

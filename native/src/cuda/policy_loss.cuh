@@ -22,7 +22,7 @@ namespace napo::cuda {
 
 // One sequence's sums over its masked tokens; `loss` already carries the sequence's weight.
 struct SequenceSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped;
 };
 
 using napo::policyLossStats;
@@ -31,13 +31,14 @@ __device__ __forceinline__ SequenceSums shuffleXor(SequenceSums s, int laneMask)
   return {__shfl_xor_sync(kFullMask, s.loss, laneMask),    __shfl_xor_sync(kFullMask, s.tokens, laneMask),
           __shfl_xor_sync(kFullMask, s.clipLow, laneMask), __shfl_xor_sync(kFullMask, s.clipHigh, laneMask),
           __shfl_xor_sync(kFullMask, s.kl, laneMask),      __shfl_xor_sync(kFullMask, s.ratio, laneMask),
-          __shfl_xor_sync(kFullMask, s.kept, laneMask),    __shfl_xor_sync(kFullMask, s.entropy, laneMask)};
+          __shfl_xor_sync(kFullMask, s.kept, laneMask),    __shfl_xor_sync(kFullMask, s.entropy, laneMask),
+          __shfl_xor_sync(kFullMask, s.dropped, laneMask)};
 }
 
 struct AddSums {
   __device__ SequenceSums operator()(const SequenceSums& a, const SequenceSums& b) const {
     return {a.loss + b.loss, a.tokens + b.tokens, a.clipLow + b.clipLow, a.clipHigh + b.clipHigh, a.kl + b.kl,
-            a.ratio + b.ratio, a.kept + b.kept, a.entropy + b.entropy};
+            a.ratio + b.ratio, a.kept + b.kept, a.entropy + b.entropy, a.dropped + b.dropped};
   }
 };
 
@@ -159,21 +160,22 @@ __global__ void __launch_bounds__(kBatchTotalsThreads) batchTotalsKernel(PolicyL
   if (threadIdx.x == 0) *args.batch = {tokens, kept, threshold};
 }
 
-// The masked token count of sequence `s`, those the entropy quantile keeps, and the sum of its
-// masked log-ratios (GSPO's weight).
+// The masked token count of sequence `s`, those the entropy quantile keeps, the sum of its
+// masked log-ratios (GSPO's weight, the off-policy mask's KL) and of its k3 KL (the
+// bias-corrected KL at sequence level).
 struct SequenceTotals {
-  double tokens, kept, logRatio;
+  double tokens, kept, logRatio, klSum;
 };
 
 struct AddTotals {
   __device__ SequenceTotals operator()(const SequenceTotals& a, const SequenceTotals& b) const {
-    return {a.tokens + b.tokens, a.kept + b.kept, a.logRatio + b.logRatio};
+    return {a.tokens + b.tokens, a.kept + b.kept, a.logRatio + b.logRatio, a.klSum + b.klSum};
   }
 };
 
 __device__ __forceinline__ SequenceTotals shuffleXor(SequenceTotals s, int laneMask) {
   return {__shfl_xor_sync(kFullMask, s.tokens, laneMask), __shfl_xor_sync(kFullMask, s.kept, laneMask),
-          __shfl_xor_sync(kFullMask, s.logRatio, laneMask)};
+          __shfl_xor_sync(kFullMask, s.logRatio, laneMask), __shfl_xor_sync(kFullMask, s.klSum, laneMask)};
 }
 
 // Whether masked token t stays in the surrogate (the batch's threshold is read only when it exists).
@@ -182,8 +184,9 @@ __device__ __forceinline__ bool keptToken(const PolicyLossArgs& args, int64_t t)
          keptByEntropy(args.options, args.entropy, t, args.batch->threshold);
 }
 
-__device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& args, int64_t s, bool withLogRatio) {
-  SequenceTotals totals{0.0, 0.0, 0.0};
+__device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& args, int64_t s, bool withLogRatio,
+                                                        bool withKlSum) {
+  SequenceTotals totals{0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     totals.tokens += m;
@@ -192,8 +195,12 @@ __device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& a
       totals.logRatio += double(args.logprobs[t] - args.oldLogprobs[t]);
       totals.kept += keptToken(args, t) ? 1.0 : 0.0;
     }
+    if (withKlSum && m != 0.0f) {
+      const float delta = args.refLogprobs[t] - args.logprobs[t];
+      totals.klSum += double(expf(delta) - delta - 1.0f);
+    }
   }
-  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0, 0.0});
+  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0, 0.0, 0.0});
 }
 
 // The weight of sequence `s`'s masked token sum in the loss (TRL's aggregation per loss type).
@@ -255,22 +262,29 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
   const napo_policy_loss_options& o = args.options;
   const int64_t s = blockIdx.x;
   const bool perSequence = o.importance_level == NAPO_IMPORTANCE_SEQUENCE;
-  const SequenceTotals totals = o.loss_type == NAPO_LOSS_GRPO || o.loss_type == NAPO_LOSS_SAPO || perSequence
-                                    ? sequenceTotals(args, s, perSequence)
-                                    : SequenceTotals{0.0, 0.0, 0.0};
+  const bool withLogRatio = perSequence || o.off_policy_mask;
+  const bool withKlSum = args.refLogprobs && o.bias_correction_kl && perSequence;
+  const SequenceTotals totals =
+      o.loss_type == NAPO_LOSS_GRPO || o.loss_type == NAPO_LOSS_SAPO || withLogRatio || withKlSum
+          ? sequenceTotals(args, s, withLogRatio, withKlSum)
+          : SequenceTotals{0.0, 0.0, 0.0, 0.0};
   const double weight = sequenceWeight(args, totals.tokens);
   const float tokenWeight = float(weight);
-  const float sequenceCoef = perSequence ? expf(float(totals.logRatio / fmax(1.0, totals.tokens))) : 0.0f;
+  const float meanLogRatio = float(totals.logRatio / fmax(1.0, totals.tokens));
+  const float sequenceCoef = perSequence ? expf(meanLogRatio) : 0.0f;
+  const float advantage = args.advantages[s];
+  const bool sequenceKept = keptOffPolicy(o, advantage, double(meanLogRatio));
   // GSPO: every token moves the sequence's weight, but only the kept tokens carry its loss.
-  const float keptShare = perSequence ? float(totals.kept / fmax(1.0, totals.tokens)) : 1.0f;
+  const float keptShare =
+      perSequence && sequenceKept ? float(totals.kept / fmax(1.0, totals.tokens)) : (perSequence ? 0.0f : 1.0f);
+  const float sequenceKlShare = float(totals.klSum / fmax(1.0, totals.tokens));
   const float gradKeptEntropy =
       o.entropy_coef != 0.0f
           ? float(-double(o.entropy_coef) / entropyBonusDenominator(o, args.batch->mask, args.batch->kept))
           : 0.0f;
-  const float advantage = args.advantages[s];
   const bool withKl = args.refLogprobs && o.beta != 0.0f;
   if (threadIdx.x == 0 && !isFinite(advantage)) reportBadInput(args.errors, kAdvantagesInput, s);
-  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     if (m == 0.0f) {
@@ -284,7 +298,8 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
     if (!isFinite(args.oldLogprobs[t])) reportBadInput(args.errors, kOldLogprobsInput, t);
     if (args.refLogprobs && !isFinite(args.refLogprobs[t])) reportBadInput(args.errors, kRefLogprobsInput, t);
     if (args.entropy && !isFinite(args.entropy[t])) reportBadInput(args.errors, kTokenEntropyInput, t);
-    const bool kept = keptToken(args, t);
+    const bool entropyKept = keptToken(args, t);
+    const bool kept = entropyKept && sequenceKept;
     const float coef = perSequence ? sequenceCoef : expf(args.logprobs[t] - args.oldLogprobs[t]);
     const TokenSurrogate term = tokenSurrogate(o, coef, advantage, args.logprobs[t]);
     // CISPO's weight is detached, so its sequence-level tokens train only where kept.
@@ -295,26 +310,28 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
     if (args.refLogprobs) {
       const float delta = args.refLogprobs[t] - args.logprobs[t];
       const float expDelta = expf(delta);
-      kl = expDelta - delta - 1.0f;
+      const KlTerm kTerm = klTerm(o, expDelta - delta - 1.0f, expDelta, coef, perSequence, sequenceKlShare);
+      kl = kTerm.value;
       if (withKl) {
-        loss += o.beta * kl;
-        grad += o.beta * (1.0f - expDelta);
+        loss += o.beta * kTerm.value;
+        grad += o.beta * kTerm.grad;
       }
     }
     args.gradLogprobs[t] = tokenWeight * m * grad;
-    if (args.gradEntropy) args.gradEntropy[t] = kept ? gradKeptEntropy : 0.0f;
+    if (args.gradEntropy) args.gradEntropy[t] = entropyKept ? gradKeptEntropy : 0.0f;
     sums.loss += double(m) * loss;
     sums.tokens += m;
     sums.clipLow += term.clipLow ? m : 0.0f;
     sums.clipHigh += term.clipHigh ? m : 0.0f;
     sums.kl += double(m) * kl;
     sums.ratio += double(m) * coef;
-    sums.kept += kept ? m : 0.0f;
-    sums.entropy += kept && args.entropy ? double(args.entropy[t]) : 0.0;
+    sums.kept += entropyKept ? m : 0.0f;
+    sums.entropy += entropyKept && args.entropy ? double(args.entropy[t]) : 0.0;
   }
-  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{}, SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
+  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{}, SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
   if (threadIdx.x == 0) {
     sums.loss *= weight;
+    sums.dropped = sequenceKept ? 0.0 : 1.0;
     args.sums[s] = sums;
   }
 }

@@ -114,6 +114,9 @@ export interface NativePolicyLossOptions {
   /** 1 - topEntropyQuantile; 0: off. */
   entropyQuantile: number;
   entropyCoef: number;
+  biasCorrectionKl: boolean;
+  offPolicyMask: boolean;
+  offPolicyThreshold: number;
 }
 
 /** The RL ops as the addon exports them; each also has an `xxxAsync` form (a Promise). */
@@ -168,6 +171,7 @@ export interface NativeOps {
       keptFraction: number;
       entropyThreshold: number;
       meanEntropy: number;
+      offPolicyFraction: number;
     };
   };
   maskedRowSum(values: NativeTensorHandle, mask: NativeTensorHandle): NativeTensorHandle;

@@ -374,6 +374,9 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
       sapoTemperatureNeg: numberOption(op, 'sapoTemperatureNeg', options.sapoTemperatureNeg, 1.05),
       entropyQuantile: 1 - topEntropyQuantile(op, options.topEntropyQuantile),
       entropyCoef: numberOption(op, 'entropyCoef', options.entropyCoef, 0),
+      biasCorrectionKl: booleanOption(op, 'useBiasCorrectionKl', options.useBiasCorrectionKl, false),
+      offPolicyMask: options.offPolicyMaskThreshold !== undefined,
+      offPolicyThreshold: numberOption(op, 'offPolicyMaskThreshold', options.offPolicyMaskThreshold, 0),
     },
   ];
 }

@@ -123,6 +123,13 @@ export interface PolicyLossOptions {
    * d loss / d entropy. Default 0.
    */
   entropyCoef?: number;
+  /** TRL's use_bias_correction_kl (DeepSeek-V3.2): the k3 KL times the importance weight, its gradient included. Default false. */
+  useBiasCorrectionKl?: boolean;
+  /**
+   * TRL's off_policy_mask_threshold (DeepSeek-V3.2): a sequence with A < 0 whose masked mean of
+   * `oldLogprobs - logprobs` exceeds it (>= 0) trains no surrogate (its KL stays). Default off.
+   */
+  offPolicyMaskThreshold?: number;
 }
 
 export interface PolicyLossStats {
@@ -143,4 +150,6 @@ export interface PolicyLossStats {
   entropyThreshold: number;
   /** Mean entropy over the kept tokens (0 without `entropy`). */
   meanEntropy: number;
+  /** Of the sequences, those the off-policy mask dropped (0 without it). */
+  offPolicyFraction: number;
 }

@@ -120,6 +120,8 @@ describe('bad input gives a clear error, never a crash', () => {
     );
     expectRejected(() => policyLoss({ ...inputs, entropy }), RangeError, /policyLoss: entropy\[1, 2\] is NaN/);
     expectRejected(() => policyLoss({ ...inputs, entropy: input(new Float32Array(4), [2, 2]) }), RangeError, /entropy has shape \[2, 2\], expected \[2, 3\]/);
+    expectRejected(() => policyLoss(inputs, { offPolicyMaskThreshold: -0.1 }), RangeError, /policyLoss: offPolicyMaskThreshold = -0.1 must be >= 0 and finite/);
+    expectRejected(() => policyLoss(inputs, { useBiasCorrectionKl: 1 as unknown as boolean }), TypeError, /policyLoss: useBiasCorrectionKl must be a boolean/);
   });
 
   it('a disposed tensor is refused by name, and the process carries on', () => {

@@ -332,6 +332,8 @@ describe('policyLoss (native) against the reference', () => {
     [', delta', { delta: 1.3 }],
     [', top 20% entropy and a bonus', { topEntropyQuantile: 0.2, entropyCoef: 0.01 }],
     [', GSPO, top 60% entropy and a penalty', { importanceSamplingLevel: 'sequence', topEntropyQuantile: 0.6, entropyCoef: -0.05 }],
+    [', bias-corrected KL, off-policy mask at 0', { useBiasCorrectionKl: true, offPolicyMaskThreshold: 0 }],
+    [', GSPO, bias-corrected KL, off-policy mask at 0.05', { importanceSamplingLevel: 'sequence', useBiasCorrectionKl: true, offPolicyMaskThreshold: 0.05 }],
   ];
   for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const satisfies readonly LossType[]) {
     // luspo is defined at sequence level only.
@@ -348,7 +350,7 @@ describe('policyLoss (native) against the reference', () => {
         expect(native.loss).toBeCloseTo(expected.loss, 5);
         expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
         expect(maxAbsDifference(native.gradEntropy!.toArray(), expected.gradEntropy!)).toBeLessThan(1e-7);
-        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy'] as const;
+        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy', 'offPolicyFraction'] as const;
         for (const key of statKeys) {
           expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
         }

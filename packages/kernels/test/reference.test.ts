@@ -909,6 +909,68 @@ describe('policyLoss', () => {
     }
   });
 
+  it("useBiasCorrectionKl: each token's k3 times its importance weight", () => {
+    const k3 = (d: number): number => Math.exp(d) - d - 1;
+    // ref - lp and lp - old over the masked tokens: [0, -0.2 | 0.1, 0, -0.2] and [0.1, 0.3 | 0, -0.5, 0.7].
+    const corrected = k3(0) * Math.exp(0.1) + k3(-0.2) * Math.exp(0.3) + k3(0.1) * 1 + k3(0) * Math.exp(-0.5) + k3(-0.2) * Math.exp(0.7);
+    const beta = 0.1;
+    const result = policyLoss(inputs(true), { beta, lossType: 'bnpo', useBiasCorrectionKl: true });
+    expect(result.loss).toBeCloseTo((sum0 + sum1 + Math.fround(beta) * corrected) / 5, 6);
+    expect(result.stats.meanKl).toBeCloseTo(corrected / 5, 6);
+    // Token [1, 0]: ratio 1 (unclipped, A = -0.5), k3(0.1) and d(k3 c)/dlp = c (1 - e^0.1) + k3(0.1) c with c = 1.
+    expect(result.gradLogprobs[3]).toBeCloseTo((0.5 + Math.fround(beta) * (1 - Math.exp(0.1) + k3(0.1))) / 5, 6);
+  });
+
+  it('offPolicyMaskThreshold: a sequence with A < 0 whose mean of old - lp exceeds it trains no surrogate, its KL stays', () => {
+    // Sequence 1 (A = -0.5): mean of old - lp = -(0 - 0.5 + 0.7) / 3 = -0.2 / 3, within any threshold >= 0.
+    expect(policyLoss(inputs(false), { lossType: 'bnpo', offPolicyMaskThreshold: 0 }).stats.offPolicyFraction).toBe(0);
+    // Move sequence 1's old log-probs up by 0.3: its mean of old - lp is 0.3 - 0.2 / 3 > 0.2, so it is dropped.
+    const base = inputs(true);
+    const old = Float32Array.from(base.oldLogprobs.data, (v, i) => (i >= 3 ? v + 0.3 : v));
+    const moved = { ...base, oldLogprobs: { dtype: 'float32' as const, shape: [2, 3], data: old } };
+    const beta = 0.1;
+    const kept = policyLoss(moved, { lossType: 'bnpo', beta });
+    const masked = policyLoss(moved, { lossType: 'bnpo', beta, offPolicyMaskThreshold: 0.2 });
+    expect(masked.stats.offPolicyFraction).toBe(0.5);
+    const k3 = (d: number): number => Math.exp(d) - d - 1;
+    const klRow1 = Math.fround(beta) * (k3(0.1) + k3(0) + k3(-0.2));
+    expect(masked.loss).toBeCloseTo((sum0 + Math.fround(beta) * k3(-0.2)) / 5 + klRow1 / 5, 6);
+    // Row 0 (A > 0) is untouched; row 1 keeps only its KL gradient.
+    expectAllClose(masked.gradLogprobs.subarray(0, 3), kept.gradLogprobs.subarray(0, 3), 0);
+    expect(masked.gradLogprobs[3]).toBeCloseTo((Math.fround(beta) * (1 - Math.exp(0.1))) / 5, 6);
+    // A threshold above the drift keeps it.
+    expect(policyLoss(moved, { lossType: 'bnpo', beta, offPolicyMaskThreshold: 0.3 }).loss).toBeCloseTo(kept.loss, 12);
+    expect(() => policyLoss(moved, { offPolicyMaskThreshold: -1 })).toThrow('policyLoss: offPolicyMaskThreshold = -1 must be >= 0 and finite');
+  });
+
+  it('has the gradient of its loss with the bias-corrected KL and the off-policy mask (finite differences)', () => {
+    const variants: PolicyLossOptions[] = [
+      { lossType: 'grpo', beta: 0.2, useBiasCorrectionKl: true },
+      { lossType: 'dapo', beta: 0.2, useBiasCorrectionKl: true, offPolicyMaskThreshold: 0 },
+      { lossType: 'bnpo', epsHigh: 0.28, beta: 0.2, importanceSamplingLevel: 'sequence', useBiasCorrectionKl: true },
+      { lossType: 'sapo', beta: 0.2, importanceSamplingLevel: 'sequence', useBiasCorrectionKl: true, offPolicyMaskThreshold: 0.01 },
+      { lossType: 'luspo', beta: 0.2, importanceSamplingLevel: 'sequence', useBiasCorrectionKl: true },
+    ];
+    for (const options of variants) {
+      const base = inputs(true);
+      const { gradLogprobs } = policyLoss(base, options);
+      const point = Float32Array.from(base.logprobs.data);
+      const numeric = Array.from(point, (_, index) => {
+        const original = point[index]!;
+        const at = (value: number) => {
+          point[index] = value;
+          const loss = policyLoss({ ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: point } }, options).loss;
+          point[index] = original;
+          return loss;
+        };
+        const up = Math.fround(original + 1e-3);
+        const down = Math.fround(original - 1e-3);
+        return (at(up) - at(down)) / (up - down);
+      });
+      expectAllClose(gradLogprobs, numeric, 1e-5);
+    }
+  });
+
   it('refuses entropy options it cannot apply', () => {
     const base = withEntropy(false);
     expect(() => policyLoss(base, { topEntropyQuantile: 1.5 })).toThrow('policyLoss: topEntropyQuantile = 1.5 must be in [0, 1]');

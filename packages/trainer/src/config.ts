@@ -61,6 +61,13 @@ export const trainConfigSchema = z.object({
    * before scoring, as DAPO's dynamic sampling filters them (without drawing more).
    */
   dropZeroStdGroups: z.boolean().default(false),
+  /** TRL's use_bias_correction_kl (DeepSeek-V3.2): the k3 KL times the importance weight. */
+  useBiasCorrectionKl: z.boolean().default(false),
+  /**
+   * TRL's off_policy_mask_threshold (DeepSeek-V3.2): rollouts with a negative advantage whose mean
+   * of old - current log-probs exceeds it train no surrogate (their KL stays). Default off.
+   */
+  offPolicyMaskThreshold: z.number().min(0).optional(),
   /**
    * TRL's top_entropy_quantile (Beyond the 80/20 Rule): the policy loss trains only the rollout
    * tokens whose entropy is in this top fraction of the mini-batch's (the normaliser and the KL

@@ -40,6 +40,8 @@ export interface LossParts {
   clipHighFraction: number;
   /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
   keptFraction: number;
+  /** Of the rollouts, those the off-policy mask left out (0 without it). */
+  offPolicyFraction: number;
   /** Mean entropy of the tokens the policy loss trained (what the adaptive bonus steers), when it was given the entropy. */
   trainedEntropy?: number;
   /** Mean entropy over the rollout rows' completion tokens (TRL's entropy metric). */
@@ -59,6 +61,8 @@ export type LossSettings = Pick<
   | 'sapoTemperaturePos'
   | 'sapoTemperatureNeg'
   | 'topEntropyQuantile'
+  | 'useBiasCorrectionKl'
+  | 'offPolicyMaskThreshold'
   | 'betaExpo'
   | 'dpoBeta'
 > & {
@@ -105,6 +109,7 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
       clipLowFraction: rolloutPart?.clipLowFraction ?? 0,
       clipHighFraction: rolloutPart?.clipHighFraction ?? 0,
       keptFraction: rolloutPart?.keptFraction ?? 1,
+      offPolicyFraction: rolloutPart?.offPolicyFraction ?? 0,
       ...(rolloutPart?.trainedEntropy === undefined ? {} : { trainedEntropy: rolloutPart.trainedEntropy }),
       rolloutEntropy: rollouts > 0 ? maskedMean(scores.entropy.rows(0, rollouts), scores.mask.rows(0, rollouts), batch, 0, scratch) : 0,
     };
@@ -114,6 +119,7 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
 }
 
 interface RolloutPart {
+  offPolicyFraction: number;
   loss: number;
   grad: Tensor<'float32'>;
   gradEntropy?: Tensor<'float32'>;
@@ -130,7 +136,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
   if (rollouts === 0) return undefined;
   const rows = <T extends Tensor>(t: T): T => scratch.keep(t.rows(0, rollouts) as T);
   const mask = rows(scores.mask);
-  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, keptFraction: 1 };
+  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, keptFraction: 1, offPolicyFraction: 0 };
   const result = policyLoss(
     {
       logprobs: rows(scores.logprobs),
@@ -152,6 +158,8 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
       sapoTemperatureNeg: settings.sapoTemperatureNeg,
       topEntropyQuantile: settings.topEntropyQuantile,
       entropyCoef: settings.entropyCoef,
+      useBiasCorrectionKl: settings.useBiasCorrectionKl,
+      ...(settings.offPolicyMaskThreshold === undefined ? {} : { offPolicyMaskThreshold: settings.offPolicyMaskThreshold }),
     },
   );
   const useGradEntropy = result.gradEntropy !== undefined && settings.entropyCoef !== 0;
@@ -164,6 +172,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
     clipLowFraction: result.stats.clipLowFraction,
     clipHighFraction: result.stats.clipHighFraction,
     keptFraction: result.stats.keptFraction,
+    offPolicyFraction: result.stats.offPolicyFraction,
     ...(settings.withEntropy ? { trainedEntropy: result.stats.meanEntropy } : {}),
   };
 }

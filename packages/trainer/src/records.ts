@@ -109,6 +109,8 @@ export interface StepRecord extends TrlStepMetrics {
   clipHighFraction: number;
   /** Of the rollout tokens, the share the policy loss trained (topEntropyQuantile < 1 only). */
   entropyKeptFraction?: number;
+  /** Of the rollouts, those the off-policy mask left out of the surrogate (offPolicyMaskThreshold only). */
+  offPolicyMaskedFraction?: number;
   /** The entropy bonus's coefficient after the step (entropyCoef or useAdaptiveEntropy only). */
   entropyCoef?: number;
   gradNorm: number;

@@ -251,6 +251,7 @@ export class Trainer {
       clipLowFraction: training.clipLowFraction,
       clipHighFraction: training.clipHighFraction,
       ...(config.topEntropyQuantile < 1 ? { entropyKeptFraction: training.keptFraction } : {}),
+      ...(config.offPolicyMaskThreshold === undefined ? {} : { offPolicyMaskedFraction: training.offPolicyFraction }),
       ...(this.entropyBonus.enabled ? { entropyCoef: this.entropyBonus.coef } : {}),
       gradNorm: training.gradNorm,
       learningRate,
@@ -387,6 +388,7 @@ export class Trainer {
           sum.gradNorm += optimizer.gradNorm;
           sum.entropy += parts.rolloutEntropy;
           sum.keptFraction += parts.keptFraction;
+          sum.offPolicyFraction += parts.offPolicyFraction;
           if (parts.trainedEntropy !== undefined) this.entropyBonus.update(parts.trainedEntropy);
         }
       }
@@ -406,6 +408,7 @@ export class Trainer {
       gradNorm: sum.gradNorm / steps,
       entropy: sum.entropy / steps,
       keptFraction: sum.keptFraction / steps,
+      offPolicyFraction: sum.offPolicyFraction / steps,
       tokensTrained: miniBatches.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };

@@ -16,6 +16,8 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
   entropy: number;
   /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
   keptFraction: number;
+  /** Of the rollouts, those the off-policy mask left out (0 without it). */
+  offPolicyFraction: number;
   /** Completion tokens with a loss, over the mini-batches. */
   tokensTrained: number;
   /** The largest mini-batch scored: its rows, padded width and trained tokens. */
@@ -33,6 +35,7 @@ export function idleOptimisation(): Optimisation {
     gradNorm: 0,
     entropy: 0,
     keptFraction: 0,
+    offPolicyFraction: 0,
     tokensTrained: 0,
     largest: { rows: 0, width: 0, tokens: 0 },
   };

@@ -189,6 +189,32 @@ describe('what a step leaves out', () => {
   });
 });
 
+describe("DeepSeek-V3.2's KL correction and off-policy sequence mask", () => {
+  const run = async (config: TrainConfigInput) => {
+    const policy = tinyPolicy();
+    const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], learningRate: 0.05, numIterations: 2, ...config }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    policy.dispose();
+    return record;
+  };
+
+  it('useBiasCorrectionKl: the same first pass, a different KL once the ratios move', async () => {
+    const plain = await run({ klBeta: 0.1 });
+    const corrected = await run({ klBeta: 0.1, useBiasCorrectionKl: true });
+    expect(corrected.reward).toBe(plain.reward);
+    expect(corrected.meanKl).not.toBe(plain.meanKl);
+    expect(corrected.meanKl).toBeGreaterThan(0);
+  });
+
+  it('offPolicyMaskThreshold: nothing dropped on the first pass, negative-advantage rollouts the update pushed away on the second', async () => {
+    const record = await run({ offPolicyMaskThreshold: 0 });
+    expect('offPolicyMaskedFraction' in (await run({}))).toBe(false);
+    // A mean over the two passes: the first drops none, the second some (those with A < 0 the step made less likely).
+    expect(record.offPolicyMaskedFraction).toBeGreaterThan(0);
+    expect(record.offPolicyMaskedFraction).toBeLessThan(0.5);
+    expect(() => new Trainer({ policy: tinyPolicy(), tokenizer, task, config: { offPolicyMaskThreshold: -1 } })).toThrow(/offPolicyMaskThreshold must be >= 0/);
+  });
+});
+
 describe('entropy: the top-entropy tokens and the entropy bonus', () => {
   it('the adaptive coefficient, by hand: no bonus before a step has measured the entropy, then up at or below the target and down above it, within its bounds', () => {
     const bonus = new EntropyBonus({ entropyCoef: 0.01, useAdaptiveEntropy: true, entropyCoefMin: 0, entropyCoefMax: 0.02, entropyCoefDelta: 0.005, entropyTarget: 0.5 });

@@ -61,6 +61,9 @@ interface ResolvedOptions {
   /** 1 - topEntropyQuantile as the ABI's float32; 0: every token kept. */
   readonly entropyQuantile: number;
   readonly entropyCoef: number;
+  readonly biasCorrectionKl: boolean;
+  /** undefined: no off-policy mask. */
+  readonly offPolicyThreshold: number | undefined;
 }
 
 interface CheckedInputs {
@@ -117,6 +120,10 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
   const entropyCoef = options.entropyCoef ?? 0;
   if (!Number.isFinite(entropyCoef)) throw opRangeError(OP, `entropyCoef = ${entropyCoef} must be finite`);
   if (topEntropyQuantile < 1 && lossType === 'luspo') throw opRangeError(OP, 'lossType luspo has no per-token surrogate for entropyQuantile to mask');
+  const offPolicyThreshold = options.offPolicyMaskThreshold;
+  if (offPolicyThreshold !== undefined && !(offPolicyThreshold >= 0 && Number.isFinite(offPolicyThreshold))) {
+    throw opRangeError(OP, `offPolicyMaskThreshold = ${offPolicyThreshold} must be >= 0 and finite`);
+  }
   // The C ABI carries the clip ranges, beta, delta and the temperatures as float32.
   return {
     epsLow: Math.fround(epsLow),
@@ -131,6 +138,8 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
     sapoTemperatureNeg: Math.fround(sapoTemperatureNeg),
     entropyQuantile: Math.fround(1 - topEntropyQuantile),
     entropyCoef: Math.fround(entropyCoef),
+    biasCorrectionKl: options.useBiasCorrectionKl ?? false,
+    offPolicyThreshold: offPolicyThreshold === undefined ? undefined : Math.fround(offPolicyThreshold),
   };
 }
 
@@ -216,6 +225,8 @@ interface TokenWeight {
   /** Its own ratio (undefined) or its sequence's: the share of the sequence's tokens that keep their surrogate. */
   readonly keptShare: number | undefined;
   readonly kept: boolean;
+  /** The sequence's masked k3 sum over its length: what its weight's dependence adds to the bias-corrected KL's gradient. */
+  readonly sequenceKlShare: number;
 }
 
 /**
@@ -226,7 +237,7 @@ interface TokenWeight {
  * entropy quantile drops keeps only its KL.
  */
 function tokenTerms(logprob: number, weight: TokenWeight, refLogprob: number | undefined, advantage: number, options: ResolvedOptions): TokenTerms {
-  const { coef, keptShare, kept } = weight;
+  const { coef, keptShare, kept, sequenceKlShare } = weight;
   let loss: number;
   let gradient: number;
   let clippedLow = false;
@@ -248,17 +259,24 @@ function tokenTerms(logprob: number, weight: TokenWeight, refLogprob: number | u
   let kl = 0;
   if (refLogprob !== undefined) {
     const logRatioToRef = refLogprob - logprob;
-    kl = Math.exp(logRatioToRef) - logRatioToRef - 1;
+    const k3 = Math.exp(logRatioToRef) - logRatioToRef - 1;
+    let klGradient = 1 - Math.exp(logRatioToRef);
+    kl = k3;
+    if (options.biasCorrectionKl) {
+      // d (k3 c) / d lp = c dk3/dlp + k3 dc/dlp: dc/dlp = c per token, c / len for each token of a sequence.
+      kl = k3 * coef;
+      klGradient = coef * klGradient + coef * (options.importanceSamplingLevel === 'token' ? k3 : sequenceKlShare);
+    }
     if (options.beta !== 0) {
       loss += options.beta * kl;
-      gradient += options.beta * (1 - Math.exp(logRatioToRef));
+      gradient += options.beta * klGradient;
     }
   }
   return { loss, gradient, ratio: coef, kl, clippedLow, clippedHigh };
 }
 
-/** GSPO's importance weight of a sequence: exp of its masked mean log-ratio. */
-function sequenceCoef(inputs: CheckedInputs, sequence: number): number {
+/** A sequence's masked mean log-ratio: GSPO's log weight, minus the off-policy mask's KL. */
+function meanLogRatio(inputs: CheckedInputs, sequence: number): number {
   let sum = 0;
   let tokens = 0;
   for (let position = 0; position < inputs.length; position++) {
@@ -267,7 +285,21 @@ function sequenceCoef(inputs: CheckedInputs, sequence: number): number {
     sum += (inputs.logprobs[index] as number) - (inputs.oldLogprobs[index] as number);
     tokens++;
   }
-  return Math.exp(sum / Math.max(1, tokens));
+  return sum / Math.max(1, tokens);
+}
+
+/** A sequence's masked k3 KL sum over its masked length (0 without refLogprobs). */
+function sequenceKlShare(inputs: CheckedInputs, sequence: number): number {
+  let sum = 0;
+  let tokens = 0;
+  for (let position = 0; position < inputs.length; position++) {
+    const index = sequence * inputs.length + position;
+    if (inputs.mask[index] === 0 || inputs.refLogprobs === undefined) continue;
+    const d = (inputs.refLogprobs[index] as number) - (inputs.logprobs[index] as number);
+    sum += Math.exp(d) - d - 1;
+    tokens++;
+  }
+  return sum / Math.max(1, tokens);
 }
 
 /**
@@ -376,30 +408,36 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
   let klMass = 0;
   let ratioMass = 0;
   let keptEntropy = 0;
+  let dropped = 0;
   for (let sequence = 0; sequence < sequences; sequence++) {
     const weight = aggregationWeight(checked, resolved, sequence, totalMass);
     const advantage = checked.advantages[sequence] as number;
-    const perSequence = resolved.importanceSamplingLevel === 'sequence' ? sequenceCoef(checked, sequence) : undefined;
-    let sequenceKept = 0;
-    for (let position = 0; position < length; position++) sequenceKept += selection.kept[sequence * length + position] as number;
+    const logWeight = meanLogRatio(checked, sequence);
+    const perSequence = resolved.importanceSamplingLevel === 'sequence' ? Math.exp(logWeight) : undefined;
+    // The off-policy mask keeps A >= 0, or a mean of old - lp within the threshold.
+    const sequenceKept = resolved.offPolicyThreshold === undefined || advantage >= 0 || -logWeight <= resolved.offPolicyThreshold;
+    if (!sequenceKept) dropped++;
+    let entropyKeptTokens = 0;
+    for (let position = 0; position < length; position++) entropyKeptTokens += selection.kept[sequence * length + position] as number;
     const mass = sequenceMass(mask, sequence, length);
     // CISPO's weight is detached: its tokens never share the sequence's weight.
-    const keptShare = perSequence !== undefined && resolved.lossType !== 'cispo' ? sequenceKept / Math.max(1, mass) : undefined;
+    const keptShare = perSequence !== undefined && resolved.lossType !== 'cispo' ? (sequenceKept ? entropyKeptTokens / Math.max(1, mass) : 0) : undefined;
+    const klShare = perSequence !== undefined && resolved.biasCorrectionKl ? sequenceKlShare(checked, sequence) : 0;
     for (let position = 0; position < length; position++) {
       const index = sequence * length + position;
       const tokenMask = mask[index] as number;
       if (tokenMask === 0) continue;
       const logprob = checked.logprobs[index] as number;
       const coef = perSequence ?? Math.exp(logprob - (checked.oldLogprobs[index] as number));
-      const kept = selection.kept[index] === 1;
-      const terms = tokenTerms(logprob, { coef, keptShare, kept }, checked.refLogprobs?.[index], advantage, resolved);
+      const entropyKept = selection.kept[index] === 1;
+      const terms = tokenTerms(logprob, { coef, keptShare, kept: entropyKept && sequenceKept, sequenceKlShare: klShare }, checked.refLogprobs?.[index], advantage, resolved);
       loss += weight * tokenMask * terms.loss;
       gradLogprobs[index] = weight * tokenMask * terms.gradient;
       if (terms.clippedLow) clippedLowMass += tokenMask;
       if (terms.clippedHigh) clippedHighMass += tokenMask;
       klMass += tokenMask * terms.kl;
       ratioMass += tokenMask * terms.ratio;
-      if (kept && checked.entropy) keptEntropy += checked.entropy[index] as number;
+      if (entropyKept && checked.entropy) keptEntropy += checked.entropy[index] as number;
     }
   }
   const byItems = resolved.lossType === 'dapo' || resolved.lossType === 'cispo';
@@ -421,6 +459,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       keptFraction: ratioOrZero(selection.keptTotal, totalMass),
       entropyThreshold: resolved.entropyQuantile > 0 ? selection.threshold : 0,
       meanEntropy: ratioOrZero(keptEntropy, selection.keptTotal),
+      offPolicyFraction: dropped / sequences,
     },
   };
 }
