@@ -231,6 +231,23 @@ export class CausalLM implements Policy {
     return new CausalLM(this.config, this.handle('clone').clone(), options);
   }
 
+  async blendFrom(source: Policy, alpha: number): Promise<void> {
+    const op = 'blendFrom';
+    if (!(source instanceof CausalLM)) throw new TypeError(`${op}: source must be a CausalLM`);
+    if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`${op}: alpha = ${alpha} must be in (0, 1]`);
+    const mismatch = (a: Readonly<NativeParameterInfo>, b: Readonly<NativeParameterInfo> | undefined) =>
+      !b || a.name !== b.name || a.shape.join() !== b.shape.join();
+    const theirs = source.parameters();
+    if (theirs.length !== this.infos.length || this.infos.some((info, i) => mismatch(info, theirs[i]))) {
+      throw new RangeError(`${op}: the source's parameters (${theirs.length}) do not match this model's (${this.infos.length}) by name and shape`);
+    }
+    for (const { name } of this.infos) {
+      const from = source.getParameter(name);
+      const mine = alpha === 1 ? from : this.getParameter(name).map((w, i) => alpha * (from[i] as number) + (1 - alpha) * w);
+      this.setParameter(name, mine);
+    }
+  }
+
   async save(dir: string, options: SaveOptions = {}): Promise<void> {
     await saveModelDirectory(dir, this, this.handle('save'), options);
   }

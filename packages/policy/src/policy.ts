@@ -120,6 +120,12 @@ export interface Policy {
   /** An independent copy of the weights (no gradients or optimizer state): a frozen reference. */
   clone(): Promise<Policy>;
   /**
+   * Moves these weights towards `source`'s (a policy of the same kind and shape):
+   * `w = alpha * source + (1 - alpha) * w`, TRL's reference-model sync (alpha 1 copies). Rare
+   * (every few hundred steps), so each parameter goes through the host.
+   */
+  blendFrom(source: Policy, alpha: number): Promise<void>;
+  /**
    * Writes a Hugging Face model directory (config.json, model.safetensors or shards with an
    * index, generation_config.json, the tokenizer) that `fromPretrained` and `transformers` read;
    * with `optimizer: true` it also carries the optimizer state, for an exact resume.

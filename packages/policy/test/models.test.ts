@@ -398,6 +398,24 @@ for (const [familyIndex, { label, config }] of families.entries()) {
       reloaded.dispose();
     });
 
+    it('blendFrom: w = alpha * source + (1 - alpha) * w per parameter; alpha 1 copies; a different shape is refused', async () => {
+      const source = await model.clone();
+      const target = await model.clone();
+      const name = (source.parameters().at(-1) as { name: string }).name;
+      const shifted = source.getParameter(name).map((w) => w + 1);
+      source.setParameter(name, shifted);
+      const before = target.getParameter(name);
+      await target.blendFrom(source, 0.25);
+      const blended = target.getParameter(name);
+      blended.forEach((w, i) => expect(w).toBeCloseTo(0.25 * (shifted[i] as number) + 0.75 * (before[i] as number), 6));
+      await target.blendFrom(source, 1);
+      expect(sameBits(target.getParameter(name), shifted)).toBe(true);
+      await expect(target.blendFrom(source, 0)).rejects.toThrow(/blendFrom: alpha = 0 must be in \(0, 1\]/);
+      const other = CausalLM.create({ ...config, numLayers: 1 });
+      await expect(target.blendFrom(other, 0.5)).rejects.toThrow(/blendFrom: the source's parameters .* do not match/);
+      [source, target, other].forEach((m) => m.dispose());
+    });
+
     it('save({ optimizer: true }) after a step resumes exactly: the next step gives identical parameters', async () => {
       const run = await model.clone();
       const rows = raggedRows(V, 9);

@@ -61,6 +61,14 @@ export const trainConfigSchema = z.object({
    * before scoring, as DAPO's dynamic sampling filters them (without drawing more).
    */
   dropZeroStdGroups: z.boolean().default(false),
+  /**
+   * TRL's sync_ref_model (TR-DPO): every refModelSyncSteps optimizer steps the frozen policy moves
+   * towards the trained one, frozen = alpha * policy + (1 - alpha) * frozen with alpha
+   * refModelMixupAlpha. Needs a frozen policy (klBeta > 0 or expo-dpo).
+   */
+  syncRefModel: z.boolean().default(false),
+  refModelMixupAlpha: z.number().gt(0).max(1).default(0.6),
+  refModelSyncSteps: positiveInteger.default(512),
   /** TRL's use_bias_correction_kl (DeepSeek-V3.2): the k3 KL times the importance weight. */
   useBiasCorrectionKl: z.boolean().default(false),
   /**
@@ -163,6 +171,9 @@ export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
   const entropyOptions = config.topEntropyQuantile < 1 || config.entropyCoef !== 0 || config.useAdaptiveEntropy;
   if (config.algorithm === 'expo-dpo' && entropyOptions) {
     throw new RangeError('train config: topEntropyQuantile, entropyCoef and useAdaptiveEntropy act on the policy-gradient loss, which expo-dpo does not have');
+  }
+  if (config.syncRefModel && !(config.klBeta > 0 || config.algorithm === 'expo-dpo')) {
+    throw new RangeError('train config: syncRefModel needs a frozen policy (klBeta > 0 or algorithm expo-dpo)');
   }
   if (config.entropyCoefMin > config.entropyCoefMax) {
     throw new RangeError(`train config: entropyCoefMin = ${config.entropyCoefMin} must be <= entropyCoefMax = ${config.entropyCoefMax}`);

@@ -74,6 +74,8 @@ export interface TrainerState {
   offlineExplanations: [string, string][];
   /** The entropy bonus's coefficient and last entropy (useAdaptiveEntropy); absent in older checkpoints. */
   entropyBonus?: EntropyBonusState;
+  /** AdamW steps so far (when syncRefModel syncs); absent in older checkpoints. */
+  optimizerSteps?: number;
 }
 
 /** A step's rollouts: G per prompt, prompt-major. */
@@ -117,6 +119,7 @@ export class Trainer {
   private rng: Rng;
   private stepCount = 0;
   private tokensSeen = 0;
+  private optimizerStepsTaken = 0;
   /** ExPO offline mode: the explanation drawn the first time a prompt was seen. */
   private offlineExplanations = new Map<string, string>();
   private readonly learningRate: LrSchedule;
@@ -163,6 +166,7 @@ export class Trainer {
       rng: this.rng.getState(),
       offlineExplanations: [...this.offlineExplanations],
       entropyBonus: this.entropyBonus.state(),
+      optimizerSteps: this.optimizerStepsTaken,
     };
   }
 
@@ -172,6 +176,7 @@ export class Trainer {
     this.rng = new Rng(state.rng);
     this.offlineExplanations = new Map(state.offlineExplanations);
     if (state.entropyBonus) this.entropyBonus.restore(state.entropyBonus);
+    this.optimizerStepsTaken = state.optimizerSteps ?? 0;
   }
 
   /** Steps until config.steps, with evaluations at evalEvery and at the end, as records. */
@@ -376,9 +381,11 @@ export class Trainer {
               parts.gradEntropy?.dispose();
             }
           });
-          const optimizer = await timed('optimizer', () =>
-            this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }),
-          );
+          const optimizer = await timed('optimizer', async () => {
+            const result = await this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm });
+            await this.syncFrozenPolicy();
+            return result;
+          });
           sum.optimizerSteps++;
           sum.loss += parts.loss;
           sum.auxiliaryLoss += parts.auxiliaryLoss;
@@ -594,6 +601,14 @@ export class Trainer {
   /** The frozen policy if one was made or given. */
   get frozenPolicy(): Policy | undefined {
     return this.frozen;
+  }
+
+  /** TRL's ref-model sync after an optimizer step: every refModelSyncSteps, the frozen policy blends towards the policy. */
+  private async syncFrozenPolicy(): Promise<void> {
+    this.optimizerStepsTaken++;
+    const { syncRefModel, refModelSyncSteps, refModelMixupAlpha } = this.config;
+    if (!syncRefModel || this.optimizerStepsTaken % refModelSyncSteps !== 0) return;
+    await (await this.frozenPolicyModel()).blendFrom(this.policy, refModelMixupAlpha);
   }
 
   private needsFrozenPolicy(): boolean {

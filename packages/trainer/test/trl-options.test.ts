@@ -215,6 +215,46 @@ describe("DeepSeek-V3.2's KL correction and off-policy sequence mask", () => {
   });
 });
 
+describe('syncRefModel: the frozen policy follows the trained one', () => {
+  it('every refModelSyncSteps optimizer steps, frozen = alpha * policy + (1 - alpha) * frozen', async () => {
+    const run = async (refModelSyncSteps: number) => {
+      const policy = tinyPolicy();
+      const weights = (model: CausalLM) => Float32Array.from(model.parameters().flatMap((p) => Array.from(model.getParameter(p.name))));
+      const initial = weights(policy);
+      const trainer = new Trainer({
+        policy,
+        tokenizer,
+        task,
+        config: { ...base, algorithm: 'grpo', levels: [1], learningRate: 0.05, klBeta: 0.04, numIterations: 2, syncRefModel: true, refModelSyncSteps, refModelMixupAlpha: 0.6 },
+        rewards: firstDigitReward,
+        evaluation: { itemsPerLevel: 1 },
+      });
+      await trainer.trainStep();
+      const frozen = weights(trainer.frozenPolicy as CausalLM);
+      const trained = weights(policy);
+      expect(trainer.state().optimizerSteps).toBe(2);
+      trainer.frozenPolicy?.dispose();
+      policy.dispose();
+      return { initial, frozen, trained };
+    };
+    // Two optimizer steps: synced after the second.
+    const synced = await run(2);
+    expect(Math.max(...synced.trained.map((w, i) => Math.abs(w - (synced.initial[i] as number))))).toBeGreaterThan(1e-3);
+    const expected = synced.trained.map((w, i) => 0.6 * w + 0.4 * (synced.initial[i] as number));
+    expect(Math.max(...synced.frozen.map((w, i) => Math.abs(w - (expected[i] as number))))).toBeLessThan(1e-6);
+    // Not yet due: the frozen policy is the starting one.
+    const due = await run(3);
+    expect(Array.from(due.frozen)).toEqual(Array.from(due.initial));
+  });
+
+  it('needs a frozen policy, and alpha in (0, 1]', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { syncRefModel: true } })).toThrow(/syncRefModel needs a frozen policy/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { klBeta: 0.1, syncRefModel: true, refModelMixupAlpha: 0 } })).toThrow(/refModelMixupAlpha must be > 0/);
+    policy.dispose();
+  });
+});
+
 describe('entropy: the top-entropy tokens and the entropy bonus', () => {
   it('the adaptive coefficient, by hand: no bonus before a step has measured the entropy, then up at or below the target and down above it, within its bounds', () => {
     const bonus = new EntropyBonus({ entropyCoef: 0.01, useAdaptiveEntropy: true, entropyCoefMin: 0, entropyCoefMax: 0.02, entropyCoefDelta: 0.005, entropyTarget: 0.5 });
