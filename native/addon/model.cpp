@@ -523,6 +523,7 @@ class StepCall : public ModelCall {
     options_.eps = floatField(env, o, "eps", op);
     options_.weight_decay = floatField(env, o, "weightDecay", op);
     options_.max_grad_norm = floatField(env, o, "maxGradNorm", op);
+    options_.grad_scale = floatField(env, o, "gradScale", op);
   }
   napo_status run(napo_model* model) override { return napo_model_step(model, &options_, &result_); }
   Napi::Value result(Napi::Env env) override {

@@ -88,11 +88,12 @@ typedef struct napo_adamw_options {
   float eps;
   float weight_decay;   /* decoupled; applied where napo_model_parameter_info.weight_decay is 1 */
   float max_grad_norm;  /* global L2 clipping; <= 0 = off */
+  float grad_scale;     /* the gradients' factor before the norm and the clip (gradient accumulation: 1 / k); 0 = 1 */
 } napo_adamw_options;
 
 typedef struct napo_adamw_result {
-  double grad_norm;  /* global L2 norm of the gradients before clipping */
-  double clip_scale; /* factor the gradients were multiplied by (1 when not clipped) */
+  double grad_norm;  /* global L2 norm of the (scaled) gradients before clipping */
+  double clip_scale; /* factor the gradients were multiplied by (grad_scale when not clipped) */
   int64_t step;      /* the optimizer step just taken, from 1 */
 } napo_adamw_result;
 

@@ -694,10 +694,13 @@ napo_status CausalLM::step(const napo_adamw_options& o, napo_adamw_result* resul
   if (v_.empty()) NAPO_TRY(reserveZeroed(v_, registry_.floats));
   double squares = 0.0;
   NAPO_TRY(kernels_->sumSquares(registry_.floats, grads_.data(), &squares));
-  const double norm = std::sqrt(squares);
+  // Accumulated gradients are scaled first (1 / k for k micro-batches), so the norm and the clip
+  // see the mean, as PyTorch's loss / k would give.
+  const double gradScale = o.grad_scale > 0.0f ? double(o.grad_scale) : 1.0;
+  const double norm = std::sqrt(squares) * gradScale;
   if (!std::isfinite(norm)) return fail(NAPO_ERR_RANGE, "model.step: the gradient norm is %g; the step was skipped", norm);
-  double scale = 1.0;
-  if (o.max_grad_norm > 0.0f && norm > double(o.max_grad_norm)) scale = double(o.max_grad_norm) / (norm + 1e-6);
+  double scale = gradScale;
+  if (o.max_grad_norm > 0.0f && norm > double(o.max_grad_norm)) scale = gradScale * double(o.max_grad_norm) / (norm + 1e-6);
   std::vector<cpu::AdamWRange> ranges;
   for (const ParamSpec& s : registry_.specs) ranges.push_back({s.offset, s.numel, s.decay});
   ++steps_;

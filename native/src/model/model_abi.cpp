@@ -387,6 +387,9 @@ napo_status napo_model_step(napo_model* model, const napo_adamw_options* options
     return fail(NAPO_ERR_RANGE, "%s: weightDecay = %g must be >= 0 and finite", op, double(o.weight_decay));
   }
   if (std::isnan(o.max_grad_norm)) return fail(NAPO_ERR_RANGE, "%s: maxGradNorm is NaN", op);
+  if (!(o.grad_scale >= 0.0f) || !std::isfinite(o.grad_scale)) {
+    return fail(NAPO_ERR_RANGE, "%s: gradScale = %g must be > 0 and finite (0: 1)", op, double(o.grad_scale));
+  }
   return shielded(op, [&] { return model->impl->step(o, result); });
 }
 

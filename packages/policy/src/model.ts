@@ -29,6 +29,7 @@ export const optimizerDefaults: Required<Omit<OptimizerOptions, 'lr'>> = {
   eps: 1e-8,
   weightDecay: 0.01,
   maxGradNorm: 1,
+  gradScale: 1,
 };
 
 const familyCodes = { gpt2: 0, llama: 1, qwen2: 2, qwen3: 3 } as const;

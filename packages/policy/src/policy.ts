@@ -24,6 +24,8 @@ export interface OptimizerOptions {
   weightDecay?: number;
   /** Global L2 gradient clipping; 0 = off. Default 1. */
   maxGradNorm?: number;
+  /** The accumulated gradients' factor, before the norm and the clip (k micro-batches: 1 / k). Default 1. */
+  gradScale?: number;
 }
 
 export interface StepResult {

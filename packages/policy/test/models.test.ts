@@ -398,6 +398,29 @@ for (const [familyIndex, { label, config }] of families.entries()) {
       reloaded.dispose();
     });
 
+    it('step({ gradScale }): the accumulated gradients scaled before the norm and the clip, as halving them would', async () => {
+      const rows = raggedRows(V, 5);
+      const { targets, time } = randomTargets(rows, V, 5);
+      const next = rng(21);
+      const grad = new Float32Array(targets.length).map(() => next() - 0.5);
+      const stepWith = async (factor: number, gradScale: number) => {
+        const m = await model.clone();
+        const scores = await m.score(rows, targets);
+        scores.logprobs.dispose();
+        m.zeroGrad();
+        await m.scoreBackward(tensor(grad.map((g) => g * factor), [rows.length, time]));
+        const result = await m.step({ lr: 1e-2, maxGradNorm: 0.05, gradScale });
+        const weights = m.parameters().map(({ name }) => m.getParameter(name));
+        m.dispose();
+        return { result, weights };
+      };
+      const scaled = await stepWith(1, 0.5);
+      const halved = await stepWith(0.5, 1);
+      expect(scaled.result.gradNorm).toBeCloseTo(halved.result.gradNorm, 6);
+      scaled.weights.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo(halved.weights[i]![j]!, 6)));
+      await expect(model.step({ lr: 1e-3, gradScale: -1 })).rejects.toThrow(/gradScale = -1 must be > 0/);
+    });
+
     it('blendFrom: w = alpha * source + (1 - alpha) * w per parameter; alpha 1 copies; a different shape is refused', async () => {
       const source = await model.clone();
       const target = await model.clone();

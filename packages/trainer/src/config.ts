@@ -54,6 +54,12 @@ export const trainConfigSchema = z.object({
    * into this many mini-batches of consecutive prompts, one AdamW step each, per pass.
    */
   stepsPerGeneration: positiveInteger.default(1),
+  /**
+   * Micro-batches per optimizer step (TRL's gradient_accumulation_steps): each mini-batch's prompts
+   * are split into this many, scored and backpropagated one at a time (activations for one
+   * micro-batch at a time), their gradients summed and scaled by 1 / count before AdamW.
+   */
+  gradientAccumulationSteps: positiveInteger.default(1),
   /** Truncated completions (no EOS within maxNewTokens) are left out of the policy loss (TRL's mask_truncated_completions). */
   maskTruncatedCompletions: z.boolean().default(false),
   /**

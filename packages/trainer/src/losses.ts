@@ -70,6 +70,8 @@ export type LossSettings = Pick<
   withEntropy: boolean;
   /** The entropy bonus's coefficient this optimizer step (0: none). */
   entropyCoef: number;
+  /** dapo's and cispo's normaliser (the optimizer step's rollout tokens over its micro-batches); default the batch's own. */
+  numItemsInBatch?: number;
 };
 
 /** Tensors made while computing a loss, disposed together. */
@@ -152,6 +154,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
       epsHigh: settings.epsHigh,
       beta: settings.klBeta,
       maxCompletionLength: settings.maxNewTokens,
+      ...(settings.numItemsInBatch === undefined ? {} : { numItemsInBatch: settings.numItemsInBatch }),
       importanceSamplingLevel: settings.importanceSamplingLevel,
       ...(settings.delta === undefined ? {} : { delta: settings.delta }),
       sapoTemperaturePos: settings.sapoTemperaturePos,

@@ -101,6 +101,8 @@ export interface StepRecord extends TrlStepMetrics {
   truncatedMasked: number;
   /** AdamW steps this step took: numIterations, or 0 when nothing was left to train. */
   optimizerSteps: number;
+  /** Backward passes: optimizerSteps x the micro-batches of each (gradientAccumulationSteps). */
+  microBatches: number;
   loss: number;
   /** The ExPO / SFT / DPO term's value this step (0 for GRPO). */
   auxiliaryLoss: number;

@@ -95,11 +95,14 @@ interface Rollouts {
   tokensGenerated: number;
 }
 
-/** One optimizer step's batch: kept rollouts first (with their advantages), then their prompts' auxiliary rows. */
-interface MiniBatch {
+/** One backward's batch: kept rollouts first (with their advantages), then their prompts' auxiliary rows. */
+interface MicroBatch {
   batch: PackedBatch;
   advantages: Float32Array;
 }
+
+/** One optimizer step: its micro-batches (gradientAccumulationSteps of consecutive prompts), gradients summed. */
+type MiniBatch = MicroBatch[];
 
 
 /** Runs one phase of a step, measuring its time and peak memory. */
@@ -250,6 +253,7 @@ export class Trainer {
       zeroStdGroupsDropped: config.dropZeroStdGroups ? groups.filter((group) => group.zeroStd).length : 0,
       truncatedMasked: config.maskTruncatedCompletions ? keptGroups.reduce((n, g) => n + this.truncatedIn(rollouts, g), 0) : 0,
       optimizerSteps: training.optimizerSteps,
+      microBatches: training.microBatches,
       loss: training.loss,
       auxiliaryLoss: training.auxiliaryLoss,
       meanKl: training.meanKl,
@@ -292,27 +296,40 @@ export class Trainer {
 
   /**
    * The step's training batches: stepsPerGeneration mini-batches of consecutive prompts (TRL's
-   * steps_per_generation), each with its kept rollout groups (their advantages computed over all
-   * kept groups, as TRL computes them over the generation batch) and its prompts' auxiliary rows.
-   * Mini-batches with nothing to train are left out.
+   * steps_per_generation), each split into gradientAccumulationSteps micro-batches of consecutive
+   * prompts, each with its kept rollout groups (their advantages computed over all kept groups,
+   * as TRL computes them over the generation batch) and its prompts' auxiliary rows. Batches with
+   * nothing to train are left out.
    */
   private miniBatches(prompts: number, keptGroups: number[], rollouts: Rollouts, auxiliary: AuxiliaryPair[]): MiniBatch[] {
-    const { groupSize, stepsPerGeneration, maskTruncatedCompletions } = this.config;
+    const { groupSize, stepsPerGeneration, gradientAccumulationSteps, maskTruncatedCompletions } = this.config;
     const rows = keptGroups.flatMap((g) => Array.from({ length: groupSize }, (_, i) => g * groupSize + i));
     const advantages = rows.length > 0 ? this.advantages(rows.map((row) => rollouts.rewards[row] as number)) : new Float32Array(0);
-    const perBatch = Math.ceil(prompts / stepsPerGeneration);
-    const batchOf = (prompt: number) => Math.floor(prompt / perBatch);
-    return Array.from({ length: stepsPerGeneration }, (_, b) => b).flatMap((b): MiniBatch[] => {
-      const indices = rows.flatMap((row, index) => (batchOf(Math.floor(row / groupSize)) === b ? [index] : []));
-      const own = auxiliary.filter((pair) => batchOf(pair.item) === b);
-      const pairs = [...indices.map((index) => rollouts.pairs[rows[index] as number] as SequencePair), ...own];
+    const perMiniBatch = Math.ceil(prompts / stepsPerGeneration);
+    const perMicroBatch = Math.ceil(perMiniBatch / gradientAccumulationSteps);
+    // A prompt's place: its mini-batch, and its micro-batch within it.
+    const placeOf = (prompt: number) => {
+      const mini = Math.floor(prompt / perMiniBatch);
+      return { mini, micro: Math.floor((prompt - mini * perMiniBatch) / perMicroBatch) };
+    };
+    const microBatch = (mini: number, micro: number): MicroBatch[] => {
+      const at = (prompt: number) => {
+        const place = placeOf(prompt);
+        return place.mini === mini && place.micro === micro;
+      };
+      const indices = rows.flatMap((row, index) => (at(Math.floor(row / groupSize)) ? [index] : []));
+      const pairs = [...indices.map((index) => rollouts.pairs[rows[index] as number] as SequencePair), ...auxiliary.filter((pair) => at(pair.item))];
       if (pairs.length === 0) return [];
       const batch = packSequences(pairs);
       if (maskTruncatedCompletions) {
         indices.forEach((index, r) => rollouts.truncated[rows[index] as number] && batch.completionMask.fill(0, r * batch.width, (r + 1) * batch.width));
       }
       return [{ batch, advantages: Float32Array.from(indices, (index) => advantages[index] as number) }];
-    });
+    };
+    const count = (n: number) => Array.from({ length: n }, (_, i) => i);
+    return count(stepsPerGeneration)
+      .map((mini) => count(gradientAccumulationSteps).flatMap((micro) => microBatch(mini, micro)))
+      .filter((micros) => micros.length > 0);
   }
 
   /** Rollouts of group `g` that hit maxNewTokens. */
@@ -336,98 +353,125 @@ export class Trainer {
   }
 
   /**
-   * numIterations passes over the mini-batches, each mini-batch a score -> loss -> backward ->
-   * AdamW, all on the policy's device (losses.ts): log-probs, entropies, masks and gradients stay
-   * there, only row sums and scalars come back. One mini-batch's first-pass log-probs are the
-   * sampling policy's (nothing has moved yet) and serve as old log-probs from then on; with
-   * several mini-batches the later ones see updated weights, so all are scored (keeping no
-   * activations) before the first update, as TRL takes them at generation time. The frozen policy
-   * is scored once per mini-batch. Figures are means over the optimizer steps.
+   * numIterations passes over the mini-batches, each an AdamW step on the summed gradients of its
+   * micro-batches (each a score -> loss -> backward), scaled by 1 / their count, all on the
+   * policy's device (losses.ts): log-probs, entropies, masks and gradients stay there, only row
+   * sums and scalars come back. A micro-batch's first-pass log-probs are the sampling policy's
+   * when no update came before them and serve as old log-probs from then on; with several
+   * mini-batches the later ones see updated weights, so all are scored (keeping no activations)
+   * before the first update, as TRL takes them at generation time. The frozen policy is scored
+   * once per micro-batch. Figures are means over the micro-batches (the gradient norm over the
+   * optimizer steps).
    */
   private async optimise(miniBatches: MiniBatch[], learningRate: number, timed: Timer): Promise<Optimisation> {
     const config = this.config;
     const sum = idleOptimisation();
     const device = this.policy.device;
-    const masks = miniBatches.map(({ batch }) => tensor<'float32'>(batch.completionMask, [batch.rows, batch.width], { device }));
+    const micros = miniBatches.flat();
+    const masks = micros.map(({ batch }) => tensor<'float32'>(batch.completionMask, [batch.rows, batch.width], { device }));
     const oldLogprobs: (Tensor<'float32'> | undefined)[] = [];
     const refLogprobs: (Tensor<'float32'> | undefined)[] = [];
     try {
       if (miniBatches.length > 1) {
         await timed('logprobs', async () => {
-          for (const { batch } of miniBatches) oldLogprobs.push(await scoreOnDevice(this.policy, batch, config.temperature, false));
+          for (const { batch } of micros) oldLogprobs.push(await scoreOnDevice(this.policy, batch, config.temperature, false));
         });
       }
       for (let pass = 0; pass < config.numIterations; pass++) {
-        for (const [b, { batch, advantages }] of miniBatches.entries()) {
-          const scores = await timed('score', () => scoreWithEntropyOnDevice(this.policy, batch, config.temperature));
-          if (pass === 0) {
-            refLogprobs[b] = await timed('logprobs', async () =>
-              this.needsFrozenPolicy() ? await scoreOnDevice(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
-            );
-          }
-          const old = oldLogprobs[b] ?? scores.logprobs;
-          const deviceScores = { ...scores, old, ref: refLogprobs[b], mask: masks[b] as Tensor<'float32'> };
-          const parts = await timed('loss', async () => miniBatchLoss(batch, deviceScores, advantages, this.lossSettings()));
-          scores.entropy.dispose();
-          // The first pass's log-probs are the old ones of the later passes.
-          if (oldLogprobs[b] === undefined) oldLogprobs[b] = scores.logprobs;
-          else scores.logprobs.dispose();
+        for (const miniBatch of miniBatches) {
           this.policy.zeroGrad();
-          await timed('backward', async () => {
-            try {
-              await this.policy.scoreBackward(parts.gradLogprobs, parts.gradEntropy);
-            } finally {
-              parts.gradLogprobs.dispose();
-              parts.gradEntropy?.dispose();
+          const settings = this.lossSettings(miniBatch);
+          const trained = { entropy: 0, tokens: 0 };
+          for (const micro of miniBatch) {
+            const { batch, advantages } = micro;
+            const m = micros.indexOf(micro);
+            const scores = await timed('score', () => scoreWithEntropyOnDevice(this.policy, batch, config.temperature));
+            if (pass === 0) {
+              refLogprobs[m] = await timed('logprobs', async () =>
+                this.needsFrozenPolicy() ? await scoreOnDevice(await this.frozenPolicyModel(), batch, config.temperature, false) : undefined,
+              );
             }
-          });
+            const deviceScores = { ...scores, old: oldLogprobs[m] ?? scores.logprobs, ref: refLogprobs[m], mask: masks[m] as Tensor<'float32'> };
+            const parts = await timed('loss', async () => miniBatchLoss(batch, deviceScores, advantages, settings));
+            scores.entropy.dispose();
+            // The first pass's log-probs are the old ones of the later passes.
+            if (oldLogprobs[m] === undefined) oldLogprobs[m] = scores.logprobs;
+            else scores.logprobs.dispose();
+            await timed('backward', async () => {
+              try {
+                await this.policy.scoreBackward(parts.gradLogprobs, parts.gradEntropy);
+              } finally {
+                parts.gradLogprobs.dispose();
+                parts.gradEntropy?.dispose();
+              }
+            });
+            sum.microBatches++;
+            sum.loss += parts.loss;
+            sum.auxiliaryLoss += parts.auxiliaryLoss;
+            sum.meanKl += parts.meanKl;
+            sum.clipLowFraction += parts.clipLowFraction;
+            sum.clipHighFraction += parts.clipHighFraction;
+            sum.entropy += parts.rolloutEntropy;
+            sum.keptFraction += parts.keptFraction;
+            sum.offPolicyFraction += parts.offPolicyFraction;
+            if (parts.trainedEntropy !== undefined) {
+              const tokens = parts.keptFraction * rolloutTokens(batch, advantages.length);
+              trained.entropy += parts.trainedEntropy * tokens;
+              trained.tokens += tokens;
+            }
+          }
           const optimizer = await timed('optimizer', async () => {
-            const result = await this.policy.step({ lr: learningRate, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm });
+            const result = await this.policy.step({
+              lr: learningRate,
+              weightDecay: config.weightDecay,
+              maxGradNorm: config.maxGradNorm,
+              gradScale: 1 / miniBatch.length,
+            });
             await this.syncFrozenPolicy();
             return result;
           });
           sum.optimizerSteps++;
-          sum.loss += parts.loss;
-          sum.auxiliaryLoss += parts.auxiliaryLoss;
-          sum.meanKl += parts.meanKl;
-          sum.clipLowFraction += parts.clipLowFraction;
-          sum.clipHighFraction += parts.clipHighFraction;
           sum.gradNorm += optimizer.gradNorm;
-          sum.entropy += parts.rolloutEntropy;
-          sum.keptFraction += parts.keptFraction;
-          sum.offPolicyFraction += parts.offPolicyFraction;
-          if (parts.trainedEntropy !== undefined) this.entropyBonus.update(parts.trainedEntropy);
+          // The adaptive bonus sees the whole optimizer step's entropy, as TRL's accumulation window.
+          if (settings.withEntropy) this.entropyBonus.update(trained.tokens > 0 ? trained.entropy / trained.tokens : 0);
         }
       }
     } finally {
       for (const t of [...masks, ...oldLogprobs, ...refLogprobs]) t?.dispose();
     }
-    const steps = sum.optimizerSteps;
+    const micro = sum.microBatches;
     const tokens = (batch: PackedBatch) => batch.completionMask.reduce((n, m) => n + m, 0);
-    const largest = miniBatches.map(({ batch }) => batch).reduce((a, b) => (b.rows * b.width > a.rows * a.width ? b : a));
+    const largest = micros.map(({ batch }) => batch).reduce((a, b) => (b.rows * b.width > a.rows * a.width ? b : a));
     return {
-      optimizerSteps: steps,
-      loss: sum.loss / steps,
-      auxiliaryLoss: sum.auxiliaryLoss / steps,
-      meanKl: sum.meanKl / steps,
-      clipLowFraction: sum.clipLowFraction / steps,
-      clipHighFraction: sum.clipHighFraction / steps,
-      gradNorm: sum.gradNorm / steps,
-      entropy: sum.entropy / steps,
-      keptFraction: sum.keptFraction / steps,
-      offPolicyFraction: sum.offPolicyFraction / steps,
-      tokensTrained: miniBatches.reduce((n, { batch }) => n + tokens(batch), 0),
+      optimizerSteps: sum.optimizerSteps,
+      microBatches: micro,
+      loss: sum.loss / micro,
+      auxiliaryLoss: sum.auxiliaryLoss / micro,
+      meanKl: sum.meanKl / micro,
+      clipLowFraction: sum.clipLowFraction / micro,
+      clipHighFraction: sum.clipHighFraction / micro,
+      gradNorm: sum.gradNorm / sum.optimizerSteps,
+      entropy: sum.entropy / micro,
+      keptFraction: sum.keptFraction / micro,
+      offPolicyFraction: sum.offPolicyFraction / micro,
+      tokensTrained: micros.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };
   }
 
-  /** What miniBatchLoss needs of the config, with this optimizer step's entropy bonus. */
-  private lossSettings(): LossSettings {
+  /**
+   * What miniBatchLoss needs of the config for the micro-batches of one optimizer step: this
+   * step's entropy bonus, and for dapo and cispo the step's rollout tokens over the micro-batch
+   * count (TRL's num_items_in_batch; the optimizer scales the summed gradients by 1 / count).
+   */
+  private lossSettings(miniBatch: MiniBatch): LossSettings {
     const config = this.config;
+    const windowTokens = miniBatch.reduce((n, { batch, advantages }) => n + rolloutTokens(batch, advantages.length), 0);
     return {
       ...config,
       withEntropy: config.topEntropyQuantile < 1 || this.entropyBonus.enabled,
       entropyCoef: this.entropyBonus.enabled ? this.entropyBonus.applied() : 0,
+      ...(windowTokens > 0 ? { numItemsInBatch: windowTokens / miniBatch.length } : {}),
     };
   }
 
@@ -615,6 +659,11 @@ export class Trainer {
     return this.config.klBeta > 0 || this.config.algorithm === 'expo-dpo';
   }
 
+}
+
+/** Completion tokens with a loss in the batch's first `rows` rows (its rollouts). */
+function rolloutTokens(batch: PackedBatch, rows: number): number {
+  return batch.completionMask.subarray(0, rows * batch.width).reduce((n, m) => n + m, 0);
 }
 
 function mean(values: readonly number[]): number {

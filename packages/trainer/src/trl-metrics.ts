@@ -12,6 +12,8 @@ import type { StepRecord, TrlStepMetrics } from './records.js';
 export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' | 'meanKl' | 'clipLowFraction' | 'clipHighFraction' | 'gradNorm'> {
   /** Optimizer steps taken: numIterations x mini-batches (0 when the step had nothing to train). */
   optimizerSteps: number;
+  /** Backward passes: the optimizer steps' micro-batches. */
+  microBatches: number;
   /** Mean entropy over the rollouts' trained completion tokens. */
   entropy: number;
   /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
@@ -27,6 +29,7 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
 export function idleOptimisation(): Optimisation {
   return {
     optimizerSteps: 0,
+    microBatches: 0,
     loss: 0,
     auxiliaryLoss: 0,
     meanKl: 0,

@@ -141,6 +141,41 @@ describe('mini-batches per generation (stepsPerGeneration)', () => {
   });
 });
 
+describe('gradient accumulation (gradientAccumulationSteps)', () => {
+  it('micro-batches summed and scaled by 1 / k: the gradient of the whole batch for grpo and dapo, with half the activations', async () => {
+    const run = async (config: TrainConfigInput) => {
+      const policy = tinyPolicy();
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], learningRate: 0.05, ...config }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      // The gradients the step left: the micro-batches' sum (before the optimizer's 1 / k).
+      const gradients = policy.parameters().flatMap((p) => Array.from(policy.getGradient(p.name)));
+      const adamSteps = policy.getOptimizerState().steps;
+      policy.dispose();
+      return { record, gradients, adamSteps };
+    };
+    for (const lossType of ['grpo', 'dapo'] as const) {
+      const whole = await run({ lossType });
+      const accumulated = await run({ lossType, gradientAccumulationSteps: 2 });
+      expect([accumulated.record.optimizerSteps, accumulated.record.microBatches, accumulated.adamSteps]).toEqual([1, 2, 1]);
+      expect([whole.record.optimizerSteps, whole.record.microBatches]).toEqual([1, 1]);
+      expect(accumulated.record.reward).toBe(whole.record.reward);
+      expect(accumulated.record.gradNorm).toBeCloseTo(whole.record.gradNorm, 5);
+      expect(accumulated.record.loss).toBeCloseTo(whole.record.loss, 6);
+      // Each micro-batch's loss is its own aggregate: their sum is k times the whole batch's.
+      const largest = Math.max(...whole.gradients.map(Math.abs));
+      const apart = Math.max(...whole.gradients.map((g, i) => Math.abs(g - (accumulated.gradients[i] as number) / 2)));
+      expect(largest).toBeGreaterThan(0);
+      expect(apart).toBeLessThan(1e-4 * largest);
+      expect(accumulated.record.phases.score.peakByCategory.activation).toBeLessThan(whole.record.phases.score.peakByCategory.activation);
+    }
+  });
+
+  it('refuses 0 micro-batches by name', () => {
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { gradientAccumulationSteps: 0 } })).toThrow(/gradientAccumulationSteps must be >= 1/);
+    policy.dispose();
+  });
+});
+
 describe('what a step leaves out', () => {
   it('maskTruncatedCompletions: completions cut at maxNewTokens train no token', async () => {
     const policy = tinyPolicy();
