@@ -224,6 +224,9 @@ struct PolicyLossCall : OpCall {
     statsObject.Set("clipLowFraction", stats.clip_low_fraction);
     statsObject.Set("clipHighFraction", stats.clip_high_fraction);
     statsObject.Set("clipFraction", stats.clip_fraction);
+    statsObject.Set("clipLowMin", stats.clip_low_min);
+    statsObject.Set("clipHighMax", stats.clip_high_max);
+    statsObject.Set("entropyBonus", stats.entropy_bonus);
     statsObject.Set("meanKl", stats.mean_kl);
     statsObject.Set("meanRatio", stats.mean_ratio);
     statsObject.Set("tokenCount", stats.token_count);

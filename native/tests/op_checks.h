@@ -580,13 +580,14 @@ inline void checkPolicyLoss(Checks& checks, Backend& candidate, Backend& referen
   const napo_policy_loss_stats& w = want.stats;
   const double gotStats[] = {g.loss,    g.clip_low_fraction, g.clip_high_fraction, g.clip_fraction,    g.mean_kl,
                              g.mean_ratio, g.token_count,    g.kept_fraction,      g.entropy_threshold, g.mean_entropy,
-                             g.off_policy_fraction};
+                             g.off_policy_fraction, g.clip_low_min, g.clip_high_max, g.entropy_bonus};
   const double wantStats[] = {w.loss,    w.clip_low_fraction, w.clip_high_fraction, w.clip_fraction,    w.mean_kl,
                               w.mean_ratio, w.token_count,    w.kept_fraction,      w.entropy_threshold, w.mean_entropy,
-                              w.off_policy_fraction};
+                              w.off_policy_fraction, w.clip_low_min, w.clip_high_max, w.entropy_bonus};
   const char* names[] = {"loss",      "clipLow", "clipHigh",     "clip",             "meanKl",      "meanRatio",
-                         "tokens",    "keptFraction", "entropyThreshold", "meanEntropy", "offPolicyFraction"};
-  for (int i = 0; i < 11; ++i) {
+                         "tokens",    "keptFraction", "entropyThreshold", "meanEntropy", "offPolicyFraction",
+                         "clipLowMin", "clipHighMax", "entropyBonus"};
+  for (int i = 0; i < 14; ++i) {
     checks.expect(close(gotStats[i], wantStats[i], 1e-6, 1e-5),
                   format("%s %s = %.12g, want %.12g", what.c_str(), names[i], gotStats[i], wantStats[i]));
   }

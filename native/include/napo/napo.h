@@ -284,12 +284,15 @@ typedef struct napo_policy_loss_options {
   float off_policy_threshold;
 } napo_policy_loss_options;
 
-/* Stats of one policyLoss call; each mean is over masked tokens. */
+/* Stats of one policyLoss call; each mean is over masked tokens, but the clip fractions at
+ * sequence level are over sequences (the clip is per sequence there; TRL's figures). */
 typedef struct napo_policy_loss_stats {
   double loss;
   double clip_low_fraction;  /* A < 0 and rho < 1 - eps_low */
   double clip_high_fraction; /* A > 0 and rho > 1 + eps_high */
   double clip_fraction;      /* the two together */
+  double clip_low_min;       /* the lowest sequence's clip-low fraction (sequences with tokens; TRL's clip_ratio/low_min) */
+  double clip_high_max;      /* the highest sequence's clip-high fraction (TRL's clip_ratio/high_max) */
   double mean_kl;            /* 0 without ref_logprobs; times the weight with bias_correction_kl */
   double mean_ratio;
   double token_count;        /* sum(mask) */
@@ -297,6 +300,7 @@ typedef struct napo_policy_loss_stats {
   double entropy_threshold;  /* the entropy quantile's value (0 without it) */
   double mean_entropy;       /* over the kept tokens (0 without entropy) */
   double off_policy_fraction; /* of the sequences, those the off-policy mask dropped */
+  double entropy_bonus;      /* the term the entropy bonus subtracted from loss (TRL's policy_loss = loss + it) */
 } napo_policy_loss_stats;
 
 /* logprobs, old_logprobs, ref_logprobs (optional), entropy (optional), mask: [S, T] f32;

@@ -85,7 +85,16 @@ template <typename Sums>
 void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss_options& options, float threshold,
                      napo_policy_loss_stats* stats) {
   PolicyLossSums total{};
+  // Per sequence: TRL's extremes of the per-sequence clip fractions, and the clipped sequences.
+  double lowMin = 2.0, highMax = -1.0, lowSequences = 0.0, highSequences = 0.0;
   for (int64_t s = 0; s < sequences; ++s) {
+    if (sums[s].tokens > 0.0) {
+      const double low = sums[s].clipLow / sums[s].tokens, high = sums[s].clipHigh / sums[s].tokens;
+      lowMin = low < lowMin ? low : lowMin;
+      highMax = high > highMax ? high : highMax;
+    }
+    lowSequences += sums[s].clipLow > 0.0 ? 1.0 : 0.0;
+    highSequences += sums[s].clipHigh > 0.0 ? 1.0 : 0.0;
     total.loss += sums[s].loss;
     total.tokens += sums[s].tokens;
     total.clipLow += sums[s].clipLow;
@@ -102,9 +111,13 @@ void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss
           ? double(options.entropy_coef) * total.entropy / entropyBonusDenominator(options, total.tokens, total.kept)
           : 0.0;
   stats->loss = total.loss - bonus;
-  stats->clip_low_fraction = total.clipLow / tokens;
-  stats->clip_high_fraction = total.clipHigh / tokens;
-  stats->clip_fraction = (total.clipLow + total.clipHigh) / tokens;
+  stats->entropy_bonus = bonus;
+  const bool perSequence = options.importance_level == NAPO_IMPORTANCE_SEQUENCE;
+  stats->clip_low_fraction = perSequence ? lowSequences / double(sequences) : total.clipLow / tokens;
+  stats->clip_high_fraction = perSequence ? highSequences / double(sequences) : total.clipHigh / tokens;
+  stats->clip_fraction = stats->clip_low_fraction + stats->clip_high_fraction;
+  stats->clip_low_min = lowMin <= 1.0 ? lowMin : 0.0;
+  stats->clip_high_max = highMax >= 0.0 ? highMax : 0.0;
   stats->mean_kl = total.kl / tokens;
   stats->mean_ratio = total.ratio / tokens;
   stats->token_count = total.tokens;

@@ -165,6 +165,9 @@ export interface NativeOps {
       clipLowFraction: number;
       clipHighFraction: number;
       clipFraction: number;
+      clipLowMin: number;
+      clipHighMax: number;
+      entropyBonus: number;
       meanKl: number;
       meanRatio: number;
       tokenCount: number;

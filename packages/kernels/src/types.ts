@@ -133,11 +133,17 @@ export interface PolicyLossOptions {
 }
 
 export interface PolicyLossStats {
-  /** Fraction of masked tokens with A < 0 and rho < 1 - epsLow. */
+  /** Fraction of masked tokens with A < 0 and rho < 1 - epsLow (at sequence level: of the sequences, as TRL counts). */
   clipLowFraction: number;
   /** Fraction of masked tokens with A > 0 and rho > 1 + epsHigh (cispo: rho > epsHigh; sapo: 0 for both). */
   clipHighFraction: number;
   clipFraction: number;
+  /** The lowest per-sequence clip-low fraction over the sequences with tokens (TRL's clip_ratio/low_min). */
+  clipLowMin: number;
+  /** The highest per-sequence clip-high fraction (TRL's clip_ratio/high_max). */
+  clipHighMax: number;
+  /** What the entropy bonus subtracted from the loss (TRL's policy_loss is loss + this). */
+  entropyBonus: number;
   /** Mean k3 KL over masked tokens (0 without refLogprobs). */
   meanKl: number;
   /** Mean of the importance weight (rho, or the sequence's) over masked tokens. */

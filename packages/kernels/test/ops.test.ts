@@ -350,7 +350,7 @@ describe('policyLoss (native) against the reference', () => {
         expect(native.loss).toBeCloseTo(expected.loss, 5);
         expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
         expect(maxAbsDifference(native.gradEntropy!.toArray(), expected.gradEntropy!)).toBeLessThan(1e-7);
-        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy', 'offPolicyFraction'] as const;
+        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy', 'offPolicyFraction', 'clipLowMin', 'clipHighMax', 'entropyBonus'] as const;
         for (const key of statKeys) {
           expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
         }

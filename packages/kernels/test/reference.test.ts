@@ -640,6 +640,15 @@ describe('policyLoss', () => {
     expect(stats.meanKl).toBe(0);
     const epsilonHigh = policyLoss(inputs(false), { epsHigh: 0.5 }).stats;
     expect(epsilonHigh.clipHighFraction).toBe(0);
+    // TRL's extremes over the per-sequence fractions: high 1/2 and 0, low 0 and 1/3.
+    expect(stats.clipHighMax).toBeCloseTo(1 / 2, 12);
+    expect(stats.clipLowMin).toBe(0);
+    // At sequence level the clip is per sequence, and so are the fractions: sequence 0's weight
+    // e^0.2 > 1.2 with A = 1 (clipped high); sequence 1's e^(0.2 / 3) is within the range.
+    const gspo = policyLoss(inputs(false), { importanceSamplingLevel: 'sequence' }).stats;
+    expect([gspo.clipHighFraction, gspo.clipLowFraction, gspo.clipHighMax, gspo.clipLowMin]).toEqual([1 / 2, 0, 1, 0]);
+    // No entropy bonus, nothing subtracted.
+    expect(stats.entropyBonus).toBe(0);
   });
 
   it('adds beta * k3 KL to the reference policy', () => {
@@ -704,7 +713,8 @@ describe('policyLoss', () => {
     expect(result.loss).toBeCloseTo((-high + 0.5 * c1) / 2, 6);
     expectAllClose(result.gradLogprobs, [0, 0, 0, (0.5 * c1) / 6, (0.5 * c1) / 6, (0.5 * c1) / 6], 1e-6);
     expect(result.stats.meanRatio).toBeCloseTo((2 * c0 + 3 * c1) / 5, 6);
-    expect(result.stats.clipHighFraction).toBeCloseTo(2 / 5, 12);
+    // The clip is per sequence: one of the two sequences (TRL counts sequences here, not tokens).
+    expect(result.stats.clipHighFraction).toBeCloseTo(1 / 2, 12);
   });
 
   it('luspo: GSPO weights, each sequence\'s loss times its length, over S; sequence level only', () => {
@@ -860,6 +870,7 @@ describe('policyLoss', () => {
     const meanEntropy = (3 + 0.5 + 1 + 0.2 + 2) / 5;
     const bonus = policyLoss(withEntropy(false), { lossType: 'bnpo', entropyCoef: coef });
     expect(bonus.loss).toBeCloseTo(plain.loss - Math.fround(coef) * meanEntropy, 6);
+    expect(bonus.stats.entropyBonus).toBeCloseTo(Math.fround(coef) * meanEntropy, 6);
     expect(bonus.stats.meanEntropy).toBeCloseTo(meanEntropy, 6);
     expectAllClose(bonus.gradLogprobs, plain.gradLogprobs, 0);
     const each = -Math.fround(coef) / 5;

@@ -38,6 +38,11 @@ export interface LossParts {
   meanKl: number;
   clipLowFraction: number;
   clipHighFraction: number;
+  /** TRL's extremes of the per-rollout clip fractions. */
+  clipLowMin: number;
+  clipHighMax: number;
+  /** The policy loss before the entropy bonus (TRL's policy_loss). */
+  policyLoss: number;
   /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
   keptFraction: number;
   /** Of the rollouts, those the off-policy mask left out (0 without it). */
@@ -110,6 +115,9 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
       meanKl: rolloutPart?.meanKl ?? 0,
       clipLowFraction: rolloutPart?.clipLowFraction ?? 0,
       clipHighFraction: rolloutPart?.clipHighFraction ?? 0,
+      clipLowMin: rolloutPart?.clipLowMin ?? 0,
+      clipHighMax: rolloutPart?.clipHighMax ?? 0,
+      policyLoss: rolloutPart?.policyLoss ?? 0,
       keptFraction: rolloutPart?.keptFraction ?? 1,
       offPolicyFraction: rolloutPart?.offPolicyFraction ?? 0,
       ...(rolloutPart?.trainedEntropy === undefined ? {} : { trainedEntropy: rolloutPart.trainedEntropy }),
@@ -122,6 +130,9 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
 
 interface RolloutPart {
   offPolicyFraction: number;
+  clipLowMin: number;
+  clipHighMax: number;
+  policyLoss: number;
   loss: number;
   grad: Tensor<'float32'>;
   gradEntropy?: Tensor<'float32'>;
@@ -138,7 +149,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
   if (rollouts === 0) return undefined;
   const rows = <T extends Tensor>(t: T): T => scratch.keep(t.rows(0, rollouts) as T);
   const mask = rows(scores.mask);
-  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, keptFraction: 1, offPolicyFraction: 0 };
+  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, clipLowMin: 0, clipHighMax: 0, policyLoss: 0, keptFraction: 1, offPolicyFraction: 0 };
   const result = policyLoss(
     {
       logprobs: rows(scores.logprobs),
@@ -174,6 +185,9 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
     meanKl: result.stats.meanKl,
     clipLowFraction: result.stats.clipLowFraction,
     clipHighFraction: result.stats.clipHighFraction,
+    clipLowMin: result.stats.clipLowMin,
+    clipHighMax: result.stats.clipHighMax,
+    policyLoss: result.loss + result.stats.entropyBonus,
     keptFraction: result.stats.keptFraction,
     offPolicyFraction: result.stats.offPolicyFraction,
     ...(settings.withEntropy ? { trainedEntropy: result.stats.meanEntropy } : {}),

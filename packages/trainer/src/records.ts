@@ -62,13 +62,14 @@ export interface TrlStepMetrics {
   'clip_ratio/low_mean'?: number;
   'clip_ratio/high_mean'?: number;
   'clip_ratio/region_mean'?: number;
-  /** TRL's extremes over its processes; napo runs one, so they equal the means. */
+  /** TRL's extremes of the per-rollout clip fractions (the lowest clip-low, the highest clip-high). */
   'clip_ratio/low_min'?: number;
   'clip_ratio/high_max'?: number;
   /** cispo only: tokens with A > 0 whose weight the cap clipped. */
   cispo_clip_ratio?: number;
-  /** The entropy bonus's coefficient after the step, only when the bonus is on. */
+  /** The entropy bonus's coefficient after the step, and the policy loss before the bonus, only when the bonus is on. */
   entropy_coef?: number;
+  policy_loss?: number;
   /** Prompt and completion tokens of every rollout so far. */
   num_tokens: number;
   grad_norm: number;

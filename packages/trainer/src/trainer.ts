@@ -414,6 +414,9 @@ export class Trainer {
             sum.entropy += parts.rolloutEntropy;
             sum.keptFraction += parts.keptFraction;
             sum.offPolicyFraction += parts.offPolicyFraction;
+            sum.clipLowMin += parts.clipLowMin;
+            sum.clipHighMax += parts.clipHighMax;
+            sum.policyLoss += parts.policyLoss;
             if (parts.trainedEntropy !== undefined) {
               const tokens = parts.keptFraction * rolloutTokens(batch, advantages.length);
               trained.entropy += parts.trainedEntropy * tokens;
@@ -454,6 +457,9 @@ export class Trainer {
       entropy: sum.entropy / micro,
       keptFraction: sum.keptFraction / micro,
       offPolicyFraction: sum.offPolicyFraction / micro,
+      clipLowMin: sum.clipLowMin / micro,
+      clipHighMax: sum.clipHighMax / micro,
+      policyLoss: sum.policyLoss / micro,
       tokensTrained: micros.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };

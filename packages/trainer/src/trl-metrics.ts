@@ -20,6 +20,11 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
   keptFraction: number;
   /** Of the rollouts, those the off-policy mask left out (0 without it). */
   offPolicyFraction: number;
+  /** TRL's extremes of the per-rollout clip fractions, averaged over the micro-batches as TRL logs them. */
+  clipLowMin: number;
+  clipHighMax: number;
+  /** The policy loss before the entropy bonus (TRL's policy_loss). */
+  policyLoss: number;
   /** Completion tokens with a loss, over the mini-batches. */
   tokensTrained: number;
   /** The largest mini-batch scored: its rows, padded width and trained tokens. */
@@ -39,6 +44,9 @@ export function idleOptimisation(): Optimisation {
     entropy: 0,
     keptFraction: 0,
     offPolicyFraction: 0,
+    clipLowMin: 0,
+    clipHighMax: 0,
+    policyLoss: 0,
     tokensTrained: 0,
     largest: { rows: 0, width: 0, tokens: 0 },
   };
@@ -100,7 +108,7 @@ export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
     ...(input.beta !== 0 ? { kl: training.meanKl } : {}),
     entropy: training.entropy,
     ...clipMetrics(input.lossType, training),
-    ...(input.entropyCoef === undefined ? {} : { entropy_coef: input.entropyCoef }),
+    ...(input.entropyCoef === undefined ? {} : { entropy_coef: input.entropyCoef, policy_loss: training.policyLoss }),
     num_tokens: input.numTokens,
     grad_norm: training.gradNorm,
     learning_rate: input.learningRate,
@@ -115,9 +123,8 @@ function clipMetrics(lossType: LossType, training: Optimisation): Partial<TrlSte
     'clip_ratio/low_mean': training.clipLowFraction,
     'clip_ratio/high_mean': training.clipHighFraction,
     'clip_ratio/region_mean': training.clipLowFraction + training.clipHighFraction,
-    // TRL takes the min / max of the per-process means: with one process, the means themselves.
-    'clip_ratio/low_min': training.clipLowFraction,
-    'clip_ratio/high_max': training.clipHighFraction,
+    'clip_ratio/low_min': training.clipLowMin,
+    'clip_ratio/high_max': training.clipHighMax,
   };
 }
 

@@ -34,7 +34,7 @@ describe('TRL metrics by hand', () => {
         rewardsByFunction: { format: [1, 0, Number.NaN, 1, 1, 1, 1, 1] },
       },
       groups,
-      training: { ...idleOptimisation(), optimizerSteps: 2, meanKl: 0.25, clipLowFraction: 0.1, clipHighFraction: 0.05, gradNorm: 3, entropy: 1.5 },
+      training: { ...idleOptimisation(), optimizerSteps: 2, meanKl: 0.25, clipLowFraction: 0.1, clipHighFraction: 0.05, clipLowMin: 0.02, clipHighMax: 0.3, gradNorm: 3, entropy: 1.5 },
       learningRate: 1e-4,
       numTokens: 1234,
       rewardNames: ['format'],
@@ -52,7 +52,7 @@ describe('TRL metrics by hand', () => {
     expect(metrics.frac_reward_zero_std).toBe(0.5);
     expect(metrics.kl).toBe(0.25);
     expect(metrics['clip_ratio/region_mean']).toBeCloseTo(0.15, 12);
-    expect([metrics['clip_ratio/low_min'], metrics['clip_ratio/high_max']]).toEqual([0.1, 0.05]);
+    expect([metrics['clip_ratio/low_min'], metrics['clip_ratio/high_max']]).toEqual([0.02, 0.3]);
     expect(metrics.num_tokens).toBe(1234);
     expect(metrics.grad_norm).toBe(3);
     expect(metrics.entropy).toBe(1.5);
@@ -106,6 +106,9 @@ describe('several optimisation passes per batch (numIterations)', () => {
     expect(three.reward).toBe(one.reward);
     expect(three['clip_ratio/region_mean']).toBeGreaterThan(0);
     expect(three['clip_ratio/region_mean']).toBeCloseTo(three.clipLowFraction + three.clipHighFraction, 12);
+    // TRL's extremes over the rollouts bracket the means.
+    expect(three['clip_ratio/high_max']).toBeGreaterThanOrEqual(three['clip_ratio/high_mean'] as number);
+    expect(three['clip_ratio/low_min']).toBeLessThanOrEqual(three['clip_ratio/low_mean'] as number);
     expect(three.entropy).toBeGreaterThan(0);
     single.dispose();
     multi.dispose();
@@ -348,6 +351,9 @@ describe('entropy: the top-entropy tokens and the entropy bonus', () => {
     expect(none.gradNorm).toBe(0);
     expect(up.gradNorm).toBeGreaterThan(0);
     expect(up.entropy_coef).toBe(1);
+    // With zero advantages the policy loss before the bonus is 0: the loss is minus the bonus.
+    expect(up.policy_loss).toBeCloseTo(0, 12);
+    expect(up.loss).toBeLessThan(0);
     expect('entropy_coef' in none).toBe(false);
     // record.entropy is the mean over both passes; the second pass scores after one bonus step.
     expect(up.entropy).toBeGreaterThan(none.entropy);

@@ -409,7 +409,14 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
   let ratioMass = 0;
   let keptEntropy = 0;
   let dropped = 0;
+  // Per sequence: its clip fractions (TRL's extremes) and whether it was clipped at all.
+  const lowBySequence: number[] = [];
+  const highBySequence: number[] = [];
+  let lowSequences = 0;
+  let highSequences = 0;
   for (let sequence = 0; sequence < sequences; sequence++) {
+    let lowMass = 0;
+    let highMass = 0;
     const weight = aggregationWeight(checked, resolved, sequence, totalMass);
     const advantage = checked.advantages[sequence] as number;
     const logWeight = meanLogRatio(checked, sequence);
@@ -433,18 +440,29 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       const terms = tokenTerms(logprob, { coef, keptShare, kept: entropyKept && sequenceKept, sequenceKlShare: klShare }, checked.refLogprobs?.[index], advantage, resolved);
       loss += weight * tokenMask * terms.loss;
       gradLogprobs[index] = weight * tokenMask * terms.gradient;
-      if (terms.clippedLow) clippedLowMass += tokenMask;
-      if (terms.clippedHigh) clippedHighMass += tokenMask;
+      if (terms.clippedLow) lowMass += tokenMask;
+      if (terms.clippedHigh) highMass += tokenMask;
       klMass += tokenMask * terms.kl;
       ratioMass += tokenMask * terms.ratio;
       if (entropyKept && checked.entropy) keptEntropy += checked.entropy[index] as number;
     }
+    clippedLowMass += lowMass;
+    clippedHighMass += highMass;
+    if (mass > 0) {
+      lowBySequence.push(lowMass / mass);
+      highBySequence.push(highMass / mass);
+    }
+    if (lowMass > 0) lowSequences++;
+    if (highMass > 0) highSequences++;
   }
   const byItems = resolved.lossType === 'dapo' || resolved.lossType === 'cispo';
   const bonusDenominator = Math.max(1, byItems ? (resolved.numItemsInBatch ?? totalMass) : selection.keptTotal);
-  loss -= (resolved.entropyCoef * keptEntropy) / bonusDenominator;
-  const clipLowFraction = ratioOrZero(clippedLowMass, totalMass);
-  const clipHighFraction = ratioOrZero(clippedHighMass, totalMass);
+  const entropyBonus = (resolved.entropyCoef * keptEntropy) / bonusDenominator;
+  loss -= entropyBonus;
+  // At sequence level the clip is per sequence: fractions of the sequences, as TRL counts them.
+  const bySequence = resolved.importanceSamplingLevel === 'sequence';
+  const clipLowFraction = bySequence ? lowSequences / sequences : ratioOrZero(clippedLowMass, totalMass);
+  const clipHighFraction = bySequence ? highSequences / sequences : ratioOrZero(clippedHighMass, totalMass);
   return {
     loss,
     gradLogprobs,
@@ -453,6 +471,9 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       clipLowFraction,
       clipHighFraction,
       clipFraction: clipLowFraction + clipHighFraction,
+      clipLowMin: lowBySequence.length > 0 ? Math.min(...lowBySequence) : 0,
+      clipHighMax: highBySequence.length > 0 ? Math.max(...highBySequence) : 0,
+      entropyBonus,
       meanKl: ratioOrZero(klMass, totalMass),
       meanRatio: ratioOrZero(ratioMass, totalMass),
       tokenCount: totalMass,
