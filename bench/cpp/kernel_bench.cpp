@@ -254,7 +254,7 @@ class Bench {
     napo_tensor grad = napo::tensorView(make(count, nullptr), NAPO_FLOAT32, {sequences, steps}, dev);
     napo_tensor adv = napo::tensorView(make(size_t(sequences), host.data()), NAPO_FLOAT32, {sequences}, dev);
     napo_tensor advOut = napo::tensorView(make(size_t(sequences), nullptr), NAPO_FLOAT32, {sequences}, dev);
-    const napo_policy_loss_options options{0.2f, 0.2f, 0.04f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f, 0.0f, 0.0f, 0, 0, 0.0f};
+    const napo_policy_loss_options options{0.2f, 0.2f, 0.04f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f, 0.0f, 0.0f, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     napo_policy_loss_stats stats;
     const int iterations = quick_ ? 5 : 20;
     const std::string shape = "[" + std::to_string(sequences) + ", " + std::to_string(steps) + "]";

@@ -171,7 +171,7 @@ class Step {
     napo_tensor gradView = tensorView(grad.data, NAPO_FLOAT32, {batch, width}, device_);
     timed(phases, "backward", [&] { check(napo_model_score_backward(model_, &gradView, nullptr), "scoreBackward"); });
     timed(phases, "optimizer", [&] {
-      const napo_adamw_options adamw{1e-6f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f};
+      const napo_adamw_options adamw{1e-6f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 1.0f};
       napo_adamw_result result{};
       check(napo_model_step(model_, &adamw, &result), "step");
     });
@@ -267,7 +267,7 @@ class Step {
     napo_tensor current = tensorView(logprobs, NAPO_FLOAT32, {rows, width}, device_);
     napo_tensor maskView = tensorView(maskBuffer.data, NAPO_FLOAT32, {rows, width}, device_);
     napo_tensor gradView = tensorView(grad, NAPO_FLOAT32, {rows, width}, device_);
-    const napo_policy_loss_options lossOptions{0.2f, 0.28f, 0.0f, NAPO_LOSS_DAPO, o_.newTokens, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f, 0.0f, 0.0f, 0, 0, 0.0f};
+    const napo_policy_loss_options lossOptions{0.2f, 0.28f, 0.0f, NAPO_LOSS_DAPO, o_.newTokens, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f, 0.0f, 0.0f, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     napo_policy_loss_stats stats{};
     check(napo_policy_loss(&current, &current, nullptr, nullptr, &advantageView, &maskView, &lossOptions, &gradView, nullptr,
                            &stats, nullptr),

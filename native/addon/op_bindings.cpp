@@ -207,6 +207,10 @@ struct PolicyLossCall : OpCall {
     options.bias_correction_kl = boolArg(env, given.Get("biasCorrectionKl"), kName, "biasCorrectionKl");
     options.off_policy_mask = boolArg(env, given.Get("offPolicyMask"), kName, "offPolicyMask");
     options.off_policy_threshold = float(numberArg(env, given.Get("offPolicyThreshold"), kName, "offPolicyThreshold"));
+    options.vespo_k_pos = float(numberArg(env, given.Get("vespoKPos"), kName, "vespoKPos"));
+    options.vespo_lambda_pos = float(numberArg(env, given.Get("vespoLambdaPos"), kName, "vespoLambdaPos"));
+    options.vespo_k_neg = float(numberArg(env, given.Get("vespoKNeg"), kName, "vespoKNeg"));
+    options.vespo_lambda_neg = float(numberArg(env, given.Get("vespoLambdaNeg"), kName, "vespoLambdaNeg"));
     check(env, napo_policy_loss_validate(&logprobs, &oldLogprobs, hasRef ? &refLogprobs : nullptr,
                                          hasEntropy ? &entropy : nullptr, &advantages, &mask, &options));
     gradLogprobs = output(env, kName, NAPO_FLOAT32, {logprobs.shape[0], logprobs.shape[1]}, logprobs.device);
@@ -234,6 +238,7 @@ struct PolicyLossCall : OpCall {
     statsObject.Set("entropyThreshold", stats.entropy_threshold);
     statsObject.Set("meanEntropy", stats.mean_entropy);
     statsObject.Set("offPolicyFraction", stats.off_policy_fraction);
+    statsObject.Set("vespoPhiMean", stats.vespo_phi_mean);
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", stats.loss);
     out.Set("gradLogprobs", outputObject(0));

@@ -391,7 +391,7 @@ void modelCase(Checks& checks, napo_model_family family, const char* name) {
                 format("%s: scoreBackward (%s)", name, napo_last_error()));
   nearAll(checks, format("%s: gradients", name), modelValues(gpu, true), modelValues(cpu, true));
 
-  const napo_adamw_options adamw{1e-3f, 0.9f, 0.999f, 1e-3f, 0.1f, 1.0f};
+  const napo_adamw_options adamw{1e-3f, 0.9f, 0.999f, 1e-3f, 0.1f, 1.0f, 1.0f};
   napo_adamw_result cpuStep{}, gpuStep{};
   checks.expect(napo_model_step(cpu, &adamw, &cpuStep) == NAPO_OK && napo_model_step(gpu, &adamw, &gpuStep) == NAPO_OK,
                 format("%s: step (%s)", name, napo_last_error()));

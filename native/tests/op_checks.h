@@ -217,7 +217,7 @@ struct PolicyLossInputs {
   std::vector<float> logprobs, oldLogprobs, refLogprobs, entropy, advantages, mask;
   napo_dtype maskDtype = NAPO_FLOAT32;  // the mask's values are stored in this dtype
   napo_policy_loss_options options{0.2f, 0.2f, 0.0f, NAPO_LOSS_GRPO, 0, 0.0, NAPO_IMPORTANCE_TOKEN, 0.0f, 1.0f, 1.05f,
-                                   0.0f, 0.0f, 0,    0,    0.0f};
+                                   0.0f, 0.0f, 0,    0,    0.0f, 2.0f, 3.0f, 3.0f, 2.0f};
 
   std::vector<uint8_t> maskBytes() const { return maskAsBytes(mask, maskDtype); }
 };
@@ -580,14 +580,14 @@ inline void checkPolicyLoss(Checks& checks, Backend& candidate, Backend& referen
   const napo_policy_loss_stats& w = want.stats;
   const double gotStats[] = {g.loss,    g.clip_low_fraction, g.clip_high_fraction, g.clip_fraction,    g.mean_kl,
                              g.mean_ratio, g.token_count,    g.kept_fraction,      g.entropy_threshold, g.mean_entropy,
-                             g.off_policy_fraction, g.clip_low_min, g.clip_high_max, g.entropy_bonus};
+                             g.off_policy_fraction, g.clip_low_min, g.clip_high_max, g.entropy_bonus, g.vespo_phi_mean};
   const double wantStats[] = {w.loss,    w.clip_low_fraction, w.clip_high_fraction, w.clip_fraction,    w.mean_kl,
                               w.mean_ratio, w.token_count,    w.kept_fraction,      w.entropy_threshold, w.mean_entropy,
-                              w.off_policy_fraction, w.clip_low_min, w.clip_high_max, w.entropy_bonus};
+                              w.off_policy_fraction, w.clip_low_min, w.clip_high_max, w.entropy_bonus, w.vespo_phi_mean};
   const char* names[] = {"loss",      "clipLow", "clipHigh",     "clip",             "meanKl",      "meanRatio",
                          "tokens",    "keptFraction", "entropyThreshold", "meanEntropy", "offPolicyFraction",
-                         "clipLowMin", "clipHighMax", "entropyBonus"};
-  for (int i = 0; i < 14; ++i) {
+                         "clipLowMin", "clipHighMax", "entropyBonus", "vespoPhiMean"};
+  for (int i = 0; i < 15; ++i) {
     checks.expect(close(gotStats[i], wantStats[i], 1e-6, 1e-5),
                   format("%s %s = %.12g, want %.12g", what.c_str(), names[i], gotStats[i], wantStats[i]));
   }
@@ -725,7 +725,7 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
   uint64_t seed = 500;
   for (const Dims& d : dims) {
     for (napo_loss_type lossType : {NAPO_LOSS_GRPO, NAPO_LOSS_BNPO, NAPO_LOSS_DR_GRPO, NAPO_LOSS_DAPO, NAPO_LOSS_CISPO,
-                                    NAPO_LOSS_SAPO, NAPO_LOSS_LUSPO}) {
+                                    NAPO_LOSS_SAPO, NAPO_LOSS_LUSPO, NAPO_LOSS_VESPO}) {
       for (int variant = 0; variant < 5; ++variant) {
         PolicyLossInputs in;
         in.sequences = d.sequences;
@@ -759,7 +759,14 @@ inline void policyLossSuite(Checks& checks, Backend& candidate, Backend& referen
           in.options.num_items_in_batch = 17.0;
         }
         // GSPO's sequence weights; two-sided clipping; CISPO's cap at TRL's 5 and SAPO's temperatures.
-        if (variant == 3 || lossType == NAPO_LOSS_LUSPO) in.options.importance_level = NAPO_IMPORTANCE_SEQUENCE;
+        // vespo weighs sequences itself (token level only); its gamma's other shape in variant 4.
+        if ((variant == 3 && lossType != NAPO_LOSS_VESPO) || lossType == NAPO_LOSS_LUSPO) {
+          in.options.importance_level = NAPO_IMPORTANCE_SEQUENCE;
+        }
+        if (variant == 4) {
+          in.options.vespo_k_pos = 0.5f;
+          in.options.vespo_lambda_neg = 0.25f;
+        }
         if (variant >= 3) {
           in.options.delta = 1.4f;
           in.options.sapo_temperature_pos = 0.7f;

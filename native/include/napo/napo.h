@@ -246,7 +246,8 @@ typedef enum napo_loss_type {
   NAPO_LOSS_DAPO = 3,
   NAPO_LOSS_CISPO = 4, /* the clipped IS weight (cap eps_high), detached, times A * logprob; dapo's aggregation */
   NAPO_LOSS_SAPO = 5,  /* a sigmoid gate instead of the clip; grpo's aggregation */
-  NAPO_LOSS_LUSPO = 6  /* the clipped surrogate, each sequence's loss times its length: sum / S (sequence level only) */
+  NAPO_LOSS_LUSPO = 6, /* the clipped surrogate, each sequence's loss times its length: sum / S (sequence level only) */
+  NAPO_LOSS_VESPO = 7  /* a gamma weight of the sequence's ratio, detached, times A * logprob; dapo's aggregation (token level only) */
 } napo_loss_type;
 
 typedef enum napo_importance_level {
@@ -282,6 +283,12 @@ typedef struct napo_policy_loss_options {
    * off_policy_threshold (>= 0) trains no surrogate (its KL stays). */
   int32_t off_policy_mask;
   float off_policy_threshold;
+  /* vespo's gamma weight phi(w) = e^lambda w^k e^(-lambda w), w the sequence's ratio (exp of its
+   * summed log-ratios): k >= 0 and lambda > 0 by the sign of A (A >= 0: pos; TRL: 2, 3, 3, 2). */
+  float vespo_k_pos;
+  float vespo_lambda_pos;
+  float vespo_k_neg;
+  float vespo_lambda_neg;
 } napo_policy_loss_options;
 
 /* Stats of one policyLoss call; each mean is over masked tokens, but the clip fractions at
@@ -301,6 +308,7 @@ typedef struct napo_policy_loss_stats {
   double mean_entropy;       /* over the kept tokens (0 without entropy) */
   double off_policy_fraction; /* of the sequences, those the off-policy mask dropped */
   double entropy_bonus;      /* the term the entropy bonus subtracted from loss (TRL's policy_loss = loss + it) */
+  double vespo_phi_mean;     /* vespo: the mean over sequences of phi (TRL's vespo/phi_seq_mean); 0 otherwise */
 } napo_policy_loss_stats;
 
 /* logprobs, old_logprobs, ref_logprobs (optional), entropy (optional), mask: [S, T] f32;

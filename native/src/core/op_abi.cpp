@@ -236,7 +236,7 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   if (!(options->beta >= 0.0f) || std::isinf(options->beta)) {
     return fail(NAPO_ERR_RANGE, "%s: beta = %g must be >= 0 and finite", op, options->beta);
   }
-  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_LUSPO) {
+  if (options->loss_type < NAPO_LOSS_GRPO || options->loss_type > NAPO_LOSS_VESPO) {
     return fail(NAPO_ERR_RANGE, "%s: unknown lossType %d", op, int(options->loss_type));
   }
   if (options->importance_level != NAPO_IMPORTANCE_TOKEN && options->importance_level != NAPO_IMPORTANCE_SEQUENCE) {
@@ -247,6 +247,18 @@ napo_status napo_policy_loss_validate(const napo_tensor* logprobs, const napo_te
   }
   if (options->loss_type == NAPO_LOSS_LUSPO && options->importance_level != NAPO_IMPORTANCE_SEQUENCE) {
     return fail(NAPO_ERR_RANGE, "%s: lossType luspo needs importanceSamplingLevel sequence", op);
+  }
+  if (options->loss_type == NAPO_LOSS_VESPO && options->importance_level != NAPO_IMPORTANCE_TOKEN) {
+    return fail(NAPO_ERR_RANGE, "%s: lossType vespo weighs whole sequences itself; importanceSamplingLevel must be token", op);
+  }
+  if (options->loss_type == NAPO_LOSS_VESPO) {
+    for (const auto& [name, value] : {std::pair{"vespoKPos", options->vespo_k_pos}, std::pair{"vespoKNeg", options->vespo_k_neg}}) {
+      if (!(value >= 0.0f) || std::isinf(value)) return fail(NAPO_ERR_RANGE, "%s: %s = %g must be >= 0 and finite", op, name, value);
+    }
+    for (const auto& [name, value] :
+         {std::pair{"vespoLambdaPos", options->vespo_lambda_pos}, std::pair{"vespoLambdaNeg", options->vespo_lambda_neg}}) {
+      if (!(value > 0.0f) || std::isinf(value)) return fail(NAPO_ERR_RANGE, "%s: %s = %g must be > 0 and finite", op, name, value);
+    }
   }
   if (options->loss_type == NAPO_LOSS_SAPO) {
     for (const auto& [name, value] : {std::pair{"sapoTemperaturePos", options->sapo_temperature_pos},

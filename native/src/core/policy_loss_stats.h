@@ -3,6 +3,7 @@
 // loss independent of the thread count and the device.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "napo/napo.h"
@@ -21,8 +22,28 @@ namespace napo {
 // `kept` counts the tokens the entropy quantile keeps, `entropy` sums their entropies, `dropped`
 // is 1 when the off-policy mask dropped the sequence. A plain aggregate (zero it with `{}`).
 struct PolicyLossSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped, phi;
 };
+
+// The loss types that divide by the batch's token count (or numItemsInBatch), as TRL's.
+NAPO_HOST_DEVICE bool byItemCount(const napo_policy_loss_options& options) {
+  return options.loss_type == NAPO_LOSS_DAPO || options.loss_type == NAPO_LOSS_CISPO ||
+         options.loss_type == NAPO_LOSS_VESPO;
+}
+
+// VESPO's gamma weight of a sequence, from the sum of its masked log-ratios each clamped to
+// [-20, 20]: log w clamped to [log 1e-8, 20], log phi = lambda + k log w - lambda w (TRL's
+// get_gamma_weights; a weight that is not finite counts 0).
+NAPO_HOST_DEVICE float vespoWeight(const napo_policy_loss_options& options, float advantage, double clampedLogRatioSum) {
+  const double logW = clampedLogRatioSum < -18.420680743952367 ? -18.420680743952367
+                      : (clampedLogRatioSum > 20.0 ? 20.0 : clampedLogRatioSum);
+  const bool positive = advantage >= 0.0f;
+  const double k = positive ? options.vespo_k_pos : options.vespo_k_neg;
+  const double lambdaRaw = positive ? options.vespo_lambda_pos : options.vespo_lambda_neg;
+  const double lambda = lambdaRaw > 1e-4 ? lambdaRaw : 1e-4;
+  const double phi = exp(lambda + k * logW - lambda * exp(logW));
+  return phi < 3.4e38 ? float(phi) : 0.0f;
+}
 
 // Whether sequence s keeps its surrogate under the off-policy mask: A >= 0, or the masked mean of
 // old - logprobs (minus its mean log-ratio) within the threshold.
@@ -73,7 +94,7 @@ NAPO_HOST_DEVICE bool keptByEntropy(const napo_policy_loss_options& options, con
 // normaliser for dapo and cispo (TRL sums there), the kept token count for the others.
 NAPO_HOST_DEVICE double entropyBonusDenominator(const napo_policy_loss_options& options, double maskTotal,
                                                 double keptTotal) {
-  const bool byItems = options.loss_type == NAPO_LOSS_DAPO || options.loss_type == NAPO_LOSS_CISPO;
+  const bool byItems = byItemCount(options);
   const double denominator = byItems ? (options.num_items_in_batch > 0.0 ? options.num_items_in_batch : maskTotal)
                                      : keptTotal;
   return denominator > 1.0 ? denominator : 1.0;
@@ -104,6 +125,7 @@ void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss
     total.kept += sums[s].kept;
     total.entropy += sums[s].entropy;
     total.dropped += sums[s].dropped;
+    total.phi += sums[s].phi;
   }
   const double tokens = total.tokens > 1.0 ? total.tokens : 1.0;
   const double bonus =
@@ -125,6 +147,7 @@ void policyLossStats(const Sums* sums, int64_t sequences, const napo_policy_loss
   stats->entropy_threshold = options.entropy_quantile > 0.0f ? double(threshold) : 0.0;
   stats->mean_entropy = total.entropy / (total.kept > 1.0 ? total.kept : 1.0);
   stats->off_policy_fraction = total.dropped / double(sequences);
+  stats->vespo_phi_mean = total.phi / double(sequences);
 }
 
 }  // namespace napo

@@ -51,6 +51,7 @@ std::vector<double> sequenceWeights(const Mask* mask, int64_t sequences, int64_t
         break;
       case NAPO_LOSS_DAPO:
       case NAPO_LOSS_CISPO:
+      case NAPO_LOSS_VESPO:
         weights[size_t(s)] = 1.0 / std::max(1.0, options.num_items_in_batch > 0 ? options.num_items_in_batch : allTokens);
         break;
     }
@@ -87,6 +88,7 @@ Surrogate surrogate(float coef, float advantage, const napo_policy_loss_options&
 struct SequenceTotals {
   double tokens, kept, klSum;
   float logWeight;
+  double clampedLogRatioSum;  // vespo's: each masked log-ratio clamped to [-20, 20]
 };
 
 float k3(float refLogprob, float logprob) {
@@ -97,18 +99,19 @@ float k3(float refLogprob, float logprob) {
 template <typename Mask>
 SequenceTotals sequenceTotals(const PolicyLossTensors& in, const Mask* mask, int64_t begin, int64_t end,
                               const napo_policy_loss_options& options, float threshold) {
-  double logRatio = 0.0, tokens = 0.0, kept = 0.0, klSum = 0.0;
+  double logRatio = 0.0, tokens = 0.0, kept = 0.0, klSum = 0.0, clamped = 0.0;
   // Only the bias-corrected KL at sequence level needs the sequence's KL sum.
   const bool withKlSum =
       in.refLogprobs && options.bias_correction_kl && options.importance_level == NAPO_IMPORTANCE_SEQUENCE;
   for (int64_t t = begin; t < end; ++t) {
     if (mask[t] == Mask(0)) continue;
     logRatio += double(in.logprobs[t] - in.oldLogprobs[t]);
+    clamped += double(std::clamp(in.logprobs[t] - in.oldLogprobs[t], -20.0f, 20.0f));
     tokens += 1.0;
     kept += in.entropy && keptByEntropy(options, in.entropy, t, threshold) ? 1.0 : 0.0;
     klSum += withKlSum ? double(k3(in.refLogprobs[t], in.logprobs[t])) : 0.0;
   }
-  return {tokens, in.entropy ? kept : tokens, klSum, float(logRatio / std::max(1.0, tokens))};
+  return {tokens, in.entropy ? kept : tokens, klSum, float(logRatio / std::max(1.0, tokens)), clamped};
 }
 
 // The entropy at the quantile of the masked tokens' entropies (torch.quantile's interpolation).
@@ -159,6 +162,8 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
       const float keptShare =
           perSequence && sequenceKept ? float(sequence.kept / std::max(1.0, sequence.tokens)) : (perSequence ? 0.0f : 1.0f);
       const float sequenceKlShare = float(sequence.klSum / std::max(1.0, sequence.tokens));
+      const bool vespo = options.loss_type == NAPO_LOSS_VESPO;
+      const float phi = vespo ? vespoWeight(options, advantage, sequence.clampedLogRatioSum) : 0.0f;
       PolicyLossSums sums{};
       for (int64_t t = s * steps; t < (s + 1) * steps; ++t) {
         const float m = float(mask[t]);
@@ -173,12 +178,13 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
         const float coef = perSequence ? sequenceCoef : std::exp(in.logprobs[t] - in.oldLogprobs[t]);
         float loss, grad;
         bool clipLow = false, clipHigh = false;
-        if (options.loss_type == NAPO_LOSS_CISPO) {
-          // The capped weight is a constant: the gradient is REINFORCE's, scaled by it.
-          const float cappedCoef = std::min(coef, options.eps_high);
-          loss = -cappedCoef * advantage * in.logprobs[t];
-          grad = kept ? -cappedCoef * advantage : 0.0f;
-          clipHigh = advantage > 0.0f && coef > options.eps_high;
+        if (options.loss_type == NAPO_LOSS_CISPO || vespo) {
+          // The weight (the capped ratio, or the sequence's gamma weight) is a constant: the
+          // gradient is REINFORCE's, scaled by it.
+          const float detached = vespo ? phi : std::min(coef, options.eps_high);
+          loss = -detached * advantage * in.logprobs[t];
+          grad = kept ? -detached * advantage : 0.0f;
+          clipHigh = !vespo && advantage > 0.0f && coef > options.eps_high;
         } else {
           const Surrogate term = surrogate(coef, advantage, options);
           loss = term.loss;
@@ -213,6 +219,7 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
       }
       sums.loss *= weights[size_t(s)];
       sums.dropped = sequenceKept ? 0.0 : 1.0;
+      sums.phi = phi;
       rows[size_t(s)] = sums;
     }
   });

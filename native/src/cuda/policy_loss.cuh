@@ -22,7 +22,7 @@ namespace napo::cuda {
 
 // One sequence's sums over its masked tokens; `loss` already carries the sequence's weight.
 struct SequenceSums {
-  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped;
+  double loss, tokens, clipLow, clipHigh, kl, ratio, kept, entropy, dropped, phi;
 };
 
 using napo::policyLossStats;
@@ -32,13 +32,14 @@ __device__ __forceinline__ SequenceSums shuffleXor(SequenceSums s, int laneMask)
           __shfl_xor_sync(kFullMask, s.clipLow, laneMask), __shfl_xor_sync(kFullMask, s.clipHigh, laneMask),
           __shfl_xor_sync(kFullMask, s.kl, laneMask),      __shfl_xor_sync(kFullMask, s.ratio, laneMask),
           __shfl_xor_sync(kFullMask, s.kept, laneMask),    __shfl_xor_sync(kFullMask, s.entropy, laneMask),
-          __shfl_xor_sync(kFullMask, s.dropped, laneMask)};
+          __shfl_xor_sync(kFullMask, s.dropped, laneMask), __shfl_xor_sync(kFullMask, s.phi, laneMask)};
 }
 
 struct AddSums {
   __device__ SequenceSums operator()(const SequenceSums& a, const SequenceSums& b) const {
     return {a.loss + b.loss, a.tokens + b.tokens, a.clipLow + b.clipLow, a.clipHigh + b.clipHigh, a.kl + b.kl,
-            a.ratio + b.ratio, a.kept + b.kept, a.entropy + b.entropy, a.dropped + b.dropped};
+            a.ratio + b.ratio, a.kept + b.kept, a.entropy + b.entropy, a.dropped + b.dropped,
+            a.phi + b.phi};
   }
 };
 
@@ -92,8 +93,7 @@ constexpr int kBatchTotalsThreads = 1024;
 // Whether a sequence's block needs what only the whole batch gives: its token count (bnpo; dapo
 // and cispo without numItemsInBatch), the entropy quantile, the entropy bonus's denominator.
 inline bool needsBatchTotals(const napo_policy_loss_options& options) {
-  const bool byItems = options.loss_type == NAPO_LOSS_DAPO || options.loss_type == NAPO_LOSS_CISPO;
-  return options.loss_type == NAPO_LOSS_BNPO || (byItems && options.num_items_in_batch <= 0.0) ||
+  return options.loss_type == NAPO_LOSS_BNPO || (byItemCount(options) && options.num_items_in_batch <= 0.0) ||
          options.entropy_quantile > 0.0f || options.entropy_coef != 0.0f;
 }
 
@@ -164,18 +164,20 @@ __global__ void __launch_bounds__(kBatchTotalsThreads) batchTotalsKernel(PolicyL
 // masked log-ratios (GSPO's weight, the off-policy mask's KL) and of its k3 KL (the
 // bias-corrected KL at sequence level).
 struct SequenceTotals {
-  double tokens, kept, logRatio, klSum;
+  double tokens, kept, logRatio, klSum, clampedLogRatio;
 };
 
 struct AddTotals {
   __device__ SequenceTotals operator()(const SequenceTotals& a, const SequenceTotals& b) const {
-    return {a.tokens + b.tokens, a.kept + b.kept, a.logRatio + b.logRatio, a.klSum + b.klSum};
+    return {a.tokens + b.tokens, a.kept + b.kept, a.logRatio + b.logRatio, a.klSum + b.klSum,
+            a.clampedLogRatio + b.clampedLogRatio};
   }
 };
 
 __device__ __forceinline__ SequenceTotals shuffleXor(SequenceTotals s, int laneMask) {
   return {__shfl_xor_sync(kFullMask, s.tokens, laneMask), __shfl_xor_sync(kFullMask, s.kept, laneMask),
-          __shfl_xor_sync(kFullMask, s.logRatio, laneMask), __shfl_xor_sync(kFullMask, s.klSum, laneMask)};
+          __shfl_xor_sync(kFullMask, s.logRatio, laneMask), __shfl_xor_sync(kFullMask, s.klSum, laneMask),
+          __shfl_xor_sync(kFullMask, s.clampedLogRatio, laneMask)};
 }
 
 // Whether masked token t stays in the surrogate (the batch's threshold is read only when it exists).
@@ -186,13 +188,16 @@ __device__ __forceinline__ bool keptToken(const PolicyLossArgs& args, int64_t t)
 
 __device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& args, int64_t s, bool withLogRatio,
                                                         bool withKlSum) {
-  SequenceTotals totals{0.0, 0.0, 0.0, 0.0};
+  SequenceTotals totals{0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     totals.tokens += m;
     // Unchecked values may be NaN here; the token loop reports them.
     if (withLogRatio && m != 0.0f) {
-      totals.logRatio += double(args.logprobs[t] - args.oldLogprobs[t]);
+      const float logRatio = args.logprobs[t] - args.oldLogprobs[t];
+      totals.logRatio += double(logRatio);
+      // std::clamp, spelled out so NaN goes the same way as on the CPU.
+      totals.clampedLogRatio += double(logRatio < -20.0f ? -20.0f : (20.0f < logRatio ? 20.0f : logRatio));
       totals.kept += keptToken(args, t) ? 1.0 : 0.0;
     }
     if (withKlSum && m != 0.0f) {
@@ -200,7 +205,7 @@ __device__ __forceinline__ SequenceTotals sequenceTotals(const PolicyLossArgs& a
       totals.klSum += double(expf(delta) - delta - 1.0f);
     }
   }
-  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0, 0.0, 0.0});
+  return blockReduce<kPolicyLossThreads>(totals, AddTotals{}, SequenceTotals{0.0, 0.0, 0.0, 0.0, 0.0});
 }
 
 // The weight of sequence `s`'s masked token sum in the loss (TRL's aggregation per loss type).
@@ -221,6 +226,7 @@ __device__ __forceinline__ double sequenceWeight(const PolicyLossArgs& args, dou
       return 1.0 / double(args.sequences);
     case NAPO_LOSS_DAPO:
     case NAPO_LOSS_CISPO:
+    case NAPO_LOSS_VESPO:
       return 1.0 / fmax(1.0, o.num_items_in_batch > 0.0 ? o.num_items_in_batch : args.batch->mask);
   }
   return 0.0;
@@ -233,7 +239,11 @@ struct TokenSurrogate {
 };
 
 __device__ __forceinline__ TokenSurrogate tokenSurrogate(const napo_policy_loss_options& o, float coef, float advantage,
-                                                         float logprob) {
+                                                         float logprob, float phi) {
+  if (o.loss_type == NAPO_LOSS_VESPO) {
+    // The sequence's gamma weight is a constant: REINFORCE's gradient scaled by it.
+    return {-phi * advantage * logprob, -phi * advantage, false, false};
+  }
   if (o.loss_type == NAPO_LOSS_CISPO) {
     // The capped weight is a constant: REINFORCE's gradient scaled by it.
     const float capped = coef < o.eps_high ? coef : o.eps_high;
@@ -262,12 +272,13 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
   const napo_policy_loss_options& o = args.options;
   const int64_t s = blockIdx.x;
   const bool perSequence = o.importance_level == NAPO_IMPORTANCE_SEQUENCE;
-  const bool withLogRatio = perSequence || o.off_policy_mask;
+  const bool vespo = o.loss_type == NAPO_LOSS_VESPO;
+  const bool withLogRatio = perSequence || o.off_policy_mask || vespo;
   const bool withKlSum = args.refLogprobs && o.bias_correction_kl && perSequence;
   const SequenceTotals totals =
       o.loss_type == NAPO_LOSS_GRPO || o.loss_type == NAPO_LOSS_SAPO || withLogRatio || withKlSum
           ? sequenceTotals(args, s, withLogRatio, withKlSum)
-          : SequenceTotals{0.0, 0.0, 0.0, 0.0};
+          : SequenceTotals{0.0, 0.0, 0.0, 0.0, 0.0};
   const double weight = sequenceWeight(args, totals.tokens);
   const float tokenWeight = float(weight);
   const float meanLogRatio = float(totals.logRatio / fmax(1.0, totals.tokens));
@@ -278,13 +289,14 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
   const float keptShare =
       perSequence && sequenceKept ? float(totals.kept / fmax(1.0, totals.tokens)) : (perSequence ? 0.0f : 1.0f);
   const float sequenceKlShare = float(totals.klSum / fmax(1.0, totals.tokens));
+  const float phi = vespo ? vespoWeight(o, advantage, totals.clampedLogRatio) : 0.0f;
   const float gradKeptEntropy =
       o.entropy_coef != 0.0f
           ? float(-double(o.entropy_coef) / entropyBonusDenominator(o, args.batch->mask, args.batch->kept))
           : 0.0f;
   const bool withKl = args.refLogprobs && o.beta != 0.0f;
   if (threadIdx.x == 0 && !isFinite(advantage)) reportBadInput(args.errors, kAdvantagesInput, s);
-  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  SequenceSums sums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   for (int64_t t = s * args.steps + threadIdx.x; t < (s + 1) * args.steps; t += kPolicyLossThreads) {
     const float m = maskAt(args, t);
     if (m == 0.0f) {
@@ -301,7 +313,7 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
     const bool entropyKept = keptToken(args, t);
     const bool kept = entropyKept && sequenceKept;
     const float coef = perSequence ? sequenceCoef : expf(args.logprobs[t] - args.oldLogprobs[t]);
-    const TokenSurrogate term = tokenSurrogate(o, coef, advantage, args.logprobs[t]);
+    const TokenSurrogate term = tokenSurrogate(o, coef, advantage, args.logprobs[t], phi);
     // CISPO's weight is detached, so its sequence-level tokens train only where kept.
     const bool sharesSequenceWeight = perSequence && o.loss_type != NAPO_LOSS_CISPO;
     float grad = sharesSequenceWeight ? term.grad * keptShare : (kept ? term.grad : 0.0f);
@@ -328,10 +340,12 @@ __global__ void __launch_bounds__(kPolicyLossThreads) policyLossKernel(PolicyLos
     sums.kept += entropyKept ? m : 0.0f;
     sums.entropy += entropyKept && args.entropy ? double(args.entropy[t]) : 0.0;
   }
-  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{}, SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
+  sums = blockReduce<kPolicyLossThreads>(sums, AddSums{},
+                                         SequenceSums{0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0});
   if (threadIdx.x == 0) {
     sums.loss *= weight;
     sums.dropped = sequenceKept ? 0.0 : 1.0;
+    sums.phi = phi;
     args.sums[s] = sums;
   }
 }

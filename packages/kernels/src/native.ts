@@ -117,6 +117,10 @@ export interface NativePolicyLossOptions {
   biasCorrectionKl: boolean;
   offPolicyMask: boolean;
   offPolicyThreshold: number;
+  vespoKPos: number;
+  vespoLambdaPos: number;
+  vespoKNeg: number;
+  vespoLambdaNeg: number;
 }
 
 /** The RL ops as the addon exports them; each also has an `xxxAsync` form (a Promise). */
@@ -175,6 +179,7 @@ export interface NativeOps {
       entropyThreshold: number;
       meanEntropy: number;
       offPolicyFraction: number;
+      vespoPhiMean: number;
     };
   };
   maskedRowSum(values: NativeTensorHandle, mask: NativeTensorHandle): NativeTensorHandle;

@@ -100,7 +100,7 @@ export interface PolicyLossResult {
 
 const scales: readonly AdvantageScale[] = ['group', 'batch', 'none'];
 const estimators: readonly AdvantageEstimator[] = ['grpo', 'rloo'];
-const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'];
+const lossTypes: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'];
 const importanceLevels: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** One of `allowed`, by name; a value that is not a string at all is a TypeError. */
@@ -377,6 +377,10 @@ function policyLossArgs(inputs: PolicyLossInputs, options: PolicyLossOptions): P
       biasCorrectionKl: booleanOption(op, 'useBiasCorrectionKl', options.useBiasCorrectionKl, false),
       offPolicyMask: options.offPolicyMaskThreshold !== undefined,
       offPolicyThreshold: numberOption(op, 'offPolicyMaskThreshold', options.offPolicyMaskThreshold, 0),
+      vespoKPos: numberOption(op, 'vespoKPos', options.vespoKPos, 2),
+      vespoLambdaPos: numberOption(op, 'vespoLambdaPos', options.vespoLambdaPos, 3),
+      vespoKNeg: numberOption(op, 'vespoKNeg', options.vespoKNeg, 3),
+      vespoLambdaNeg: numberOption(op, 'vespoLambdaNeg', options.vespoLambdaNeg, 2),
     },
   ];
 }

@@ -80,7 +80,7 @@ export interface GroupAdvantagesOptions {
   eps?: number;
 }
 
-export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo' | 'luspo';
+export type LossType = 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo' | 'luspo' | 'vespo';
 
 /** Where the importance weight lives: per token (PPO, GRPO) or per sequence (GSPO). */
 export type ImportanceSamplingLevel = 'token' | 'sequence';
@@ -95,7 +95,9 @@ export interface PolicyLossOptions {
   /**
    * Default grpo. cispo: the importance weight capped at epsHigh (TRL's recommended 5), detached,
    * times A * logprob, aggregated as dapo; sapo: a sigmoid gate instead of the clip, aggregated as grpo;
-   * luspo (sequence level only): the clipped surrogate, each sequence's loss times its length, / S.
+   * luspo (sequence level only): the clipped surrogate, each sequence's loss times its length, / S;
+   * vespo (token level only): the sequence's gamma weight phi(w), detached, times A * logprob,
+   * aggregated as dapo.
    */
   lossType?: LossType;
   /** dr_grpo's normaliser; default T. */
@@ -123,6 +125,12 @@ export interface PolicyLossOptions {
    * d loss / d entropy. Default 0.
    */
   entropyCoef?: number;
+  /** vespo's gamma shape where A >= 0: w^k e^(-lambda (w - 1)). Defaults 2 and 3 (TRL's). */
+  vespoKPos?: number;
+  vespoLambdaPos?: number;
+  /** vespo's gamma shape where A < 0. Defaults 3 and 2 (TRL's). */
+  vespoKNeg?: number;
+  vespoLambdaNeg?: number;
   /** TRL's use_bias_correction_kl (DeepSeek-V3.2): the k3 KL times the importance weight, its gradient included. Default false. */
   useBiasCorrectionKl?: boolean;
   /**
@@ -158,4 +166,6 @@ export interface PolicyLossStats {
   meanEntropy: number;
   /** Of the sequences, those the off-policy mask dropped (0 without it). */
   offPolicyFraction: number;
+  /** vespo: the mean over sequences of the gamma weight (TRL's vespo/phi_seq_mean); 0 otherwise. */
+  vespoPhiMean: number;
 }

@@ -335,11 +335,13 @@ describe('policyLoss (native) against the reference', () => {
     [', bias-corrected KL, off-policy mask at 0', { useBiasCorrectionKl: true, offPolicyMaskThreshold: 0 }],
     [', GSPO, bias-corrected KL, off-policy mask at 0.05', { importanceSamplingLevel: 'sequence', useBiasCorrectionKl: true, offPolicyMaskThreshold: 0.05 }],
   ];
-  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const satisfies readonly LossType[]) {
-    // luspo is defined at sequence level only.
-    // luspo has no per-token surrogate to mask by entropy.
+  for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'] as const satisfies readonly LossType[]) {
+    // luspo is defined at sequence level only, and has no per-token surrogate to mask by entropy;
+    // vespo weighs sequences itself, at token level only.
     const forLuspo = ([l, v]: [string, PolicyLossOptions]): [string, PolicyLossOptions] => [l, { ...v, importanceSamplingLevel: 'sequence', topEntropyQuantile: 1 }];
-    for (const [label, variant] of lossType === 'luspo' ? variants.map(forLuspo) : variants) {
+    const forVespo = ([l, v]: [string, PolicyLossOptions]): [string, PolicyLossOptions] => [l.replace('GSPO, ', ''), { ...v, importanceSamplingLevel: 'token' }];
+    const own = lossType === 'luspo' ? variants.map(forLuspo) : lossType === 'vespo' ? variants.filter(([l]) => l !== ', GSPO').map(forVespo) : variants;
+    for (const [label, variant] of own) {
       it(`${lossType}${label}: loss, gradient and stats match, with a KL term`, () => {
         const options = { lossType, beta: 0.04, epsLow: 0.2, epsHigh: lossType === 'cispo' ? 1.25 : 0.28, maxCompletionLength: 12, ...variant };
         const native = policyLoss(nativeInputs(logprobs), options);
@@ -350,7 +352,7 @@ describe('policyLoss (native) against the reference', () => {
         expect(native.loss).toBeCloseTo(expected.loss, 5);
         expect(maxAbsDifference(native.gradLogprobs.toArray(), expected.gradLogprobs)).toBeLessThan(1e-6);
         expect(maxAbsDifference(native.gradEntropy!.toArray(), expected.gradEntropy!)).toBeLessThan(1e-7);
-        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy', 'offPolicyFraction', 'clipLowMin', 'clipHighMax', 'entropyBonus'] as const;
+        const statKeys = ['clipLowFraction', 'clipHighFraction', 'clipFraction', 'meanKl', 'meanRatio', 'tokenCount', 'keptFraction', 'entropyThreshold', 'meanEntropy', 'offPolicyFraction', 'clipLowMin', 'clipHighMax', 'entropyBonus', 'vespoPhiMean'] as const;
         for (const key of statKeys) {
           expect(native.stats[key]).toBeCloseTo(expected.stats[key], 5);
         }

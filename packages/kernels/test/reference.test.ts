@@ -772,6 +772,8 @@ describe('policyLoss', () => {
       { lossType: 'sapo', beta: 0.05 },
       { lossType: 'sapo', importanceSamplingLevel: 'sequence', sapoTemperaturePos: 0.5, sapoTemperatureNeg: 2 },
       { lossType: 'luspo', importanceSamplingLevel: 'sequence', beta: 0.05, delta: 1.1 },
+      { lossType: 'vespo', beta: 0.05 },
+      { lossType: 'vespo', vespoKPos: 0.5, vespoLambdaNeg: 0.25, numItemsInBatch: 7 },
     ];
     for (const options of variants) {
       const base = inputs(true);
@@ -779,7 +781,7 @@ describe('policyLoss', () => {
       const point = Float32Array.from(base.logprobs.data);
       // cispo's weight is detached: its gradient is the slope in lp with the weight held, i.e. with
       // oldLogprobs moved by the same step (every log-ratio, and so every weight, stays put).
-      const detached = options.lossType === 'cispo';
+      const detached = options.lossType === 'cispo' || options.lossType === 'vespo';
       const lossAt = (values: Float32Array, index: number): number => {
         const old = Float32Array.from(base.oldLogprobs.data);
         if (detached) old[index] = old[index]! + (values[index]! - point0[index]!);
@@ -789,12 +791,15 @@ describe('policyLoss', () => {
         ).loss;
       };
       const point0 = Float32Array.from(point);
+      // With the weight held the loss is linear in lp, so a wide step costs nothing and keeps the
+      // float32 rounding of the moved old log-probs (the weight's own wobble) out of the slope.
+      const step = detached ? 1e-2 : 1e-3;
       const numeric = Array.from(point, (_, index) => {
         const original = point[index]!;
-        point[index] = original + 1e-3;
+        point[index] = original + step;
         const upValue = point[index]!;
         const up = lossAt(point, index);
-        point[index] = original - 1e-3;
+        point[index] = original - step;
         const downValue = point[index]!;
         const down = lossAt(point, index);
         point[index] = original;
@@ -802,6 +807,23 @@ describe('policyLoss', () => {
       });
       expectAllClose(gradLogprobs, numeric, 1e-5);
     }
+  });
+
+  it("vespo: each sequence's gamma weight of its summed log-ratios, detached, times A * lp; dapo's aggregation", () => {
+    // Sequence 0 (A = 1): log w = 0.1 + 0.3, k = 2, lambda = 3; sequence 1 (A = -0.5): log w = 0 - 0.5 + 0.7, k = 3, lambda = 2.
+    const phi0 = Math.exp(3 + 2 * 0.4 - 3 * Math.exp(0.4));
+    const phi1 = Math.exp(2 + 3 * 0.2 - 2 * Math.exp(0.2));
+    const result = policyLoss(inputs(false), { lossType: 'vespo' });
+    const lp = [-1.0, -0.2, -0.3, -1.5, -0.8];
+    expect(result.loss).toBeCloseTo((-phi0 * (lp[0]! + lp[1]!) + 0.5 * phi1 * (lp[2]! + lp[3]! + lp[4]!)) / 5, 5);
+    expectAllClose(result.gradLogprobs, [-phi0 / 5, -phi0 / 5, 0, (0.5 * phi1) / 5, (0.5 * phi1) / 5, (0.5 * phi1) / 5], 1e-6);
+    expect(result.stats.vespoPhiMean).toBeCloseTo((phi0 + phi1) / 2, 6);
+    expect(result.stats.clipFraction).toBe(0);
+    // phi(1) = 1: with old = lp every weight is 1 and the loss is REINFORCE's.
+    const onPolicy = policyLoss({ ...inputs(false), oldLogprobs: inputs(false).logprobs }, { lossType: 'vespo' });
+    expect(onPolicy.stats.vespoPhiMean).toBeCloseTo(1, 6);
+    expect(() => policyLoss(inputs(false), { lossType: 'vespo', importanceSamplingLevel: 'sequence' })).toThrow(/vespo weighs whole sequences itself/);
+    expect(() => policyLoss(inputs(false), { lossType: 'vespo', vespoLambdaPos: 0 })).toThrow('policyLoss: vespoLambdaPos = 0 must be > 0 and finite');
   });
 
   it('refuses a bad delta, sapo temperature or importance level', () => {
@@ -1096,7 +1118,7 @@ describe('argument errors', () => {
     expectError(
       () => policyLoss(valid(), { lossType: unknownLossType as LossType }),
       RangeError,
-      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo",
+      "policyLoss: lossType 'foo' is not one of grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo",
     );
     expectError(() => policyLoss({ ...valid(), advantages: new Float32Array(3) }), RangeError, 'policyLoss: advantages has 3 entries for 2 sequences');
     const int16Mask = { dtype: 'int16', shape: [2, 4], data: new Int16Array(8) } as unknown as HostTensor<'float32'>;

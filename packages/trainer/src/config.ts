@@ -30,7 +30,7 @@ export const trainConfigSchema = z.object({
   weightDecay: z.number().min(0).default(0),
   maxGradNorm: z.number().gt(0).default(1),
   /** TRL's loss_type: the clipped surrogate's aggregations (luspo: sequence level only), CISPO (epsHigh caps the weight; TRL recommends 5) or SAPO. */
-  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo']).default('grpo'),
+  lossType: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo']).default('grpo'),
   epsLow: z.number().min(0).lt(1).default(0.2),
   epsHigh: z.number().min(0).default(0.2),
   /** TRL's importance_sampling_level: 'sequence' is GSPO. */
@@ -39,6 +39,11 @@ export const trainConfigSchema = z.object({
   delta: z.number().gt(1).optional(),
   sapoTemperaturePos: z.number().gt(0).default(1),
   sapoTemperatureNeg: z.number().gt(0).default(1.05),
+  /** vespo's gamma weight phi(w) = e^lambda w^k e^(-lambda w): its k and lambda where A >= 0 and where A < 0 (TRL's). */
+  vespoKPos: z.number().min(0).default(2),
+  vespoLambdaPos: z.number().gt(0).default(3),
+  vespoKNeg: z.number().min(0).default(3),
+  vespoLambdaNeg: z.number().gt(0).default(2),
   scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
   estimator: z.enum(['grpo', 'rloo']).default('grpo'),
   /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no frozen policy. */
@@ -170,6 +175,9 @@ export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
   const config = parseConfig(trainConfigSchema.strict(), input, 'train config');
   if (config.lossType === 'luspo' && config.importanceSamplingLevel !== 'sequence') {
     throw new RangeError("train config: lossType luspo needs importanceSamplingLevel 'sequence' (GSPO's weights)");
+  }
+  if (config.lossType === 'vespo' && config.importanceSamplingLevel !== 'token') {
+    throw new RangeError("train config: lossType vespo weighs whole sequences itself; importanceSamplingLevel must be 'token'");
   }
   if (config.lossType === 'luspo' && config.topEntropyQuantile < 1) {
     throw new RangeError('train config: topEntropyQuantile needs a per-token loss; luspo has one loss per sequence');

@@ -43,6 +43,8 @@ export interface LossParts {
   clipHighMax: number;
   /** The policy loss before the entropy bonus (TRL's policy_loss). */
   policyLoss: number;
+  /** vespo: the mean gamma weight over the rollouts (0 otherwise). */
+  vespoPhiMean: number;
   /** Of the rollout tokens, the share the entropy quantile trained (1 without it). */
   keptFraction: number;
   /** Of the rollouts, those the off-policy mask left out (0 without it). */
@@ -65,6 +67,10 @@ export type LossSettings = Pick<
   | 'delta'
   | 'sapoTemperaturePos'
   | 'sapoTemperatureNeg'
+  | 'vespoKPos'
+  | 'vespoLambdaPos'
+  | 'vespoKNeg'
+  | 'vespoLambdaNeg'
   | 'topEntropyQuantile'
   | 'useBiasCorrectionKl'
   | 'offPolicyMaskThreshold'
@@ -118,6 +124,7 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
       clipLowMin: rolloutPart?.clipLowMin ?? 0,
       clipHighMax: rolloutPart?.clipHighMax ?? 0,
       policyLoss: rolloutPart?.policyLoss ?? 0,
+      vespoPhiMean: rolloutPart?.vespoPhiMean ?? 0,
       keptFraction: rolloutPart?.keptFraction ?? 1,
       offPolicyFraction: rolloutPart?.offPolicyFraction ?? 0,
       ...(rolloutPart?.trainedEntropy === undefined ? {} : { trainedEntropy: rolloutPart.trainedEntropy }),
@@ -130,6 +137,7 @@ export function miniBatchLoss(batch: PackedBatch, scores: DeviceScores, advantag
 
 interface RolloutPart {
   offPolicyFraction: number;
+  vespoPhiMean: number;
   clipLowMin: number;
   clipHighMax: number;
   policyLoss: number;
@@ -149,7 +157,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
   if (rollouts === 0) return undefined;
   const rows = <T extends Tensor>(t: T): T => scratch.keep(t.rows(0, rollouts) as T);
   const mask = rows(scores.mask);
-  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, clipLowMin: 0, clipHighMax: 0, policyLoss: 0, keptFraction: 1, offPolicyFraction: 0 };
+  if (settings.algorithm === 'expo-dpo') return { loss: 0, grad: zerosLike(mask, undefined), meanKl: 0, clipLowFraction: 0, clipHighFraction: 0, clipLowMin: 0, clipHighMax: 0, policyLoss: 0, vespoPhiMean: 0, keptFraction: 1, offPolicyFraction: 0 };
   const result = policyLoss(
     {
       logprobs: rows(scores.logprobs),
@@ -170,6 +178,10 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
       ...(settings.delta === undefined ? {} : { delta: settings.delta }),
       sapoTemperaturePos: settings.sapoTemperaturePos,
       sapoTemperatureNeg: settings.sapoTemperatureNeg,
+      vespoKPos: settings.vespoKPos,
+      vespoLambdaPos: settings.vespoLambdaPos,
+      vespoKNeg: settings.vespoKNeg,
+      vespoLambdaNeg: settings.vespoLambdaNeg,
       topEntropyQuantile: settings.topEntropyQuantile,
       entropyCoef: settings.entropyCoef,
       useBiasCorrectionKl: settings.useBiasCorrectionKl,
@@ -188,6 +200,7 @@ function rolloutLoss(batch: PackedBatch, scores: DeviceScores, advantages: Float
     clipLowMin: result.stats.clipLowMin,
     clipHighMax: result.stats.clipHighMax,
     policyLoss: result.loss + result.stats.entropyBonus,
+    vespoPhiMean: result.stats.vespoPhiMean,
     keptFraction: result.stats.keptFraction,
     offPolicyFraction: result.stats.offPolicyFraction,
     ...(settings.withEntropy ? { trainedEntropy: result.stats.meanEntropy } : {}),

@@ -67,6 +67,8 @@ export interface TrlStepMetrics {
   'clip_ratio/high_max'?: number;
   /** cispo only: tokens with A > 0 whose weight the cap clipped. */
   cispo_clip_ratio?: number;
+  /** vespo only: the mean gamma weight over the rollouts. */
+  'vespo/phi_seq_mean'?: number;
   /** The entropy bonus's coefficient after the step, and the policy loss before the bonus, only when the bonus is on. */
   entropy_coef?: number;
   policy_loss?: number;

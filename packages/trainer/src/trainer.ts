@@ -417,6 +417,7 @@ export class Trainer {
             sum.clipLowMin += parts.clipLowMin;
             sum.clipHighMax += parts.clipHighMax;
             sum.policyLoss += parts.policyLoss;
+            sum.vespoPhiMean += parts.vespoPhiMean;
             if (parts.trainedEntropy !== undefined) {
               const tokens = parts.keptFraction * rolloutTokens(batch, advantages.length);
               trained.entropy += parts.trainedEntropy * tokens;
@@ -460,6 +461,7 @@ export class Trainer {
       clipLowMin: sum.clipLowMin / micro,
       clipHighMax: sum.clipHighMax / micro,
       policyLoss: sum.policyLoss / micro,
+      vespoPhiMean: sum.vespoPhiMean / micro,
       tokensTrained: micros.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };

@@ -25,6 +25,8 @@ export interface Optimisation extends Pick<StepRecord, 'loss' | 'auxiliaryLoss' 
   clipHighMax: number;
   /** The policy loss before the entropy bonus (TRL's policy_loss). */
   policyLoss: number;
+  /** vespo: the mean gamma weight over the rollouts (TRL's vespo/phi_seq_mean). */
+  vespoPhiMean: number;
   /** Completion tokens with a loss, over the mini-batches. */
   tokensTrained: number;
   /** The largest mini-batch scored: its rows, padded width and trained tokens. */
@@ -47,6 +49,7 @@ export function idleOptimisation(): Optimisation {
     clipLowMin: 0,
     clipHighMax: 0,
     policyLoss: 0,
+    vespoPhiMean: 0,
     tokensTrained: 0,
     largest: { rows: 0, width: 0, tokens: 0 },
   };
@@ -118,6 +121,7 @@ export function trlMetrics(input: TrlMetricsInput): TrlStepMetrics {
 
 function clipMetrics(lossType: LossType, training: Optimisation): Partial<TrlStepMetrics> {
   if (lossType === 'sapo') return {};
+  if (lossType === 'vespo') return { 'vespo/phi_seq_mean': training.vespoPhiMean };
   if (lossType === 'cispo') return { cispo_clip_ratio: training.clipHighFraction };
   return {
     'clip_ratio/low_mean': training.clipLowFraction,

@@ -67,14 +67,17 @@ describe('TRL metrics by hand', () => {
 
 describe("TRL's loss types and importance levels", () => {
   it('every loss type at both levels, with delta: a finite step, its clip figures under the names TRL logs', async () => {
-    for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'] as const) {
-      for (const importanceSamplingLevel of lossType === 'luspo' ? (['sequence'] as const) : (['token', 'sequence'] as const)) {
+    for (const lossType of ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'] as const) {
+      const levels = lossType === 'luspo' ? (['sequence'] as const) : lossType === 'vespo' ? (['token'] as const) : (['token', 'sequence'] as const);
+      for (const importanceSamplingLevel of levels) {
         const policy = tinyPolicy();
         const config: TrainConfigInput = { ...base, levels: [1], learningRate: 0.05, numIterations: 2, lossType, importanceSamplingLevel, delta: 1.5, epsHigh: lossType === 'cispo' ? 1.1 : 0.28 };
         const record = await new Trainer({ policy, tokenizer, task, config, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
         expect(Number.isFinite(record.loss) && record.gradNorm > 0).toBe(true);
-        expect('clip_ratio/region_mean' in record).toBe(lossType !== 'cispo' && lossType !== 'sapo');
+        expect('clip_ratio/region_mean' in record).toBe(lossType !== 'cispo' && lossType !== 'sapo' && lossType !== 'vespo');
         expect('cispo_clip_ratio' in record).toBe(lossType === 'cispo');
+        expect('vespo/phi_seq_mean' in record).toBe(lossType === 'vespo');
+        if (lossType === 'vespo') expect(record['vespo/phi_seq_mean']).toBeGreaterThan(0);
         if (lossType === 'cispo') expect(record.cispo_clip_ratio).toBe(record.clipHighFraction);
         policy.dispose();
       }
@@ -85,6 +88,8 @@ describe("TRL's loss types and importance levels", () => {
     const policy = tinyPolicy();
     expect(() => new Trainer({ policy, tokenizer, task, config: { delta: 1 } })).toThrow(/delta must be > 1/);
     expect(() => new Trainer({ policy, tokenizer, task, config: { lossType: 'luspo' } })).toThrow(/lossType luspo needs importanceSamplingLevel 'sequence'/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { lossType: 'vespo', importanceSamplingLevel: 'sequence' } })).toThrow(/vespo weighs whole sequences itself/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { lossType: 'vespo', vespoLambdaNeg: 0 } })).toThrow(/vespoLambdaNeg must be > 0/);
     expect(() => new Trainer({ policy, tokenizer, task, config: { importanceSamplingLevel: 'group' as 'token' } })).toThrow(/importanceSamplingLevel must be one of token, sequence/);
     policy.dispose();
   });

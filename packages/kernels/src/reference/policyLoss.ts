@@ -18,7 +18,7 @@ import {
 } from './validate.js';
 
 const OP = 'policyLoss';
-const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo'];
+const LOSS_TYPES: readonly LossType[] = ['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo', 'luspo', 'vespo'];
 const IMPORTANCE_LEVELS: readonly ImportanceSamplingLevel[] = ['token', 'sequence'];
 
 /** The inputs of `policyLoss`: `[S, T]` float32 tensors, and one advantage per sequence. */
@@ -64,6 +64,7 @@ interface ResolvedOptions {
   readonly biasCorrectionKl: boolean;
   /** undefined: no off-policy mask. */
   readonly offPolicyThreshold: number | undefined;
+  readonly vespo: { readonly kPos: number; readonly lambdaPos: number; readonly kNeg: number; readonly lambdaNeg: number };
 }
 
 interface CheckedInputs {
@@ -120,6 +121,18 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
   const entropyCoef = options.entropyCoef ?? 0;
   if (!Number.isFinite(entropyCoef)) throw opRangeError(OP, `entropyCoef = ${entropyCoef} must be finite`);
   if (topEntropyQuantile < 1 && lossType === 'luspo') throw opRangeError(OP, 'lossType luspo has no per-token surrogate for entropyQuantile to mask');
+  if (lossType === 'vespo' && importanceSamplingLevel !== 'token') {
+    throw opRangeError(OP, 'lossType vespo weighs whole sequences itself; importanceSamplingLevel must be token');
+  }
+  const vespo = { kPos: options.vespoKPos ?? 2, lambdaPos: options.vespoLambdaPos ?? 3, kNeg: options.vespoKNeg ?? 3, lambdaNeg: options.vespoLambdaNeg ?? 2 };
+  if (lossType === 'vespo') {
+    for (const [name, value] of [['vespoKPos', vespo.kPos], ['vespoKNeg', vespo.kNeg]] as const) {
+      if (!(value >= 0 && Number.isFinite(value))) throw opRangeError(OP, `${name} = ${value} must be >= 0 and finite`);
+    }
+    for (const [name, value] of [['vespoLambdaPos', vespo.lambdaPos], ['vespoLambdaNeg', vespo.lambdaNeg]] as const) {
+      if (!(value > 0 && Number.isFinite(value))) throw opRangeError(OP, `${name} = ${value} must be > 0 and finite`);
+    }
+  }
   const offPolicyThreshold = options.offPolicyMaskThreshold;
   if (offPolicyThreshold !== undefined && !(offPolicyThreshold >= 0 && Number.isFinite(offPolicyThreshold))) {
     throw opRangeError(OP, `offPolicyMaskThreshold = ${offPolicyThreshold} must be >= 0 and finite`);
@@ -140,6 +153,7 @@ function resolveOptions(options: PolicyLossOptions): ResolvedOptions {
     entropyCoef: Math.fround(entropyCoef),
     biasCorrectionKl: options.useBiasCorrectionKl ?? false,
     offPolicyThreshold: offPolicyThreshold === undefined ? undefined : Math.fround(offPolicyThreshold),
+    vespo: { kPos: Math.fround(vespo.kPos), lambdaPos: Math.fround(vespo.lambdaPos), kNeg: Math.fround(vespo.kNeg), lambdaNeg: Math.fround(vespo.lambdaNeg) },
   };
 }
 
@@ -222,6 +236,8 @@ function surrogate(coef: number, advantage: number, options: ResolvedOptions): {
 /** Where a token's importance weight comes from, and whether its surrogate counts. */
 interface TokenWeight {
   readonly coef: number;
+  /** vespo's gamma weight of the token's sequence (0 for the other types). */
+  readonly phi: number;
   /** Its own ratio (undefined) or its sequence's: the share of the sequence's tokens that keep their surrogate. */
   readonly keptShare: number | undefined;
   readonly kept: boolean;
@@ -242,7 +258,12 @@ function tokenTerms(logprob: number, weight: TokenWeight, refLogprob: number | u
   let gradient: number;
   let clippedLow = false;
   let clippedHigh: boolean;
-  if (options.lossType === 'cispo') {
+  if (options.lossType === 'vespo') {
+    // The sequence's gamma weight is a constant: REINFORCE's gradient scaled by it.
+    loss = kept ? -weight.phi * advantage * logprob : 0;
+    gradient = kept ? -weight.phi * advantage : 0;
+    clippedHigh = false;
+  } else if (options.lossType === 'cispo') {
     // The capped weight is a constant: REINFORCE's gradient scaled by it.
     const cappedCoef = Math.min(coef, options.epsHigh);
     loss = kept ? -cappedCoef * advantage * logprob : 0;
@@ -286,6 +307,26 @@ function meanLogRatio(inputs: CheckedInputs, sequence: number): number {
     tokens++;
   }
   return sum / Math.max(1, tokens);
+}
+
+/**
+ * VESPO's gamma weight of a sequence (TRL's get_gamma_weights): w from the sum of its masked
+ * log-ratios, each clamped to [-20, 20], log w clamped to [log 1e-8, 20];
+ * phi = exp(lambda + k log w - lambda w) with k, lambda by the sign of A; 0 when not finite.
+ */
+function vespoWeight(inputs: CheckedInputs, sequence: number, advantage: number, options: ResolvedOptions): number {
+  let sum = 0;
+  for (let position = 0; position < inputs.length; position++) {
+    const index = sequence * inputs.length + position;
+    if (inputs.mask[index] === 0) continue;
+    sum += clip(Math.fround((inputs.logprobs[index] as number) - (inputs.oldLogprobs[index] as number)), -20, 20);
+  }
+  const logW = clip(sum, Math.log(1e-8), 20);
+  const positive = advantage >= 0;
+  const k = positive ? options.vespo.kPos : options.vespo.kNeg;
+  const lambda = Math.max(positive ? options.vespo.lambdaPos : options.vespo.lambdaNeg, 1e-4);
+  const phi = Math.exp(lambda + k * logW - lambda * Math.exp(logW));
+  return phi < 3.4e38 ? Math.fround(phi) : 0;
 }
 
 /** A sequence's masked k3 KL sum over its masked length (0 without refLogprobs). */
@@ -361,7 +402,8 @@ function aggregationWeight(
       // Each sequence's (uniform) token loss summed over its tokens: its loss times its length.
       return 1 / sequences;
     case 'dapo':
-    case 'cispo': {
+    case 'cispo':
+    case 'vespo': {
       const normaliser = options.numItemsInBatch ?? totalMass;
       return normaliser > 0 ? 1 / normaliser : 0;
     }
@@ -409,6 +451,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
   let ratioMass = 0;
   let keptEntropy = 0;
   let dropped = 0;
+  let phiSum = 0;
   // Per sequence: its clip fractions (TRL's extremes) and whether it was clipped at all.
   const lowBySequence: number[] = [];
   const highBySequence: number[] = [];
@@ -430,6 +473,8 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
     // CISPO's weight is detached: its tokens never share the sequence's weight.
     const keptShare = perSequence !== undefined && resolved.lossType !== 'cispo' ? (sequenceKept ? entropyKeptTokens / Math.max(1, mass) : 0) : undefined;
     const klShare = perSequence !== undefined && resolved.biasCorrectionKl ? sequenceKlShare(checked, sequence) : 0;
+    const phi = resolved.lossType === 'vespo' ? vespoWeight(checked, sequence, advantage, resolved) : 0;
+    phiSum += phi;
     for (let position = 0; position < length; position++) {
       const index = sequence * length + position;
       const tokenMask = mask[index] as number;
@@ -437,7 +482,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       const logprob = checked.logprobs[index] as number;
       const coef = perSequence ?? Math.exp(logprob - (checked.oldLogprobs[index] as number));
       const entropyKept = selection.kept[index] === 1;
-      const terms = tokenTerms(logprob, { coef, keptShare, kept: entropyKept && sequenceKept, sequenceKlShare: klShare }, checked.refLogprobs?.[index], advantage, resolved);
+      const terms = tokenTerms(logprob, { coef, phi, keptShare, kept: entropyKept && sequenceKept, sequenceKlShare: klShare }, checked.refLogprobs?.[index], advantage, resolved);
       loss += weight * tokenMask * terms.loss;
       gradLogprobs[index] = weight * tokenMask * terms.gradient;
       if (terms.clippedLow) lowMass += tokenMask;
@@ -455,7 +500,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
     if (lowMass > 0) lowSequences++;
     if (highMass > 0) highSequences++;
   }
-  const byItems = resolved.lossType === 'dapo' || resolved.lossType === 'cispo';
+  const byItems = resolved.lossType === 'dapo' || resolved.lossType === 'cispo' || resolved.lossType === 'vespo';
   const bonusDenominator = Math.max(1, byItems ? (resolved.numItemsInBatch ?? totalMass) : selection.keptTotal);
   const entropyBonus = (resolved.entropyCoef * keptEntropy) / bonusDenominator;
   loss -= entropyBonus;
@@ -481,6 +526,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptions 
       entropyThreshold: resolved.entropyQuantile > 0 ? selection.threshold : 0,
       meanEntropy: ratioOrZero(keptEntropy, selection.keptTotal),
       offPolicyFraction: dropped / sequences,
+      vespoPhiMean: phiSum / sequences,
     },
   };
 }
