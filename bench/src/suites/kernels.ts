@@ -385,16 +385,21 @@ function advantageCases(samples: number, context: DeviceContext): CaseGroup {
   return { cases, release: () => rewards.dispose() };
 }
 
-function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
-  const { device, options } = context;
-  const length = Math.min(options.completionLength, tokens);
+/** `tokens` laid out as completions of the suite's length: [sequences, length], and a ragged mask over it. */
+function completions(tokens: number, context: DeviceContext): { sequences: number; length: number; shape: number[]; count: number; mask: Float32Array } {
+  const length = Math.min(context.options.completionLength, tokens);
   const sequences = Math.max(1, Math.floor(tokens / length));
-  const shape = [sequences, length];
   const count = sequences * length;
+  const mask = Float32Array.from({ length: count }, (_, i) => (i % length < length - (Math.floor(i / length) % (length / 2 + 1)) ? 1 : 0));
+  return { sequences, length, shape: [sequences, length], count, mask };
+}
+
+function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
+  const { device } = context;
+  const { sequences, length, shape, count, mask } = completions(tokens, context);
   const logprobs = normals(count, 11, 0.5, -1.5);
   const old = Float32Array.from(logprobs, (lp, i) => lp + 0.1 * Math.sin(i));
   const ref = Float32Array.from(logprobs, (lp, i) => lp + 0.05 * Math.cos(i));
-  const mask = Float32Array.from({ length: count }, (_, i) => (i % length < length - (Math.floor(i / length) % (length / 2 + 1)) ? 1 : 0));
   const advantages = normals(sequences, 13, 1);
   const host = (data: Float32Array) => ({ dtype: 'float32' as const, shape, data });
   const inputs = {
@@ -421,13 +426,9 @@ function policyLossCases(tokens: number, context: DeviceContext): CaseGroup {
 
 /** maskedRowSum and its backward on the policyLoss shapes: bandwidth-bound, against the TS reference. */
 function maskedRowSumCases(tokens: number, context: DeviceContext): CaseGroup {
-  const { device, options } = context;
-  const length = Math.min(options.completionLength, tokens);
-  const sequences = Math.max(1, Math.floor(tokens / length));
-  const shape = [sequences, length];
-  const count = sequences * length;
+  const { device } = context;
+  const { sequences, length, shape, count, mask: hostMask } = completions(tokens, context);
   const hostValues = normals(count, 17, 0.5, -1.5);
-  const hostMask = Float32Array.from({ length: count }, (_, i) => (i % length < length - (Math.floor(i / length) % (length / 2 + 1)) ? 1 : 0));
   const hostGrad = normals(sequences, 19, 1);
   const values = tensor<'float32'>(hostValues, shape, { device });
   const mask = tensor<'float32'>(hostMask, shape, { device });

@@ -5,13 +5,7 @@
 
 #include <cstdint>
 
-#ifndef NAPO_HOST_DEVICE
-#if defined(__CUDACC__)
-#define NAPO_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define NAPO_HOST_DEVICE inline
-#endif
-#endif
+#include "host_device.h"
 
 namespace napo {
 

@@ -9,6 +9,7 @@
 #include "../core/validate.h"
 #include "device_math.cuh"
 #include "kernel_errors.h"
+#include "mask_value.cuh"
 #include "napo/napo.h"
 
 namespace napo::cuda {
@@ -27,12 +28,7 @@ struct MaskedRowSumArgs {
 };
 
 __device__ __forceinline__ float rowMaskAt(const MaskedRowSumArgs& args, int64_t i) {
-  switch (args.maskDtype) {
-    case NAPO_INT32: return float(static_cast<const int32_t*>(args.mask)[i]);
-    case NAPO_UINT8:
-    case NAPO_BOOL: return float(static_cast<const uint8_t*>(args.mask)[i]);
-    default: return static_cast<const float*>(args.mask)[i];
-  }
+  return maskValueAt(args.mask, args.maskDtype, i);
 }
 
 constexpr int kRowSumThreads = 256;

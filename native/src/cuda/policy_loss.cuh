@@ -16,6 +16,7 @@
 #include "device_math.cuh"
 #include "../core/validate.h"
 #include "kernel_errors.h"
+#include "mask_value.cuh"
 #include "napo/napo.h"
 
 namespace napo::cuda {
@@ -79,12 +80,7 @@ struct PolicyLossArgs {
 };
 
 __device__ __forceinline__ float maskAt(const PolicyLossArgs& args, int64_t i) {
-  switch (args.maskDtype) {
-    case NAPO_INT32: return float(static_cast<const int32_t*>(args.mask)[i]);
-    case NAPO_UINT8:
-    case NAPO_BOOL: return float(static_cast<const uint8_t*>(args.mask)[i]);
-    default: return static_cast<const float*>(args.mask)[i];
-  }
+  return maskValueAt(args.mask, args.maskDtype, i);
 }
 
 constexpr int kPolicyLossThreads = 256;

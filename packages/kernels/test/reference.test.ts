@@ -571,6 +571,21 @@ describe('groupAdvantages', () => {
 
 // ---- policyLoss -----------------------------------------------------------------------------
 
+/** d f / d point[i] by central differences of 1e-3 (the step as float32 stores it). */
+function centralDifferences(point: Float32Array, f: (values: Float32Array) => number): number[] {
+  return Array.from(point, (_, index) => {
+    const original = point[index]!;
+    point[index] = original + 1e-3;
+    const upValue = point[index]!;
+    const up = f(point);
+    point[index] = original - 1e-3;
+    const downValue = point[index]!;
+    const down = f(point);
+    point[index] = original;
+    return (up - down) / (upValue - downValue);
+  });
+}
+
 describe('policyLoss', () => {
   // rho = [[e^.1, e^.3 (clipped high), e^-.5 (masked out)], [1, e^-.5 (clipped low), e^.7]].
   const logprobs = [
@@ -675,20 +690,9 @@ describe('policyLoss', () => {
       const options: PolicyLossOptions = { lossType, beta: 0.05, epsLow: 0.2, epsHigh: 0.28 };
       const base = inputs(true);
       const { gradLogprobs } = policyLoss(base, options);
-      const point = Float32Array.from(base.logprobs.data);
-      const lossAt = (values: Float32Array): number =>
-        policyLoss({ ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: values } }, options).loss;
-      const numeric = Array.from(point, (_, index) => {
-        const original = point[index]!;
-        point[index] = original + 1e-3;
-        const upValue = point[index]!;
-        const up = lossAt(point);
-        point[index] = original - 1e-3;
-        const downValue = point[index]!;
-        const down = lossAt(point);
-        point[index] = original;
-        return (up - down) / (upValue - downValue);
-      });
+      const numeric = centralDifferences(Float32Array.from(base.logprobs.data), (values) =>
+        policyLoss({ ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: values } }, options).loss,
+      );
       expectAllClose(gradLogprobs, numeric, 1e-5);
     }
   });
@@ -918,26 +922,14 @@ describe('policyLoss', () => {
       { lossType: 'dr_grpo', epsHigh: 0.28, importanceSamplingLevel: 'sequence', topEntropyQuantile: 0 },
       { lossType: 'luspo', importanceSamplingLevel: 'sequence', entropyCoef: 0.3 },
     ];
-    const central = (point: Float32Array, lossAt: (values: Float32Array) => number): number[] =>
-      Array.from(point, (_, index) => {
-        const original = point[index]!;
-        point[index] = original + 1e-3;
-        const upValue = point[index]!;
-        const up = lossAt(point);
-        point[index] = original - 1e-3;
-        const downValue = point[index]!;
-        const down = lossAt(point);
-        point[index] = original;
-        return (up - down) / (upValue - downValue);
-      });
     for (const options of variants) {
       const base = withEntropy(true);
       const { gradLogprobs, gradEntropy } = policyLoss(base, options);
       const matrix = (values: Float32Array) => ({ dtype: 'float32' as const, shape: [2, 3], data: values });
-      const byLogprobs = central(Float32Array.from(base.logprobs.data), (values) => policyLoss({ ...base, logprobs: matrix(values) }, options).loss);
+      const byLogprobs = centralDifferences(Float32Array.from(base.logprobs.data), (values) => policyLoss({ ...base, logprobs: matrix(values) }, options).loss);
       expectAllClose(gradLogprobs, byLogprobs, 1e-5);
       // No entropy lies within a step of the threshold, so the kept tokens stay the same.
-      const byEntropy = central(Float32Array.from(base.entropy!.data), (values) => policyLoss({ ...base, entropy: matrix(values) }, options).loss);
+      const byEntropy = centralDifferences(Float32Array.from(base.entropy!.data), (values) => policyLoss({ ...base, entropy: matrix(values) }, options).loss);
       expectAllClose(gradEntropy!, byEntropy.map((g, i) => (base.mask.data[i] === 0 ? 0 : g)), 1e-5);
     }
   });
@@ -987,19 +979,7 @@ describe('policyLoss', () => {
     for (const options of variants) {
       const base = inputs(true);
       const { gradLogprobs } = policyLoss(base, options);
-      const point = Float32Array.from(base.logprobs.data);
-      const numeric = Array.from(point, (_, index) => {
-        const original = point[index]!;
-        const at = (value: number) => {
-          point[index] = value;
-          const loss = policyLoss({ ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: point } }, options).loss;
-          point[index] = original;
-          return loss;
-        };
-        const up = Math.fround(original + 1e-3);
-        const down = Math.fround(original - 1e-3);
-        return (at(up) - at(down)) / (up - down);
-      });
+      const numeric = centralDifferences(Float32Array.from(base.logprobs.data), (values) => policyLoss({ ...base, logprobs: { dtype: 'float32', shape: [2, 3], data: values } }, options).loss);
       expectAllClose(gradLogprobs, numeric, 1e-5);
     }
   });

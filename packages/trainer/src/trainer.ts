@@ -37,7 +37,7 @@ import { idleOptimisation, rewardGroups, trlMetrics, type Optimisation } from '.
 import { Rng, type RngState } from './rng.js';
 import { encodePrompt } from './prompting.js';
 import { scoreRewards, type WeightedReward } from './rewards.js';
-import { miniBatchLoss, type LossSettings } from './losses.js';
+import { miniBatchLoss, type LossParts, type LossSettings } from './losses.js';
 import { scoreOnDevice, scoreWithEntropyOnDevice } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
@@ -406,18 +406,8 @@ export class Trainer {
               }
             });
             sum.microBatches++;
-            sum.loss += parts.loss;
-            sum.auxiliaryLoss += parts.auxiliaryLoss;
-            sum.meanKl += parts.meanKl;
-            sum.clipLowFraction += parts.clipLowFraction;
-            sum.clipHighFraction += parts.clipHighFraction;
+            for (const key of averagedFigures) sum[key] += parts[key];
             sum.entropy += parts.rolloutEntropy;
-            sum.keptFraction += parts.keptFraction;
-            sum.offPolicyFraction += parts.offPolicyFraction;
-            sum.clipLowMin += parts.clipLowMin;
-            sum.clipHighMax += parts.clipHighMax;
-            sum.policyLoss += parts.policyLoss;
-            sum.vespoPhiMean += parts.vespoPhiMean;
             if (parts.trainedEntropy !== undefined) {
               const tokens = parts.keptFraction * rolloutTokens(batch, advantages.length);
               trained.entropy += parts.trainedEntropy * tokens;
@@ -443,25 +433,14 @@ export class Trainer {
     } finally {
       for (const t of [...masks, ...oldLogprobs, ...refLogprobs]) t?.dispose();
     }
-    const micro = sum.microBatches;
     const tokens = (batch: PackedBatch) => batch.completionMask.reduce((n, m) => n + m, 0);
     const largest = micros.map(({ batch }) => batch).reduce((a, b) => (b.rows * b.width > a.rows * a.width ? b : a));
+    const means = { ...sum };
+    for (const key of averagedFigures) means[key] = sum[key] / sum.microBatches;
     return {
-      optimizerSteps: sum.optimizerSteps,
-      microBatches: micro,
-      loss: sum.loss / micro,
-      auxiliaryLoss: sum.auxiliaryLoss / micro,
-      meanKl: sum.meanKl / micro,
-      clipLowFraction: sum.clipLowFraction / micro,
-      clipHighFraction: sum.clipHighFraction / micro,
+      ...means,
       gradNorm: sum.gradNorm / sum.optimizerSteps,
-      entropy: sum.entropy / micro,
-      keptFraction: sum.keptFraction / micro,
-      offPolicyFraction: sum.offPolicyFraction / micro,
-      clipLowMin: sum.clipLowMin / micro,
-      clipHighMax: sum.clipHighMax / micro,
-      policyLoss: sum.policyLoss / micro,
-      vespoPhiMean: sum.vespoPhiMean / micro,
+      entropy: sum.entropy / sum.microBatches,
       tokensTrained: micros.reduce((n, { batch }) => n + tokens(batch), 0),
       largest: { rows: largest.rows, width: largest.width, tokens: tokens(largest) },
     };
@@ -668,6 +647,21 @@ export class Trainer {
   }
 
 }
+
+/** What each micro-batch's loss gives and a step records as the mean over its micro-batches. */
+const averagedFigures = [
+  'loss',
+  'auxiliaryLoss',
+  'meanKl',
+  'clipLowFraction',
+  'clipHighFraction',
+  'clipLowMin',
+  'clipHighMax',
+  'policyLoss',
+  'vespoPhiMean',
+  'keptFraction',
+  'offPolicyFraction',
+] as const satisfies readonly (keyof Optimisation & keyof LossParts)[];
 
 /** Completion tokens with a loss in the batch's first `rows` rows (its rollouts). */
 function rolloutTokens(batch: PackedBatch, rows: number): number {
