@@ -24,6 +24,8 @@ export const trainConfigSchema = z.object({
   temperature: z.number().gt(0).default(1),
   topK: z.number().int().min(0).default(0),
   topP: z.number().gt(0).max(1).default(1),
+  /** TRL's min_p: tokens below minP times the most likely token's probability are not sampled. 0 = off. */
+  minP: z.number().min(0).max(1).default(0),
   learningRate: z.number().gt(0).default(3e-4),
   schedule: z.enum(['constant', 'cosine']).default('constant'),
   warmupSteps: z.number().int().min(0).default(0),
@@ -45,6 +47,12 @@ export const trainConfigSchema = z.object({
   vespoKNeg: z.number().min(0).default(3),
   vespoLambdaNeg: z.number().gt(0).default(2),
   scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
+  /**
+   * TRL's multi_objective_aggregation: sum the weighted reward functions, then normalise
+   * (sum_then_normalize, scaleRewards and estimator apply), or normalise each function within its
+   * group, sum, then scale over the batch (normalize_then_sum, GDPO).
+   */
+  multiObjectiveAggregation: z.enum(['sum_then_normalize', 'normalize_then_sum']).default('sum_then_normalize'),
   estimator: z.enum(['grpo', 'rloo']).default('grpo'),
   /** Weight of the k3 KL to a frozen copy of the starting policy; 0 = no frozen policy. */
   klBeta: z.number().min(0).default(0),
@@ -185,6 +193,9 @@ export function trainConfig(input: TrainConfigInput = {}): TrainConfig {
   const entropyOptions = config.topEntropyQuantile < 1 || config.entropyCoef !== 0 || config.useAdaptiveEntropy;
   if (config.algorithm === 'expo-dpo' && entropyOptions) {
     throw new RangeError('train config: topEntropyQuantile, entropyCoef and useAdaptiveEntropy act on the policy-gradient loss, which expo-dpo does not have');
+  }
+  if (config.multiObjectiveAggregation === 'normalize_then_sum' && (config.scaleRewards !== 'group' || config.estimator !== 'grpo')) {
+    throw new RangeError('train config: multiObjectiveAggregation normalize_then_sum normalises each reward itself; scaleRewards and estimator do not apply');
   }
   if (config.syncRefModel && !(config.klBeta > 0 || config.algorithm === 'expo-dpo')) {
     throw new RangeError('train config: syncRefModel needs a frozen policy (klBeta > 0 or algorithm expo-dpo)');

@@ -24,6 +24,7 @@ import {
   resetPeakMemoryStats,
   setMemoryPhase,
   tensor,
+  type GroupAdvantagesOptions,
   type Tensor,
 } from '@napo/kernels';
 import { generate, warmupCosineSchedule, type LrSchedule, type Policy, type Tokenizer } from '@napo/policy';
@@ -38,6 +39,7 @@ import { Rng, type RngState } from './rng.js';
 import { encodePrompt } from './prompting.js';
 import { scoreRewards, type WeightedReward } from './rewards.js';
 import { miniBatchLoss, type LossParts, type LossSettings } from './losses.js';
+import { normalizeThenSum } from './reward-aggregation.js';
 import { scoreOnDevice, scoreWithEntropyOnDevice } from './scoring.js';
 import { packSequences, type PackedBatch, type SequencePair } from './sequences.js';
 import type { Task, TaskItem } from './task.js';
@@ -304,7 +306,7 @@ export class Trainer {
   private miniBatches(prompts: number, keptGroups: number[], rollouts: Rollouts, auxiliary: AuxiliaryPair[]): MiniBatch[] {
     const { groupSize, stepsPerGeneration, gradientAccumulationSteps, maskTruncatedCompletions } = this.config;
     const rows = keptGroups.flatMap((g) => Array.from({ length: groupSize }, (_, i) => g * groupSize + i));
-    const advantages = rows.length > 0 ? this.advantages(rows.map((row) => rollouts.rewards[row] as number)) : new Float32Array(0);
+    const advantages = rows.length > 0 ? this.advantages(rows, rollouts) : new Float32Array(0);
     const perMiniBatch = Math.ceil(prompts / stepsPerGeneration);
     const perMicroBatch = Math.ceil(perMiniBatch / gradientAccumulationSteps);
     // A prompt's place: its mini-batch, and its micro-batch within it.
@@ -338,12 +340,26 @@ export class Trainer {
     return rollouts.truncated.slice(g * groupSize, (g + 1) * groupSize).filter(Boolean).length;
   }
 
-  /** Group-normalised advantages of the kept rollouts (groupAdvantages op). */
-  private advantages(rewards: number[]): Float32Array {
-    const { groupSize, scaleRewards, estimator } = this.config;
+  /**
+   * The kept rollouts' advantages (groupAdvantages op), of the weighted reward sum normalised as
+   * scaleRewards and estimator say; or, with multiObjectiveAggregation normalize_then_sum, of the
+   * per-function group-normalised sum, scaled over the batch (TRL's GDPO path).
+   */
+  private advantages(rows: number[], rollouts: Rollouts): Float32Array {
+    const { groupSize, scaleRewards, estimator, multiObjectiveAggregation } = this.config;
+    const perFunction = multiObjectiveAggregation === 'normalize_then_sum';
+    const total = rows.map((row) => rollouts.rewards[row] as number);
+    const functions = () =>
+      this.rewards
+        ? this.rewards.map(({ name, weight }) => ({ weight, values: rows.map((row) => rollouts.rewardsByFunction[name]?.[row] ?? Number.NaN) }))
+        : [{ weight: 1, values: total }];
+    const rewards = perFunction ? normalizeThenSum(functions(), groupSize) : total;
     const rewardsTensor = tensor<'float32'>(Float32Array.from(rewards));
     try {
-      const advantages = groupAdvantages(rewardsTensor, { groupSize, scale: scaleRewards, estimator });
+      const options: GroupAdvantagesOptions = perFunction
+        ? { groupOffsets: [0, rewards.length], scale: 'batch' }
+        : { groupSize, scale: scaleRewards, estimator };
+      const advantages = groupAdvantages(rewardsTensor, options);
       const values = advantages.toArray();
       advantages.dispose();
       return values;
@@ -497,9 +513,9 @@ export class Trainer {
     items: TaskItem[],
     seed: number,
   ): Promise<Rollouts> {
-    const { groupSize, maxNewTokens, temperature, topK, topP } = this.config;
+    const { groupSize, maxNewTokens, temperature, topK, topP, minP } = this.config;
     const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.encode(item.prompt)));
-    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, seed, tokenizer: this.tokenizer });
+    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, minP, seed, tokenizer: this.tokenizer });
     const texts = result.texts ?? [];
     const itemOf = (row: number) => items[Math.floor(row / groupSize)] as TaskItem;
     // Correctness is the task's verifier whatever the rewards are; it is what accuracy reports.

@@ -7,6 +7,7 @@ import { Trainer } from '../src/trainer.js';
 import type { TrainConfigInput } from '../src/config.js';
 import { rewardGroups, trlMetrics, idleOptimisation } from '../src/trl-metrics.js';
 import { EntropyBonus } from '../src/entropy-bonus.js';
+import { normalizeThenSum } from '../src/reward-aggregation.js';
 
 const task = new AdditionTask();
 const tokenizer = new CharTokenizer(task.alphabet);
@@ -180,6 +181,48 @@ describe('gradient accumulation (gradientAccumulationSteps)', () => {
   it('refuses 0 micro-batches by name', () => {
     const policy = tinyPolicy();
     expect(() => new Trainer({ policy, tokenizer, task, config: { gradientAccumulationSteps: 0 } })).toThrow(/gradientAccumulationSteps must be >= 1/);
+    policy.dispose();
+  });
+});
+
+describe('multiObjectiveAggregation and minP', () => {
+  it('normalize_then_sum by hand: each function normalised within its group (NaN left out), then the weighted sum', () => {
+    const f1 = [1, 0, 1, 1];
+    const f2 = [0, Number.NaN, 2, 4];
+    const total = normalizeThenSum([{ weight: 1, values: f1 }, { weight: 0.5, values: f2 }], 2);
+    const s1 = Math.sqrt(0.5) + 1e-4;
+    const s2 = Math.sqrt(2) + 1e-4;
+    // Group 1: f2 has one value (no std): it adds nothing. Group 2: f1 has no spread: 0.
+    const expected = [0.5 / s1, -0.5 / s1, 0.5 * (-1 / s2), 0.5 * (1 / s2)];
+    total.forEach((value, i) => expect(value).toBeCloseTo(expected[i]!, 12));
+  });
+
+  it('normalize_then_sum trains on other advantages than sum_then_normalize; refuses scaleRewards and estimator', async () => {
+    const rewards = [
+      { name: 'variety', weight: 1, fn: (sample: { completion: string }) => new Set(sample.completion).size },
+      { name: 'length', weight: 0.1, fn: (sample: { completion: string }) => sample.completion.length },
+    ];
+    const run = async (multiObjectiveAggregation: 'sum_then_normalize' | 'normalize_then_sum') => {
+      const policy = tinyPolicy();
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], multiObjectiveAggregation }, rewards, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      policy.dispose();
+      return record;
+    };
+    const summed = await run('sum_then_normalize');
+    const normalised = await run('normalize_then_sum');
+    expect(normalised.reward).toBe(summed.reward);
+    expect(normalised.gradNorm).toBeGreaterThan(0);
+    expect(normalised.loss).not.toBe(summed.loss);
+    const policy = tinyPolicy();
+    expect(() => new Trainer({ policy, tokenizer, task, config: { multiObjectiveAggregation: 'normalize_then_sum', scaleRewards: 'batch' } })).toThrow(/scaleRewards and estimator do not apply/);
+    policy.dispose();
+  });
+
+  it('minP = 1 keeps only the most likely token: every rollout of a prompt is the same', async () => {
+    const policy = tinyPolicy();
+    const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], minP: 1 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect(record.frac_reward_zero_std).toBe(1);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { minP: 2 } })).toThrow(/minP must be <= 1/);
     policy.dispose();
   });
 });
