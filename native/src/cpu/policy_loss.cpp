@@ -136,12 +136,21 @@ void policyLossRows(const PolicyLossTensors& in, const Mask* mask, int64_t seque
   const float threshold =
       options.entropy_quantile > 0.0f ? entropyThreshold(in.entropy, mask, sequences * steps, options.entropy_quantile)
                                       : 0.0f;
-  std::vector<SequenceTotals> totals(static_cast<size_t>(sequences));
+  // The sequences' totals, when anything reads them (the plain token-level types do not).
+  const bool withTotals = options.importance_level == NAPO_IMPORTANCE_SEQUENCE || options.off_policy_mask ||
+                          options.loss_type == NAPO_LOSS_VESPO || in.entropy;
+  std::vector<SequenceTotals> totals(static_cast<size_t>(sequences), SequenceTotals{0.0, 0.0, 0.0, 0.0f, 0.0});
+  if (withTotals) {
+    parallelFor(sequences, std::max<int64_t>(1, 4096 / std::max<int64_t>(steps, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        totals[size_t(s)] = sequenceTotals(in, mask, s * steps, (s + 1) * steps, options, threshold);
+      }
+    });
+  }
   double keptTotal = 0.0, maskTotal = 0.0;
-  for (int64_t s = 0; s < sequences; ++s) {
-    totals[size_t(s)] = sequenceTotals(in, mask, s * steps, (s + 1) * steps, options, threshold);
-    keptTotal += totals[size_t(s)].kept;
-    maskTotal += totals[size_t(s)].tokens;
+  for (const SequenceTotals& sequence : totals) {
+    keptTotal += sequence.kept;
+    maskTotal += sequence.tokens;
   }
   // d loss / d entropy of a kept token: the bonus's share.
   const float gradKeptEntropy =
