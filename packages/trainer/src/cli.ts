@@ -21,7 +21,7 @@ import { formatMemoryTable, formatProfileTable, runProfile } from './profile.js'
 import { warmedUpPolicy } from './warmup.js';
 import { formatPrediction, predictStepMemory, worstCaseShapes } from './memory.js';
 import { presets } from './presets.js';
-import { createProgress, describeRecord } from './progress.js';
+import { createProgress, describeCompletions, describeRecord } from './progress.js';
 import { encodePrompt } from './prompting.js';
 import { DatasetTask } from './dataset.js';
 import type { Task } from './task.js';
@@ -180,6 +180,7 @@ program
       log.append(record);
       if (record.kind === 'step') {
         progress.update(label, record.step, describeRecord(record));
+        if (record.completions) progress.log(describeCompletions(record.step, record.completions));
         if (trainer.config.saveEvery > 0 && record.step % trainer.config.saveEvery === 0) await saveCheckpoint(checkpoints, trainer, tokenizer);
       } else {
         console.log(`\nstep ${record.step}: ${describeRecord(record)}`);

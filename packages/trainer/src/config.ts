@@ -137,6 +137,10 @@ export const trainConfigSchema = z.object({
   diagnostics: z.boolean().default(true),
   /** ExP-DPO's beta. */
   dpoBeta: z.number().gt(0).default(0.1),
+  /** TRL's log_completions: each step record carries its rollouts (prompt, completion, rewards), and `napo train` prints them. */
+  logCompletions: z.boolean().default(false),
+  /** TRL's num_completions_to_print: how many of them (default all). */
+  numCompletionsToPrint: positiveInteger.optional(),
   /** Evaluate on the held-out items every N steps (0 = at the end only). */
   evalEvery: z.number().int().min(0).default(0),
   /** Write a checkpoint every N steps (0 = never). */

@@ -5,11 +5,13 @@
 import cliProgress from 'cli-progress';
 
 import { describeDiagnostics } from './diagnostics.js';
-import type { TrainerRecord } from './records.js';
+import type { LoggedCompletion, TrainerRecord } from './records.js';
 
 export interface Progress {
   start(label: string, total: number): void;
   update(label: string, done: number, detail: string): void;
+  /** Lines printed above the bars (as they are, without a terminal). */
+  log(text: string): void;
   stop(): void;
 }
 
@@ -24,6 +26,7 @@ export function createProgress(interactive = Boolean(process.stdout.isTTY), line
     return {
       start: (label, total) => active.set(label, bars.create(total, 0, { label: label.padEnd(14), detail: '' })),
       update: (label, done, detail) => active.get(label)?.update(done, { detail }),
+      log: (text) => bars.log(`${text}\n`),
       stop: () => bars.stop(),
     };
   }
@@ -35,8 +38,15 @@ export function createProgress(interactive = Boolean(process.stdout.isTTY), line
       const every = Math.max(1, Math.round(total / lines));
       if (done % every === 0 || done === total) console.log(`${label} ${done}/${total} ${detail}`);
     },
+    log: (text) => console.log(text),
     stop: () => undefined,
   };
+}
+
+/** A step's logged completions, one line each: reward, prompt and completion on one line. */
+export function describeCompletions(step: number, completions: readonly LoggedCompletion[]): string {
+  const oneLine = (text: string) => JSON.stringify(text);
+  return [`step ${step} completions:`, ...completions.map((c) => `  [reward ${c.reward.toFixed(2)}] ${oneLine(c.prompt)} -> ${oneLine(c.completion)}`)].join('\n');
 }
 
 /** The one-line summary of a record a progress display shows. */

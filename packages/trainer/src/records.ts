@@ -79,6 +79,15 @@ export interface TrlStepMetrics {
   [rewardFunctionMetric: `rewards/${string}/${'mean' | 'std'}`]: number;
 }
 
+/** One rollout as logCompletions records it (TRL's completions table). */
+export interface LoggedCompletion {
+  prompt: string;
+  completion: string;
+  reward: number;
+  /** Each reward function's value (NaN where it does not apply); empty without reward functions. */
+  rewards: Record<string, number>;
+}
+
 export interface StepRecord extends TrlStepMetrics {
   kind: 'step';
   algorithm: Algorithm;
@@ -92,6 +101,8 @@ export interface StepRecord extends TrlStepMetrics {
   accuracyByLevel: Record<string, number>;
   /** Prompts whose completions were all wrong: where GRPO has no signal. */
   allWrongPrompts: number;
+  /** The step's rollouts, with logCompletions (the first numCompletionsToPrint). */
+  completions?: LoggedCompletion[];
   /** ExPO's premise on the all-wrong prompts (diagnostics.ts); absent when the config turns diagnostics off. */
   explanations?: ExplanationDiagnostics;
   /** Seconds the diagnostics took (not part of stepSeconds). */

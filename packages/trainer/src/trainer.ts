@@ -33,7 +33,7 @@ import { trainConfig, type TrainConfig, type TrainConfigInput } from './config.j
 import { diagnoseExplanations, solutionPair, type ExplanationDiagnostics } from './diagnostics.js';
 import { EntropyBonus, type EntropyBonusState } from './entropy-bonus.js';
 import { defaultEvaluationOptions, evaluate, heldOutItems, type EvaluationOptions } from './evaluate.js';
-import { phases, type EvalRecord, type Phase, type PhaseFigures, type StepRecord } from './records.js';
+import { phases, type EvalRecord, type LoggedCompletion, type Phase, type PhaseFigures, type StepRecord } from './records.js';
 import { idleOptimisation, rewardGroups, trlMetrics, type Optimisation } from './trl-metrics.js';
 import { Rng, type RngState } from './rng.js';
 import { encodePrompt } from './prompting.js';
@@ -249,6 +249,7 @@ export class Trainer {
       rewardsByName: rollouts.rewardsByName,
       accuracyByLevel: accuracyByLevel(items, rollouts.correct, config.groupSize),
       allWrongPrompts: allWrong.length,
+      ...(config.logCompletions ? { completions: this.loggedCompletions(items, rollouts) } : {}),
       ...(diagnosis ? { explanations: diagnosis } : {}),
       diagnosticSeconds,
       explanationsDropped: dropped,
@@ -332,6 +333,18 @@ export class Trainer {
     return count(stepsPerGeneration)
       .map((mini) => count(gradientAccumulationSteps).flatMap((micro) => microBatch(mini, micro)))
       .filter((micros) => micros.length > 0);
+  }
+
+  /** The rollouts as TRL's completions table lists them: prompt, completion, reward, each function's. */
+  private loggedCompletions(items: TaskItem[], rollouts: Rollouts): LoggedCompletion[] {
+    const { groupSize, numCompletionsToPrint } = this.config;
+    const count = Math.min(rollouts.texts.length, numCompletionsToPrint ?? rollouts.texts.length);
+    return rollouts.texts.slice(0, count).map((completion, row) => ({
+      prompt: (items[Math.floor(row / groupSize)] as TaskItem).prompt,
+      completion,
+      reward: rollouts.rewards[row] as number,
+      rewards: Object.fromEntries(Object.entries(rollouts.rewardsByFunction).map(([name, values]) => [name, values[row] as number])),
+    }));
   }
 
   /** Rollouts of group `g` that hit maxNewTokens. */

@@ -8,6 +8,7 @@ import type { TrainConfigInput } from '../src/config.js';
 import { rewardGroups, trlMetrics, idleOptimisation } from '../src/trl-metrics.js';
 import { EntropyBonus } from '../src/entropy-bonus.js';
 import { normalizeThenSum } from '../src/reward-aggregation.js';
+import { describeCompletions } from '../src/progress.js';
 
 const task = new AdditionTask();
 const tokenizer = new CharTokenizer(task.alphabet);
@@ -223,6 +224,26 @@ describe('multiObjectiveAggregation and minP', () => {
     const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], minP: 1 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
     expect(record.frac_reward_zero_std).toBe(1);
     expect(() => new Trainer({ policy, tokenizer, task, config: { minP: 2 } })).toThrow(/minP must be <= 1/);
+    policy.dispose();
+  });
+});
+
+describe('logCompletions', () => {
+  it("the step's first numCompletionsToPrint rollouts with their rewards, and the lines napo train prints", async () => {
+    const policy = tinyPolicy();
+    const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], logCompletions: true, numCompletionsToPrint: 3 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect(record.completions).toHaveLength(3);
+    for (const logged of record.completions ?? []) {
+      expect(logged.rewards.variety).toBe(new Set(logged.completion).size);
+      expect(logged.reward).toBe(logged.rewards.variety);
+      expect(logged.prompt.length).toBeGreaterThan(0);
+    }
+    const printed = describeCompletions(record.step, record.completions ?? []).split('\n');
+    expect(printed[0]).toBe('step 1 completions:');
+    expect(printed).toHaveLength(4);
+    expect(printed[1]).toContain(JSON.stringify(record.completions?.[0]?.completion));
+    const quiet = await new Trainer({ policy: tinyPolicy(), tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1] }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+    expect('completions' in quiet).toBe(false);
     policy.dispose();
   });
 });
