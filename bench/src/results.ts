@@ -67,7 +67,7 @@ export interface Comparison {
 
 /** One op, one variant, one shape, one dtype, one implementation. */
 export interface KernelEntry {
-  /** 'sample' | 'tokenLogprobs' | 'tokenLogprobsBackward' | 'groupAdvantages' | 'policyLoss' | 'maskedRowSum'. */
+  /** 'sample' | 'tokenLogprobs' | 'tokenLogprobsBackward' | 'groupAdvantages' | 'policyLoss' | 'maskedRowSum' | 'repetitionPenalty'. */
   op: string;
   /** 'greedy', 'top-k 50', 'entropy', 'group/rloo', 'dr_grpo', ... ('' when the op has one). */
   variant: string;

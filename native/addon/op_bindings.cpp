@@ -248,6 +248,26 @@ struct PolicyLossCall : OpCall {
   }
 };
 
+// (logits, history, penalty) -> logits with the history's tokens penalised
+struct RepetitionPenaltyCall : OpCall {
+  static constexpr const char* kName = "repetitionPenalty";
+  napo_tensor logits{}, history{}, out{};
+  float penalty = 1.0f;
+
+  void prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    logits = input(info[0], kName, "logits");
+    history = input(info[1], kName, "history");
+    penalty = float(numberArg(env, info[2], kName, "penalty"));
+    check(env, napo_repetition_penalty_validate(&logits, &history, penalty));
+    out = output(env, kName, logits.dtype, {logits.shape[0], logits.shape[1]}, logits.device, NAPO_MEMORY_LOGITS);
+  }
+
+  napo_status run() { return napo_repetition_penalty(&logits, &history, penalty, &out, nullptr); }
+
+  Napi::Value result(Napi::Env) { return outputObject(0); }
+};
+
 // (values, mask) -> sums
 struct MaskedRowSumCall : OpCall {
   static constexpr const char* kName = "maskedRowSum";
@@ -383,6 +403,7 @@ void registerOps(Napi::Env env, Napi::Object exports) {
   registerOp<TokenLogprobsBackwardCall>(env, exports);
   registerOp<GroupAdvantagesCall>(env, exports);
   registerOp<PolicyLossCall>(env, exports);
+  registerOp<RepetitionPenaltyCall>(env, exports);
   registerOp<MaskedRowSumCall>(env, exports);
   registerOp<MaskedRowSumBackwardCall>(env, exports);
   registerOp<LinearLogprobsCall>(env, exports);

@@ -171,6 +171,20 @@ class CudaBackend : public Backend {
     return NAPO_OK;
   }
 
+  napo_status repetitionPenalty(const Logits& logits, const std::vector<int32_t>& history, float penalty,
+                                Logits& out) override {
+    const int64_t n = logits.rows, length = int64_t(history.size()) / n;
+    DeviceLogits in(logits), result(out);
+    auto h = deviceCopy(history);
+    napo_tensor lt = tensorView(in.data(), logits.dtype, {n, logits.vocab}, kCuda);
+    napo_tensor ht = tensorView(h->data(), NAPO_INT32, {n, length}, kCuda);
+    napo_tensor ot = tensorView(result.data(), out.dtype, {n, out.vocab}, kCuda);
+    const napo_status status = napo_repetition_penalty(&lt, &ht, penalty, &ot, stream_);
+    if (status != NAPO_OK) return status;
+    result.buffer.download(out.bytes.data());
+    return NAPO_OK;
+  }
+
   napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
     auto values = deviceCopy(in.values), mask = deviceCopy(in.maskBytes());
     DeviceBuffer out(size_t(in.rows) * 4);

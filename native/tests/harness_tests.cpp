@@ -13,6 +13,7 @@
 #include "cuda/logprobs.cuh"
 #include "cuda/masked_row_sum.cuh"
 #include "cuda/policy_loss.cuh"
+#include "cuda/repetition_penalty.cuh"
 #include "cuda/sample.cuh"
 #include "core/math.h"
 #include "layer_checks.h"
@@ -201,6 +202,22 @@ class EmulatedBackend : public Backend {
     return NAPO_OK;
   }
 
+  napo_status repetitionPenalty(const Logits& logits, const std::vector<int32_t>& history, float penalty,
+                                Logits& out) override {
+    const int64_t n = logits.rows, length = int64_t(history.size()) / n;
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kDevice);
+    napo_tensor h = tensorView(const_cast<int32_t*>(history.data()), NAPO_INT32, {n, length}, kDevice);
+    NAPO_TRY(napo_repetition_penalty_validate(&l, &h, penalty));
+    kernels::KernelErrors errors = clearedErrors();
+    if (logits.dtype == NAPO_BFLOAT16) {
+      penaliseRows<uint16_t>(logits, history, length, penalty, out, errors);
+    } else {
+      penaliseRows<float>(logits, history, length, penalty, out, errors);
+    }
+    if (errors.badIndex == kernels::kNothingFound) return NAPO_OK;
+    return napo::historyTokenError("repetitionPenalty", h, int64_t(errors.badIndex), history[errors.badIndex], logits.vocab);
+  }
+
   napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
     const std::vector<uint8_t> maskBytes = in.maskBytes();
     napo_tensor values = tensorView(const_cast<float*>(in.values.data()), NAPO_FLOAT32, {in.rows, in.width}, kDevice);
@@ -261,6 +278,15 @@ class EmulatedBackend : public Backend {
   }
 
  private:
+  template <typename Logit>
+  static void penaliseRows(const Logits& logits, const std::vector<int32_t>& history, int64_t length, float penalty,
+                           Logits& out, kernels::KernelErrors& errors) {
+    const kernels::RepetitionPenaltyArgs<Logit> args{static_cast<const Logit*>(logits.data()), history.data(), logits.rows,
+                                                     logits.vocab, length, penalty, static_cast<Logit*>(out.data()),
+                                                     &errors};
+    kernels::launchRepetitionPenalty(emulated, args);
+  }
+
   // What masked_row_sum.cu does around a launch: the kernel's error record decoded into the CPU's message.
   template <typename Launcher>
   static napo_status rowSumLaunch(const char* op, const napo_tensor* const inputs[3], kernels::MaskedRowSumArgs args,

@@ -272,6 +272,9 @@ class Backend {
   virtual napo_status groupAdvantages(const AdvantageInputs& in, std::vector<float>& out) = 0;
   virtual napo_status policyLoss(const PolicyLossInputs& in, PolicyLossResult& out) = 0;
   virtual napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) = 0;
+  // `out` arrives shaped like `logits`; `history` is [logits.rows, length].
+  virtual napo_status repetitionPenalty(const Logits& logits, const std::vector<int32_t>& history, float penalty,
+                                        Logits& out) = 0;
   virtual napo_status maskedRowSumBackward(const RowSumInputs& in, std::vector<float>& gradValues) = 0;
   virtual napo_status linearLogprobs(const LinearInputs& in, LogprobsResult& out) = 0;
   virtual napo_status linearLogprobsBackward(const LinearInputs& in, LinearGradientsResult& out) = 0;
@@ -347,6 +350,15 @@ class CpuBackend : public Backend {
     napo_tensor adv = tensorView(const_cast<float*>(in.advantages.data()), NAPO_FLOAT32, {s}, kCpu);
     return napo_policy_loss(&lp, &old, in.refLogprobs.empty() ? nullptr : &ref, withEntropy ? &ent : nullptr, &adv,
                             &mask, &in.options, &grad, withEntropy ? &gradEnt : nullptr, &out.stats, nullptr);
+  }
+
+  napo_status repetitionPenalty(const Logits& logits, const std::vector<int32_t>& history, float penalty,
+                                Logits& out) override {
+    const int64_t n = logits.rows, length = int64_t(history.size()) / std::max<int64_t>(n, 1);
+    napo_tensor l = tensorView(const_cast<void*>(logits.data()), logits.dtype, {n, logits.vocab}, kCpu);
+    napo_tensor h = tensorView(const_cast<int32_t*>(history.data()), NAPO_INT32, {n, length}, kCpu);
+    napo_tensor o = tensorView(out.data(), out.dtype, {n, out.vocab}, kCpu);
+    return napo_repetition_penalty(&l, &h, penalty, &o, nullptr);
   }
 
   napo_status maskedRowSum(const RowSumInputs& in, std::vector<float>& sums) override {
@@ -872,6 +884,46 @@ inline void maskedRowSumSuite(Checks& checks, Backend& candidate, Backend& refer
   }
 }
 
+// repetitionPenalty on both dtypes: repeated tokens, -1 padding, ragged histories; and a history
+// entry out of range (the first in row-major order reported by both).
+inline void repetitionPenaltySuite(Checks& checks, Backend& candidate, Backend& reference) {
+  uint64_t seed = 800;
+  for (napo_dtype dtype : {NAPO_FLOAT32, NAPO_BFLOAT16}) {
+    for (const Shape& shape : {Shape{1, 1}, Shape{3, 37}, Shape{4, 1000}, Shape{2, 33000}}) {
+      const Logits logits = makeLogits(dtype, shape.rows, shape.vocab, Pattern::Normal, ++seed, 1);
+      for (int64_t length : {int64_t(1), int64_t(9), int64_t(300)}) {
+        std::vector<int32_t> history = randomTokens(size_t(shape.rows * length), int32_t(shape.vocab), ++seed);
+        for (size_t i = 0; i < history.size(); i += 4) history[i] = -1;  // padding
+        if (history.size() > 2) history[2] = history[1];                  // a repeat
+        for (float penalty : {1.3f, 0.7f}) {
+          const std::string what = format("repetitionPenalty [%lld, %lld] L=%lld dtype=%d penalty=%g", (long long)shape.rows,
+                                          (long long)shape.vocab, (long long)length, int(dtype), penalty);
+          Logits want = logits, got = logits;
+          bool ok = false;
+          bothRun(checks, what,
+                  [&](bool ref) { return (ref ? reference : candidate).repetitionPenalty(logits, history, penalty, ref ? want : got); },
+                  &ok);
+          if (!ok) continue;
+          bool same = true;
+          for (int64_t r = 0; r < shape.rows && same; ++r) {
+            for (int64_t c = 0; c < shape.vocab && same; ++c) same = want.get(r, c) == got.get(r, c) || (std::isnan(want.get(r, c)) && std::isnan(got.get(r, c)));
+          }
+          checks.expect(same, what + " bit for bit");
+        }
+      }
+    }
+  }
+  for (int32_t bad : {-2, 37, 1000}) {
+    const Logits logits = makeLogits(NAPO_FLOAT32, 3, 37, Pattern::Normal, 810);
+    std::vector<int32_t> history(12, 5);
+    history[7] = bad;
+    history[10] = 99;
+    Logits want = logits, got = logits;
+    bothRun(checks, format("errors repetitionPenalty history %d", bad),
+            [&](bool ref) { return (ref ? reference : candidate).repetitionPenalty(logits, history, 1.2f, ref ? want : got); });
+  }
+}
+
 // Inputs that break policyLoss's rules, alone and several at once (the first in the CPU's order
 // of checks is reported by both).
 inline void policyLossErrors(Checks& checks, Backend& candidate, Backend& reference) {
@@ -1117,6 +1169,7 @@ inline void runSmallSuites(Checks& checks, Backend& candidate, Backend& referenc
   advantagesSuite(checks, candidate, reference);
   policyLossSuite(checks, candidate, reference);
   maskedRowSumSuite(checks, candidate, reference);
+  repetitionPenaltySuite(checks, candidate, reference);
   linearLogprobsSuite(checks, candidate, reference);
   errorSuite(checks, candidate, reference);
 }

@@ -18,6 +18,11 @@ export function sampleBytes(rows: number, vocab: number, dtype: LogitsDType): nu
   return rows * vocab * elementBytes(dtype) + rows * (int32Bytes + float32Bytes);
 }
 
+/** repetitionPenalty: logits [N, V] read and written (the copy), history [N, L] read. */
+export function repetitionPenaltyBytes(rows: number, vocab: number, dtype: LogitsDType, length: number): number {
+  return 2 * rows * vocab * elementBytes(dtype) + rows * length * int32Bytes;
+}
+
 /** tokenLogprobs: logits [N, V] and tokens [N] read; logprobs, lse (and entropy) [N] written. */
 export function tokenLogprobsBytes(rows: number, vocab: number, dtype: LogitsDType, entropy: boolean): number {
   return rows * vocab * elementBytes(dtype) + rows * (int32Bytes + (entropy ? 3 : 2) * float32Bytes);

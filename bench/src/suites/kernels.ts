@@ -13,6 +13,7 @@ import {
   maskedRowSum,
   maskedRowSumBackward,
   policyLoss,
+  repetitionPenalty,
   resetPeakMemoryStats,
   reference,
   sample,
@@ -34,6 +35,7 @@ import { timeCall } from '../timing.js';
 import {
   groupAdvantagesBytes,
   maskedRowSumBytes,
+  repetitionPenaltyBytes,
   policyLossBytes,
   sampleBytes,
   tokenLogprobsBackwardBytes,
@@ -280,6 +282,32 @@ function sampleCases(logits: Tensor, host: HostLogits, context: DeviceContext): 
     };
   });
   return { cases, release: () => disposeAll(baselineLogits, temperatureTokens) };
+}
+
+/** repetitionPenalty over a history of 256 tokens a row: a copy of [N, V] and a scatter, against the TS reference. */
+function repetitionPenaltyCases(logits: Tensor, host: HostLogits, context: DeviceContext): CaseGroup {
+  const rows = logits.shape[0] as number;
+  const { vocab, dtype } = host;
+  const length = 256;
+  const historyValues = Int32Array.from({ length: rows * length }, (_, i) => (i * 7919) % vocab);
+  const history = tensor<'int32'>(historyValues, [rows, length], { device: context.device });
+  const referenceRows = Math.min(rows, context.options.referenceRows);
+  const referenceLogits = asReference(sliceLogits(host, referenceRows));
+  const referenceHistory = { dtype: 'int32' as const, shape: [referenceRows, length], data: historyValues.subarray(0, referenceRows * length) };
+  const cases: Case[] = [
+    {
+      op: 'repetitionPenalty',
+      variant: `history ${length}`,
+      dtype,
+      rows,
+      vocab,
+      shape: [rows, vocab],
+      bytesMoved: repetitionPenaltyBytes(rows, vocab, dtype, length),
+      run: () => repetitionPenalty(logits as Tensor<'float32'>, history, 1.2).dispose(),
+      ...(probesAvailable(context.device) ? { reference: { name: 'TS reference', rows: referenceRows, run: () => void reference.repetitionPenalty(referenceLogits, referenceHistory, 1.2) } } : {}),
+    },
+  ];
+  return { cases, release: () => history.dispose() };
 }
 
 function logprobCases(logits: Tensor, host: HostLogits, context: DeviceContext): CaseGroup {
@@ -569,7 +597,11 @@ function logitsEntries(rows: number, vocab: number, dtype: LogitsDType, context:
   const { baselineRows, referenceRows } = context.options;
   const host = copyRows(full, Math.min(rows, Math.max(baselineRows, referenceRows)));
   try {
-    return [...measureAll(sampleCases(logits, host, context), context, onEntry), ...measureAll(logprobCases(logits, host, context), context, onEntry)];
+    return [
+      ...measureAll(sampleCases(logits, host, context), context, onEntry),
+      ...measureAll(logprobCases(logits, host, context), context, onEntry),
+      ...measureAll(repetitionPenaltyCases(logits, host, context), context, onEntry),
+    ];
   } finally {
     logits.dispose();
   }

@@ -328,6 +328,17 @@ NAPO_API napo_status napo_policy_loss(const napo_tensor* logprobs, const napo_te
                                       napo_tensor* grad_logprobs, napo_tensor* grad_entropy,
                                       napo_policy_loss_stats* stats, void* stream);
 
+/* ---- repetitionPenalty: logits of tokens already in a row made less likely ------------------------ */
+
+/* logits [B, V] f32|bf16, history [B, L] i32 (the row's tokens so far; -1: none) -> out [B, V] of
+ * the logits' dtype: the logit z of every token in the row's history becomes z * penalty when
+ * z < 0 and z / penalty otherwise, once however often the token occurs (Hugging Face's
+ * RepetitionPenaltyLogitsProcessor); the others are copied. penalty > 0 and finite. */
+NAPO_API napo_status napo_repetition_penalty_validate(const napo_tensor* logits, const napo_tensor* history,
+                                                      float penalty);
+NAPO_API napo_status napo_repetition_penalty(const napo_tensor* logits, const napo_tensor* history, float penalty,
+                                             napo_tensor* out, void* stream);
+
 /* ---- maskedRowSum: each row's sum over its masked positions ------------------------------------ */
 
 /* values [R, W] f32, mask [R, W] (f32, int32, uint8 or bool: 0 or 1) -> sums [R] f32, each row

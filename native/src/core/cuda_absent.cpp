@@ -66,6 +66,10 @@ napo_status policyLoss(const napo_tensor&, const napo_tensor&, const napo_tensor
   return fail(NAPO_ERR_UNAVAILABLE, "policyLoss: %s", kReason);
 }
 
+napo_status repetitionPenalty(const napo_tensor&, const napo_tensor&, float, napo_tensor&, void*) {
+  return fail(NAPO_ERR_UNAVAILABLE, "repetitionPenalty: %s", kReason);
+}
+
 napo_status maskedRowSum(const napo_tensor&, const napo_tensor&, napo_tensor&, void*) {
   return fail(NAPO_ERR_UNAVAILABLE, "maskedRowSum: %s", kReason);
 }

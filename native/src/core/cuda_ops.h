@@ -26,6 +26,9 @@ napo_status policyLoss(const napo_tensor& logprobs, const napo_tensor& oldLogpro
                        const napo_policy_loss_options& options, napo_tensor& gradLogprobs, napo_tensor* gradEntropy,
                        napo_policy_loss_stats* stats, void* stream);
 
+napo_status repetitionPenalty(const napo_tensor& logits, const napo_tensor& history, float penalty, napo_tensor& out,
+                              void* stream);
+
 napo_status maskedRowSum(const napo_tensor& values, const napo_tensor& mask, napo_tensor& sums, void* stream);
 
 napo_status maskedRowSumBackward(const napo_tensor& mask, const napo_tensor& gradSums, napo_tensor& gradValues,

@@ -16,6 +16,10 @@ inline float bf16ToFloat(uint16_t bits) {
 }
 
 // Round to nearest even; NaN stays NaN (a quiet bit is forced so truncation cannot make Inf).
+// Hugging Face's repetition penalty of one logit: shrunk towards 0 when positive, pushed down when
+// negative (the CPU backend and the TS reference; the CUDA kernel spells the same out).
+inline float penalisedLogit(float z, float penalty) { return z < 0.0f ? z * penalty : z / penalty; }
+
 inline uint16_t floatToBf16(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof bits);

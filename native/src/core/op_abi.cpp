@@ -388,4 +388,33 @@ napo_status napo_masked_row_sum_backward(const napo_tensor* mask, const napo_ten
   return NAPO_OK;
 }
 
+napo_status napo_repetition_penalty_validate(const napo_tensor* logits, const napo_tensor* history, float penalty) {
+  constexpr const char* op = "repetitionPenalty";
+  NAPO_TRY(checkLogits(op, logits));
+  if (!history) return fail(NAPO_ERR_TYPE, "%s: history is missing", op);
+  if (history->dtype != NAPO_INT32) return fail(NAPO_ERR_TYPE, "%s: history must be int32, got %s", op, dtypeName(history->dtype));
+  if (history->ndim != 2 || history->shape[0] != logits->shape[0] || history->shape[1] < 1) {
+    return fail(NAPO_ERR_RANGE, "%s: history must have shape [%lld, L] with L >= 1, got %s", op,
+                (long long)logits->shape[0], shapeText(*history).c_str());
+  }
+  NAPO_TRY(checkSameDevice(op, "history", history, logits->device));
+  if (!(penalty > 0.0f) || std::isinf(penalty)) return fail(NAPO_ERR_RANGE, "%s: penalty = %g must be > 0 and finite", op, penalty);
+  if (history->device.kind != NAPO_CPU) return NAPO_OK;
+  const int32_t* ids = dataAs<const int32_t>(*history);
+  for (int64_t i = 0; i < numel(*history); ++i) {
+    if (ids[i] < -1 || ids[i] >= logits->shape[1]) return historyTokenError(op, *history, i, ids[i], logits->shape[1]);
+  }
+  return NAPO_OK;
+}
+
+napo_status napo_repetition_penalty(const napo_tensor* logits, const napo_tensor* history, float penalty,
+                                    napo_tensor* out, void* stream) {
+  NAPO_TRY(napo_repetition_penalty_validate(logits, history, penalty));
+  NAPO_TRY(checkTensor("repetitionPenalty", "out", out, logits->dtype, 2, logits->shape));
+  NAPO_TRY(checkSameDevice("repetitionPenalty", "out", out, logits->device));
+  if (onCuda(logits)) return cuda::repetitionPenalty(*logits, *history, penalty, *out, stream);
+  cpuBackend().repetitionPenalty(*logits, dataAs<const int32_t>(*history), history->shape[1], penalty, *out);
+  return NAPO_OK;
+}
+
 }  // extern "C"

@@ -183,4 +183,9 @@ napo_status checkFiniteWhereMasked(const char* op, const char* name, const napo_
   return NAPO_OK;
 }
 
+napo_status historyTokenError(const char* op, const napo_tensor& history, int64_t flat, int32_t token, int64_t vocab) {
+  return fail(NAPO_ERR_RANGE, "%s: history%s = %d is out of range for vocab %lld (-1: none)", op,
+              indexText(history, flat).c_str(), token, (long long)vocab);
+}
+
 }  // namespace napo

@@ -36,6 +36,8 @@ napo_status checkFiniteWhereMasked(const char* op, const char* name, const napo_
 // The messages of those checks, shared with the CUDA backend, which finds the value on the device.
 napo_status notFiniteError(const char* op, const char* name, const napo_tensor& t, int64_t flat, double value);
 napo_status badMaskError(const char* op, const napo_tensor& mask, int64_t flat, double value);
+// repetitionPenalty: a history entry neither -1 nor a token id.
+napo_status historyTokenError(const char* op, const napo_tensor& history, int64_t flat, int32_t token, int64_t vocab);
 // linearLogprobs: finite hidden and weight whose product overflows float32.
 napo_status linearOverflowError(const char* op, int64_t row, int64_t column, float temperature);
 // "[3, 17]" for flat index 3 * T + 17 of a rank-2 tensor, "[5]" for rank 1.

@@ -34,6 +34,11 @@ struct PolicyLossTensors {
 using PolicyLossKernel = void(const PolicyLossTensors& tensors, const napo_tensor& mask, int64_t sequences,
                               int64_t steps, const napo_policy_loss_options& options, napo_policy_loss_stats* stats);
 
+// repetitionPenalty (src/cpu/repetition_penalty.cpp): logits and out [rows, vocab] of one dtype,
+// history [rows, length] (validated: -1 or a token id).
+using RepetitionPenaltyKernel = void(const napo_tensor& logits, const int32_t* history, int64_t length, float penalty,
+                                     napo_tensor& out);
+
 // maskedRowSum (src/cpu/masked_row_sum.cpp): values [rows, width] f32, mask of the same shape.
 using MaskedRowSumKernel = void(const float* values, const napo_tensor& mask, int64_t rows, int64_t width,
                                 float* sums);
@@ -160,6 +165,7 @@ struct CpuBackend {
   TokenLogprobsBackwardKernel* tokenLogprobsBackward;
   GroupAdvantagesKernel* groupAdvantages;
   PolicyLossKernel* policyLoss;
+  RepetitionPenaltyKernel* repetitionPenalty;
   MaskedRowSumKernel* maskedRowSum;
   MaskedRowSumBackwardKernel* maskedRowSumBackward;
   LinearLogprobsKernel* linearLogprobs;

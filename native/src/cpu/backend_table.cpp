@@ -12,6 +12,7 @@ extern const CpuBackend backendTable = {
     .tokenLogprobsBackward = &tokenLogprobsBackward,
     .groupAdvantages = &groupAdvantages,
     .policyLoss = &policyLoss,
+    .repetitionPenalty = &repetitionPenalty,
     .maskedRowSum = &maskedRowSum,
     .maskedRowSumBackward = &maskedRowSumBackward,
     .linearLogprobs = &linearLogprobs,

@@ -13,6 +13,7 @@ TokenLogprobsKernel tokenLogprobs;
 TokenLogprobsBackwardKernel tokenLogprobsBackward;
 GroupAdvantagesKernel groupAdvantages;
 PolicyLossKernel policyLoss;
+RepetitionPenaltyKernel repetitionPenalty;
 MaskedRowSumKernel maskedRowSum;
 MaskedRowSumBackwardKernel maskedRowSumBackward;
 LinearLogprobsKernel linearLogprobs;

@@ -35,6 +35,8 @@ export {
   linearLogprobsBackwardAsync,
   maskedRowSum,
   maskedRowSumAsync,
+  repetitionPenalty,
+  repetitionPenaltyAsync,
   maskedRowSumBackward,
   maskedRowSumBackwardAsync,
   policyLoss,

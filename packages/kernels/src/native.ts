@@ -182,6 +182,7 @@ export interface NativeOps {
       vespoPhiMean: number;
     };
   };
+  repetitionPenalty(logits: NativeTensorHandle, history: NativeTensorHandle, penalty: number): NativeTensorHandle;
   maskedRowSum(values: NativeTensorHandle, mask: NativeTensorHandle): NativeTensorHandle;
   maskedRowSumBackward(mask: NativeTensorHandle, gradSums: NativeTensorHandle): NativeTensorHandle;
   linearLogprobs(

@@ -415,6 +415,23 @@ export async function policyLossAsync(inputs: PolicyLossInputs, options: PolicyL
 }
 
 /**
+ * Hugging Face's repetition penalty: `logits` [B, V] (float32 or bfloat16) with the logit z of
+ * every token in the row's `history` (int32 [B, L], -1 where there is none) made `z * penalty`
+ * when z < 0 and `z / penalty` otherwise, once however often it occurs; a new tensor of the
+ * logits' dtype. `penalty` > 1 discourages repeats.
+ */
+export function repetitionPenalty<D extends 'float32' | 'bfloat16'>(logits: Tensor<D>, history: Tensor<'int32'>, penalty: number): Tensor<D> {
+  const op = 'repetitionPenalty';
+  return Tensor.fromHandle<D>(addon().repetitionPenalty(handleOf(op, 'logits', logits), handleOf(op, 'history', history), numberOption(op, 'penalty', penalty, 1)));
+}
+
+/** repetitionPenalty() off the JS thread. */
+export async function repetitionPenaltyAsync<D extends 'float32' | 'bfloat16'>(logits: Tensor<D>, history: Tensor<'int32'>, penalty: number): Promise<Tensor<D>> {
+  const op = 'repetitionPenalty';
+  return Tensor.fromHandle<D>(await addon().repetitionPenaltyAsync(handleOf(op, 'logits', logits), handleOf(op, 'history', history), numberOption(op, 'penalty', penalty, 1)));
+}
+
+/**
  * Each row's sum over the positions where the mask is 1 (accumulated in double): a sequence's
  * log-prob from its token log-probs, DPO's sums. Padding may hold anything, even -Infinity.
  * `values` float32 [R, W], `mask` [R, W] (float32, int32, uint8 or bool) -> float32 [R].

@@ -7,6 +7,8 @@ import {
   maskedRowSumAsync,
   maskedRowSumBackward,
   policyLoss,
+  repetitionPenalty,
+  repetitionPenaltyAsync,
   reference,
   sample,
   setCpuThreads,
@@ -574,5 +576,40 @@ describe('maskedRowSum (native) against the reference', () => {
     expect(() => maskedRowSumBackward(mask, tensor(Float32Array.of(1)))).toThrow(/gradSums has shape \[1\], expected \[2\]/);
     expect(() => maskedRowSumBackward(mask, tensor(Float32Array.of(1, Number.POSITIVE_INFINITY)))).toThrow(/maskedRowSumBackward: gradSums\[1\] is Infinity/);
     expect(() => reference.maskedRowSumBackward(mask.toHost(), Float32Array.of(1, Number.POSITIVE_INFINITY))).toThrow(/gradSums\[1\]/);
+  });
+});
+
+describe('repetitionPenalty (native) against the reference', () => {
+  const random = seededRandom(23);
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    for (const [rows, vocab, length] of [
+      [1, 1, 1],
+      [3, 50, 7],
+      [4, 32000, 40],
+    ] as const) {
+      it(`[${rows}, ${vocab}] ${dtype}, histories of ${length}: bit for bit, repeats penalised once`, async () => {
+        const values = randomLogits(rows, vocab, 8, rows * vocab + length);
+        const data = dtype === 'bfloat16' ? Uint16Array.from(values, (v) => reference.float32ToBf16(v)) : values;
+        const history = Int32Array.from({ length: rows * length }, (_, i) => (i % 5 === 4 ? -1 : Math.floor(random() * vocab)));
+        if (history.length > 2) history[2] = history[1] as number;
+        const logits = tensor(data, [rows, vocab], { dtype });
+        const historyTensor = tensor(history, [rows, length]);
+        for (const penalty of [1.2, 0.8]) {
+          const native = repetitionPenalty(logits, historyTensor, penalty).toArray();
+          const expected = reference.repetitionPenalty({ dtype, shape: [rows, vocab], data } as reference.LogitsTensor, { dtype: 'int32', shape: [rows, length], data: history }, penalty);
+          expect(Array.from(native)).toEqual(Array.from(expected.data));
+          expect(Array.from((await repetitionPenaltyAsync(logits, historyTensor, penalty)).toArray())).toEqual(Array.from(native));
+        }
+      });
+    }
+  }
+
+  it('by hand: a positive logit divided, a negative one multiplied, a repeat once, -1 skipped', () => {
+    const logits = tensor(Float32Array.of(2, -1, 0.5, 3), [1, 4]);
+    const out = repetitionPenalty(logits, tensor(Int32Array.of(0, 1, 0, -1), [1, 4]), 2).toArray();
+    expect(Array.from(out)).toEqual([1, -2, 0.5, 3]);
+    expect(() => repetitionPenalty(logits, tensor(Int32Array.of(4), [1, 1]), 2)).toThrow('repetitionPenalty: history[0, 0] = 4 is out of range for vocab 4 (-1: none)');
+    expect(() => repetitionPenalty(logits, tensor(Int32Array.of(0), [1, 1]), 0)).toThrow(/penalty = 0 must be > 0 and finite/);
+    expect(() => repetitionPenalty(logits, tensor(Int32Array.of(0, 1), [2, 1]), 2)).toThrow(/history must have shape \[1, L\] with L >= 1, got \[2, 1\]/);
   });
 });

@@ -1,5 +1,5 @@
 /** Batched generation on top of `prefill` / `decodeStep` and the `sample` op. */
-import { sample, type PerRow, type Tensor } from '@napo/kernels';
+import { repetitionPenalty, sample, tensor, type PerRow, type Tensor } from '@napo/kernels';
 
 import type { Policy, Tokenizer } from './policy.js';
 
@@ -13,6 +13,8 @@ export interface GenerateOptions {
   topP?: PerRow;
   /** 0 = off. Default 0. */
   minP?: PerRow;
+  /** Hugging Face's repetition penalty over each row's prompt and completion so far (the repetitionPenalty op). 1 = off (default). */
+  repetitionPenalty?: number;
   /** Philox key; the same seed gives the same completions. Default 0. */
   seed?: number | bigint;
   /** A row stops once its completion's text contains one of these (needs a tokenizer). */
@@ -86,6 +88,7 @@ export async function generate(
     let logits: Tensor = await policy.prefill(rows, { capacity });
     try {
       for (let step = 0; step < maxNewTokens; step++) {
+        logits = penalised(logits, rows, tokens, options.repetitionPenalty ?? 1);
         const drawn = sample(logits, { ...sampleOptions, offset: step });
         const ids = drawn.tokens.toArray() as Int32Array;
         const lps = drawn.logprobs.toArray() as Float32Array;
@@ -132,3 +135,26 @@ export async function generate(
   if (tokenizer) result.texts = tokens.map((row) => tokenizer.decode(row));
   return result;
 }
+
+/**
+ * The logits to sample from: as they are, or with each row's prompt and completion so far
+ * penalised (the history travels to the logits' device; the penalised copy replaces `logits`,
+ * which is disposed).
+ */
+function penalised(logits: Tensor, prompts: readonly number[][], completions: readonly number[][], penalty: number): Tensor {
+  if (penalty === 1) return logits;
+  const histories = prompts.map((prompt, row) => [...prompt, ...(completions[row] as number[])]);
+  const length = Math.max(...histories.map((history) => history.length));
+  const history = tensor<'int32'>(
+    Int32Array.from({ length: histories.length * length }, (_, i) => histories[Math.floor(i / length)]?.[i % length] ?? -1),
+    [histories.length, length],
+    { device: logits.device },
+  );
+  try {
+    return repetitionPenalty(logits as Tensor<'float32'>, history, penalty);
+  } finally {
+    history.dispose();
+    logits.dispose();
+  }
+}
+

@@ -128,6 +128,31 @@ describe('generate', () => {
     model.dispose();
   });
 
+  it('repetitionPenalty: every step samples from the logits with the prompt and the completion so far penalised', async () => {
+    const model = tinyModel(6, 16);
+    const prompts = [[1, 2, 3], [4]];
+    const penalty = 5;
+    const result = await generate(model, prompts, { maxNewTokens: 5, temperature: 0, repetitionPenalty: penalty });
+    const plain = await generate(model, prompts, { maxNewTokens: 5, temperature: 0 });
+    expect(result.tokens).not.toEqual(plain.tokens);
+    // Greedy: each token is the argmax of its step's full-forward logits, penalised by hand.
+    const sequences = prompts.map((p, r) => [...p, ...result.tokens[r]]);
+    const T = Math.max(...sequences.map((seq) => seq.length));
+    const logits = await model.forward(sequences);
+    const data = logits.toArray();
+    logits.dispose();
+    prompts.forEach((p, r) => {
+      result.tokens[r].forEach((token, s) => {
+        const t = p.length - 1 + s;
+        const seen = new Set(sequences[r].slice(0, t + 1));
+        const z = Array.from(data.subarray((r * T + t) * V, (r * T + t + 1) * V), (v, id) => (seen.has(id) ? (v < 0 ? v * penalty : v / penalty) : v));
+        expect(token).toBe(z.indexOf(Math.max(...z)));
+      });
+    });
+    await expect(generate(model, prompts, { maxNewTokens: 2, repetitionPenalty: 0 })).rejects.toThrow(/repetitionPenalty: penalty = 0 must be > 0/);
+    model.dispose();
+  });
+
   it('sizes the KV cache for the longest prompt plus maxNewTokens, cut at the context length', async () => {
     const model = tinyModel(10, 8);
     // Ragged: the 6-token prompt has room for 2 new tokens, the 2-token prompt for 6.

@@ -26,6 +26,8 @@ export const trainConfigSchema = z.object({
   topP: z.number().gt(0).max(1).default(1),
   /** TRL's min_p: tokens below minP times the most likely token's probability are not sampled. 0 = off. */
   minP: z.number().min(0).max(1).default(0),
+  /** TRL's repetition_penalty (Hugging Face's): the rollouts' logits of tokens already in the prompt or completion penalised. 1 = off. */
+  repetitionPenalty: z.number().gt(0).default(1),
   learningRate: z.number().gt(0).default(3e-4),
   schedule: z.enum(['constant', 'cosine']).default('constant'),
   warmupSteps: z.number().int().min(0).default(0),

@@ -526,9 +526,9 @@ export class Trainer {
     items: TaskItem[],
     seed: number,
   ): Promise<Rollouts> {
-    const { groupSize, maxNewTokens, temperature, topK, topP, minP } = this.config;
+    const { groupSize, maxNewTokens, temperature, topK, topP, minP, repetitionPenalty } = this.config;
     const prompts = items.flatMap((item) => Array.from({ length: groupSize }, () => this.encode(item.prompt)));
-    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, minP, seed, tokenizer: this.tokenizer });
+    const result = await generate(this.policy, prompts, { maxNewTokens, temperature, topK, topP, minP, repetitionPenalty, seed, tokenizer: this.tokenizer });
     const texts = result.texts ?? [];
     const itemOf = (row: number) => items[Math.floor(row / groupSize)] as TaskItem;
     // Correctness is the task's verifier whatever the rewards are; it is what accuracy reports.

@@ -219,11 +219,22 @@ describe('multiObjectiveAggregation and minP', () => {
     policy.dispose();
   });
 
+  it('repetitionPenalty: the same seed, other rollouts', async () => {
+    const run = async (repetitionPenalty: number) => {
+      const policy = tinyPolicy();
+      const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], repetitionPenalty, logCompletions: true }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
+      policy.dispose();
+      return (record.completions ?? []).map((c) => c.completion);
+    };
+    expect(await run(3)).not.toEqual(await run(1));
+  });
+
   it('minP = 1 keeps only the most likely token: every rollout of a prompt is the same', async () => {
     const policy = tinyPolicy();
     const record = await new Trainer({ policy, tokenizer, task, config: { ...base, algorithm: 'grpo', levels: [1], minP: 1 }, rewards: firstDigitReward, evaluation: { itemsPerLevel: 1 } }).trainStep();
     expect(record.frac_reward_zero_std).toBe(1);
     expect(() => new Trainer({ policy, tokenizer, task, config: { minP: 2 } })).toThrow(/minP must be <= 1/);
+    expect(() => new Trainer({ policy, tokenizer, task, config: { repetitionPenalty: 0 } })).toThrow(/repetitionPenalty must be > 0/);
     policy.dispose();
   });
 });

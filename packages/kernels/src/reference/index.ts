@@ -8,5 +8,6 @@ export { linearLogprobs, linearLogprobsBackward } from './linearLogprobs.js';
 export { groupAdvantages } from './advantages.js';
 export { policyLoss, type PolicyLossInputs, type PolicyLossResult } from './policyLoss.js';
 export { maskedRowSum, maskedRowSumBackward } from './maskedRowSum.js';
+export { repetitionPenalty } from './repetitionPenalty.js';
 export { philox4x32, philoxUniform, toUint64 } from './philox.js';
 export { bf16ToFloat32, float32ToBf16, widenRow, type LogitsTensor } from './bf16.js';
